@@ -1,0 +1,156 @@
+"""The text VAE of Zhu et al. (ACL 2020), in torch only.
+
+LSTM encoder -> q(z|x) = N(mu, diag(sigma^2)); batch norm on mu with its scale fixed
+at ``gamma`` (BN-VAE); LSTM decoder that reads z at every step and from its
+initial state. The module returns per-example loss terms; how they are weighted
+is the training loop's business.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .tokenization import PAD_ID
+
+
+class Encoder(nn.Module):
+    def __init__(self, vocab_size, embed_dim, hidden_dim, latent_dim):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
+        self.lstm = nn.LSTM(embed_dim, hidden_dim, batch_first=True)
+        self.to_posterior = nn.Linear(hidden_dim, 2 * latent_dim)
+
+    def forward(self, tokens, lengths):
+        # tokens: (batch, time) = [<s> w_1..w_n </s> <pad>...]; lengths: (batch,)
+        outputs, _ = self.lstm(self.embedding(tokens))                       # (batch, time, hidden)
+        last = outputs[torch.arange(tokens.size(0), device=tokens.device), lengths - 1]  # (batch, hidden)
+        mean, logvar = self.to_posterior(last).float().chunk(2, dim=-1)     # 2 x (batch, latent)
+        return mean, logvar
+
+
+class MeanBatchNorm(nn.Module):
+    """Batch norm on the posterior means with the scale fixed at ``gamma``.
+
+    Only the shift is learned, so over a batch E[mu_i^2] = gamma^2 + beta_i^2 >= gamma^2
+    and the expected KL cannot fall below latent_dim * gamma^2 / 2 (Zhu et al., 2020).
+    ``eps`` is kept far below any variance the encoder reaches in practice: BN's usual
+    1e-5 lets an optimizer shrink the pre-BN variance under eps, where the output is
+    just beta and the bound no longer holds.
+    """
+
+    def __init__(self, latent_dim, gamma, eps=1e-12):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(latent_dim, eps=eps)
+        self.norm.weight.requires_grad_(False)
+        with torch.no_grad():
+            self.norm.weight.fill_(gamma)
+
+    def forward(self, mean):
+        # mean: (batch, latent); batch norm runs in fp32 even under autocast
+        return self.norm(mean.float())
+
+
+class Decoder(nn.Module):
+    def __init__(self, vocab_size, embed_dim, hidden_dim, latent_dim, dropout_in, dropout_out):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
+        self.dropout_in = nn.Dropout(dropout_in)
+        self.latent_to_state = nn.Linear(latent_dim, hidden_dim)
+        self.lstm = nn.LSTM(embed_dim + latent_dim, hidden_dim, batch_first=True)
+        self.dropout_out = nn.Dropout(dropout_out)
+        self.output = nn.Linear(hidden_dim, vocab_size)
+
+    def hidden_states(self, inputs, z, state=None):
+        # inputs: (batch, time) token ids; z: (batch, latent)
+        embedded = self.dropout_in(self.embedding(inputs))                   # (batch, time, embed)
+        z_steps = z.unsqueeze(1).expand(-1, inputs.size(1), -1)              # (batch, time, latent)
+        if state is None:
+            cell = self.latent_to_state(z).unsqueeze(0)                      # (1, batch, hidden)
+            state = (torch.tanh(cell), cell)
+        outputs, state = self.lstm(torch.cat([embedded, z_steps.to(embedded.dtype)], -1), state)
+        return self.dropout_out(outputs), state                              # (batch, time, hidden)
+
+    def reconstruction_nll(self, tokens, lengths, z):
+        """Negative log-likelihood of each text given z, summed over its tokens
+        (words and ``</s>``). The output layer runs on real tokens only, no padding.
+
+        tokens: (batch, time); lengths: (batch,); z: (batch, samples, latent) -> (batch, samples)
+        """
+        batch, samples, latent = z.shape
+        inputs, targets = tokens[:, :-1], tokens[:, 1:]                      # (batch, time - 1)
+        inputs = inputs.repeat_interleave(samples, 0)                       # (batch * samples, time - 1)
+        targets = targets.repeat_interleave(samples, 0)
+        hidden, _ = self.hidden_states(inputs, z.reshape(batch * samples, latent))
+        keep = targets != PAD_ID                                             # (batch * samples, time - 1)
+        logits = self.output(hidden[keep])                                   # (tokens, vocab)
+        token_nll = F.cross_entropy(logits.float(), targets[keep], reduction="none")  # (tokens,)
+        rows = torch.arange(batch * samples, device=tokens.device).unsqueeze(1).expand_as(keep)[keep]
+        nll = torch.zeros(batch * samples, device=tokens.device).index_add_(0, rows, token_nll)
+        return nll.view(batch, samples)
+
+
+class TextVAE(nn.Module):
+    """LSTM text VAE; with ``gamma > 0`` the posterior means go through
+    :class:`MeanBatchNorm` (BN-VAE), with ``gamma`` 0 or None it is a plain VAE.
+
+    Parameters
+    ----------
+    vocab_size : int
+    embed_dim, hidden_dim, latent_dim : int
+        Reference short-Yelp configuration: 128, 512, 32.
+    gamma : float or None
+        Fixed scale of the batch norm on the posterior means.
+    dropout_in, dropout_out : float
+        Dropout on the decoder's input embeddings and on its LSTM outputs.
+    bn_eps : float
+        Batch-norm epsilon (see :class:`MeanBatchNorm`).
+    """
+
+    def __init__(self, vocab_size, embed_dim=128, hidden_dim=512, latent_dim=32, gamma=0.7,
+                 dropout_in=0.5, dropout_out=0.5, bn_eps=1e-12):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.encoder = Encoder(vocab_size, embed_dim, hidden_dim, latent_dim)
+        self.mean_norm = MeanBatchNorm(latent_dim, gamma, bn_eps) if gamma else nn.Identity()
+        self.decoder = Decoder(vocab_size, embed_dim, hidden_dim, latent_dim, dropout_in, dropout_out)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        # He et al. (2019) / Zhu et al. (2020): small uniform weights, larger for embeddings.
+        for name, parameter in self.named_parameters():
+            if not parameter.requires_grad or name.startswith("mean_norm"):
+                continue
+            bound = 0.1 if "embedding" in name else 0.01
+            nn.init.uniform_(parameter, -bound, bound)
+
+    def posterior(self, tokens, lengths):
+        """(mean, logvar) of q(z|x), each (batch, latent); the mean after batch norm."""
+        mean, logvar = self.encoder(tokens, lengths)
+        return self.mean_norm(mean), logvar
+
+    def forward(self, tokens, lengths, n_samples=1):
+        """Per-example terms of the negative ELBO.
+
+        Returns a dict with ``reconstruction`` (batch,), averaged over ``n_samples``
+        draws of z; ``kl`` (batch,); ``kl_per_dim`` (batch, latent); ``mean``,
+        ``logvar`` (batch, latent).
+        """
+        mean, logvar = self.posterior(tokens, lengths)
+        z = sample_gaussian(mean, logvar, n_samples)                          # (batch, samples, latent)
+        reconstruction = self.decoder.reconstruction_nll(tokens, lengths, z).mean(1)
+        kl_per_dim = gaussian_kl(mean, logvar)
+        return {"reconstruction": reconstruction, "kl": kl_per_dim.sum(1), "kl_per_dim": kl_per_dim,
+                "mean": mean, "logvar": logvar}
+
+
+def sample_gaussian(mean, logvar, n_samples):
+    # mean, logvar: (batch, latent) -> (batch, samples, latent)
+    noise = torch.randn(mean.size(0), n_samples, mean.size(1), device=mean.device)
+    return mean.unsqueeze(1) + noise * (0.5 * logvar).exp().unsqueeze(1)
+
+
+def gaussian_kl(mean, logvar):
+    """KL(N(mean, exp(logvar)) || N(0, I)) per dimension: (batch, latent)."""
+    return 0.5 * (mean.pow(2) + logvar.exp() - logvar - 1.0)

@@ -1,0 +1,227 @@
+"""The pretraining loop, in torch only: length-bucketed batches, gradient clipping,
+learning-rate halving on a validation plateau (Zhu et al. / He et al.), the best
+weights kept, one checkpoint per epoch so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .data import EncodedCorpus, bucket_batches, collate
+from .metrics import evaluate_elbo
+from .runtime import autocast_context, flush_denormals
+
+CHECKPOINT_NAME = "checkpoint.pt"
+OPTIMIZERS = ("sgd", "adam")
+
+
+class KLCollapseWarning(UserWarning):
+    """The pre-batch-norm variance of the posterior means fell near batch norm's eps,
+    where BN-VAE's lower bound on the KL no longer holds."""
+
+
+@dataclass
+class TrainingConfig:
+    optimizer: str = "sgd"
+    lr: float = 1.0
+    batch_size: int = 32
+    max_epochs: int = 20
+    clip_grad_norm: float = 5.0
+    lr_patience: int = 2
+    max_lr_halvings: int = 3
+    precision: str = "auto"
+    seed: int = 0
+    verbose: int = 1
+
+
+def make_optimizer(name, parameters, lr):
+    parameters = [p for p in parameters if p.requires_grad]
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=lr)
+    return torch.optim.Adam(parameters, lr=lr)
+
+
+def pretrain(module, train: EncodedCorpus, valid: EncodedCorpus, config: TrainingConfig,
+             device: torch.device, checkpoint_dir: Optional[str] = None):
+    """Train ``module`` in place; return the per-epoch history (a list of dicts).
+
+    Global RNGs are left as they were: torch's are forked, numpy's is a local Generator.
+    """
+    module.to(device)
+    optimizer = make_optimizer(config.optimizer, module.parameters(), config.lr)
+    state = {"epoch": 0, "history": [], "best_loss": math.inf, "bad_epochs": 0, "halvings": 0,
+             "best_weights": None, "rng": np.random.default_rng(config.seed).bit_generator.state,
+             "torch_rng": None}
+    checkpoint = os.path.join(checkpoint_dir, CHECKPOINT_NAME) if checkpoint_dir else None
+    if checkpoint and os.path.exists(checkpoint):
+        state = _load_checkpoint(checkpoint, module, optimizer, config)
+
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), flush_denormals():
+        if state["torch_rng"] is None:
+            torch.manual_seed(config.seed)
+        else:
+            torch.set_rng_state(state["torch_rng"])
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state["rng"]
+        while state["epoch"] < config.max_epochs and state["halvings"] <= config.max_lr_halvings:
+            record = _train_epoch(module, optimizer, train, config, device, rng, state["epoch"])
+            recalibrate_batch_norm(module, train, device, config.batch_size * 8, rng)
+            record.update({f"valid_{k}": v for k, v in
+                           evaluate_elbo(module, valid, device, config.batch_size * 4,
+                                         config.precision).items()})
+            _check_pre_bn_variance(module, record)
+            _step_plateau(module, optimizer, state, record, config.lr_patience)
+            state["history"].append({k: v if isinstance(v, int) else float(v) for k, v in record.items()})
+            state["epoch"] += 1
+            state["rng"], state["torch_rng"] = rng.bit_generator.state, torch.get_rng_state()
+            if config.verbose:
+                tqdm.write(_format_record(record))
+            if checkpoint:
+                _save_checkpoint(checkpoint, module, optimizer, config, state)
+        if state["best_weights"] is not None:
+            module.load_state_dict(state["best_weights"])
+    module.eval()
+    return state["history"]
+
+
+def recalibrate_batch_norm(module, corpus, device, batch_size, rng, max_texts=50_000):
+    """Set the running statistics of the batch norm on the means to the exact mean and
+    variance over (a sample of) the training texts, at the current weights.
+
+    The moving averages lag behind an encoder whose scale keeps changing, and in
+    eval mode a stale running variance scales the means below ``gamma``: the KL
+    bound then fails on held-out text. One encoder-only pass fixes that.
+    """
+    norm = getattr(getattr(module, "mean_norm", None), "norm", None)
+    if norm is None:
+        return
+    indices = np.arange(len(corpus))
+    if len(indices) > max_texts:
+        indices = np.sort(rng.choice(indices, max_texts, replace=False))
+    sample = corpus.subset(indices)
+    was_training = module.training
+    module.eval()
+    means = []
+    with torch.no_grad():
+        for batch in bucket_batches(sample.lengths, batch_size, shuffle=False):
+            tokens, lengths = (t.to(device) for t in collate(sample, batch))
+            means.append(module.encoder(tokens, lengths)[0].float())   # (batch, latent), pre-BN
+        means = torch.cat(means)
+        norm.running_mean.copy_(means.mean(0))
+        norm.running_var.copy_(means.var(0))
+    module.train(was_training)
+
+
+def _train_epoch(module, optimizer, corpus, config, device, rng, epoch):
+    module.train()
+    batches = bucket_batches(corpus.lengths, config.batch_size, shuffle=True, rng=rng)
+    totals = np.zeros(3)
+    start, n_texts = time.perf_counter(), 0
+    progress = tqdm(batches, desc=f"epoch {epoch + 1}/{config.max_epochs}", leave=False,
+                    disable=not config.verbose, unit="batch")
+    for indices in progress:
+        tokens, lengths = (t.to(device, non_blocking=True) for t in collate(corpus, indices))
+        with autocast_context(device, config.precision):
+            terms = module(tokens, lengths)
+        loss = (terms["reconstruction"] + terms["kl"]).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.clip_grad_norm:
+            torch.nn.utils.clip_grad_norm_(module.parameters(), config.clip_grad_norm)
+        optimizer.step()
+        size = len(indices)
+        totals += size * np.array([loss.item(), terms["reconstruction"].mean().item(),
+                                   terms["kl"].mean().item()])
+        n_texts += size
+    seconds = time.perf_counter() - start
+    loss, reconstruction, kl = totals / max(n_texts, 1)
+    return {"epoch": epoch + 1, "train_loss": loss, "train_reconstruction": reconstruction,
+            "train_kl": kl, "lr": optimizer.param_groups[0]["lr"], "seconds": seconds,
+            "tokens_per_second": corpus.n_tokens() / seconds}
+
+
+def _check_pre_bn_variance(module, record):
+    norm = getattr(getattr(module, "mean_norm", None), "norm", None)
+    if norm is None:
+        return
+    smallest = float(norm.running_var.min())
+    record["pre_bn_var_min"] = smallest
+    if smallest < 100 * norm.eps:
+        warnings.warn(f"The pre-batch-norm variance of a posterior mean fell to {smallest:.2e}, near "
+                      f"batch norm's eps ({norm.eps:.0e}); BN-VAE's KL bound may no longer hold. "
+                      "Use the default optimizer ('sgd') or a smaller learning rate.",
+                      KLCollapseWarning, stacklevel=3)
+
+
+def _step_plateau(module, optimizer, state, record, patience):
+    """Keep the best weights; after ``patience`` epochs without improvement halve
+    the learning rate and go back to the best weights."""
+    loss = record["valid_loss"]
+    if loss < state["best_loss"] - 1e-4:
+        state["best_loss"], state["bad_epochs"] = loss, 0
+        state["best_weights"] = copy.deepcopy(module.state_dict())
+        return
+    state["bad_epochs"] += 1
+    if state["bad_epochs"] >= patience:
+        state["bad_epochs"] = 0
+        state["halvings"] += 1
+        for group in optimizer.param_groups:
+            group["lr"] *= 0.5
+        if state["best_weights"] is not None:
+            module.load_state_dict(state["best_weights"])
+
+
+def _format_record(record):
+    keys = ("train_loss", "valid_loss", "valid_reconstruction", "valid_kl", "valid_active_units")
+    shown = ", ".join(f"{k} {record[k]:.3f}" for k in keys if k in record)
+    return f"epoch {record['epoch']}: {shown}, lr {record['lr']:.3g}, {record['seconds']:.0f}s"
+
+
+def _save_checkpoint(path, module, optimizer, config, state):
+    payload = {"module": module.state_dict(), "optimizer": optimizer.state_dict(),
+               "config": asdict(config), **{k: v for k, v in state.items() if k != "rng"},
+               "rng": _rng_to_tensor(state["rng"])}
+    tmp = path + ".tmp"
+    torch.save(payload, tmp)
+    os.replace(tmp, path)  # never leave a half-written checkpoint behind
+
+
+def _load_checkpoint(path, module, optimizer, config):
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    saved = dict(payload["config"])
+    current = asdict(config)
+    for key in ("verbose", "max_epochs"):
+        saved.pop(key), current.pop(key)
+    if saved != current:
+        raise ValueError(f"The checkpoint in {os.path.dirname(path)!r} was written with another "
+                         f"training configuration ({saved}); expected {current}. Use another "
+                         "checkpoint_dir or delete the checkpoint.")
+    module.load_state_dict(payload["module"])
+    optimizer.load_state_dict(payload["optimizer"])
+    state = {k: payload[k] for k in ("epoch", "history", "best_loss", "bad_epochs", "halvings",
+                                     "best_weights", "torch_rng")}
+    state["rng"] = _tensor_to_rng(payload["rng"])
+    return state
+
+
+def _rng_to_tensor(rng_state):
+    # numpy's PCG64 state holds 128-bit ints, which weights_only loading cannot read back as ints
+    inner = rng_state["state"]
+    return {"state": str(inner["state"]), "inc": str(inner["inc"]),
+            "has_uint32": rng_state["has_uint32"], "uinteger": rng_state["uinteger"]}
+
+
+def _tensor_to_rng(saved):
+    return {"bit_generator": "PCG64", "state": {"state": int(saved["state"]), "inc": int(saved["inc"])},
+            "has_uint32": saved["has_uint32"], "uinteger": saved["uinteger"]}

@@ -1,0 +1,47 @@
+"""A tiny synthetic corpus: sentences of filler words plus two sentiment words,
+so a latent code can learn the label and a collapsed one cannot."""
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+POSITIVE = ["good", "great", "tasty", "friendly", "love"]
+NEGATIVE = ["bad", "rude", "cold", "awful", "hate"]
+FILLER = ["the", "food", "service", "was", "really", "place", "staff", "and"]
+
+TINY = dict(embed_dim=32, hidden_dim=64, latent_dim=8, max_epochs=3, random_state=0, verbose=0)
+
+
+def make_corpus(n, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    texts = []
+    for label in labels:
+        words = list(rng.choice(FILLER, 4)) + list(rng.choice(POSITIVE if label else NEGATIVE, 2))
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+    return texts, labels
+
+
+@pytest.fixture(scope="session")
+def corpus():
+    return make_corpus(600)
+
+
+@pytest.fixture(scope="session")
+def semi_labels(corpus):
+    """The labels with all but 40 rows marked unlabeled (-1)."""
+    y = corpus[1].copy()
+    y[40:] = -1
+    return y
+
+
+@pytest.fixture(scope="session")
+def fitted_classifier(corpus, semi_labels):
+    from ssl_textvae import BNVAEClassifier
+
+    return BNVAEClassifier(**TINY).fit(corpus[0], semi_labels)

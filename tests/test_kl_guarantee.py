@@ -1,0 +1,80 @@
+"""BN-VAE's guarantee, tested rather than assumed: E[KL] >= latent_dim * gamma^2 / 2."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from ssl_textvae import BNVAE, KLCollapseWarning
+from ssl_textvae.metrics import evaluate_elbo
+from ssl_textvae.runtime import resolve_device
+
+from conftest import TINY, make_corpus
+
+GAMMA, LATENT = 0.7, 8
+BOUND = LATENT * GAMMA**2 / 2
+
+
+def held_out_terms(vae, texts):
+    return evaluate_elbo(vae.module_, vae.encode(texts), resolve_device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def data():
+    train, _ = make_corpus(600, seed=0)
+    held_out, _ = make_corpus(300, seed=1)
+    return train, held_out
+
+
+@pytest.fixture(scope="module")
+def trained(data):
+    params = dict(TINY, max_epochs=8, latent_dim=LATENT)
+    bn = BNVAE(gamma=GAMMA, **params).fit(data[0])
+    plain = BNVAE(gamma=0, **params).fit(data[0])
+    return bn, plain
+
+
+def test_bn_vae_keeps_kl_above_bound_on_held_out_text(trained, data):
+    terms = held_out_terms(trained[0], data[1])
+    assert terms["kl"] >= 0.9 * BOUND, terms
+    assert terms["active_units"] == LATENT
+
+
+def test_plain_vae_same_seed_ends_with_smaller_kl(trained, data):
+    bn_terms, plain_terms = (held_out_terms(vae, data[1]) for vae in trained)
+    assert plain_terms["kl"] < bn_terms["kl"]
+
+
+def test_bound_holds_in_training_after_the_first_epoch(trained):
+    # In train mode the bound is exact per batch once the pre-BN variance is well above
+    # eps; the first epoch starts from the tiny initial weights.
+    assert all(record["train_kl"] >= 0.99 * BOUND for record in trained[0].history_[1:])
+
+
+def test_eval_mode_means_have_gamma_scale(trained, data):
+    means = trained[0].transform(data[0])
+    # Recalibrated running statistics: per-dimension variance of mu is gamma^2 on the training texts.
+    np.testing.assert_allclose(means.var(0), GAMMA**2, rtol=0.1)
+
+
+def _fit_adam(data, bn_eps):
+    params = dict(TINY, max_epochs=5, latent_dim=LATENT, optimizer="adam", lr=1e-3, bn_eps=bn_eps)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        vae = BNVAE(gamma=GAMMA, **params).fit(data[0])
+    return vae, [w for w in caught if issubclass(w.category, KLCollapseWarning)]
+
+
+def test_adam_slips_through_batchnorm_default_eps_and_is_warned(data):
+    # The trap measured on short Yelp, reproduced small: with BatchNorm's usual eps=1e-5,
+    # Adam shrinks the pre-BN variance below eps and the KL collapses.
+    vae, warned = _fit_adam(data, bn_eps=1e-5)
+    assert held_out_terms(vae, data[1])["kl"] < 0.1
+    assert warned
+
+
+def test_adam_keeps_the_bound_with_the_package_default_eps(data):
+    vae, _ = _fit_adam(data, bn_eps=BNVAE().bn_eps)
+    terms = held_out_terms(vae, data[1])
+    assert terms["kl"] >= 0.9 * BOUND
+    assert terms["active_units"] == LATENT
