@@ -44,7 +44,7 @@ VAE_CONSTRAINTS = {
     "optimizer": Options(*OPTIMIZERS),
     "lr": Interval(_real, 0, None, closed="neither"),
     "batch_size": Interval(_int, 2, None),
-    "max_epochs": Interval(_int, 1, None),
+    "max_epochs": Interval(_int, 0, None),
     "clip_grad_norm": Interval(_real, 0, None, allow_none=True),
     "lr_patience": Interval(_int, 1, None),
     "max_lr_halvings": Interval(_int, 0, None),
@@ -82,6 +82,7 @@ _VAE_PARAMS_DOC = """
         Learning rate (1.0 for SGD as in the paper; use about 1e-3 for Adam).
     batch_size : int, default=32
     max_epochs : int, default=20
+        0 keeps the initial weights (an untrained baseline).
     clip_grad_norm : float or None, default=5.0
     lr_patience : int, default=2
         Epochs without a better validation loss before the learning rate halves

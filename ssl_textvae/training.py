@@ -91,6 +91,8 @@ def pretrain(module, train: EncodedCorpus, valid: EncodedCorpus, config: Trainin
                 _save_checkpoint(checkpoint, module, optimizer, config, state)
         if state["best_weights"] is not None:
             module.load_state_dict(state["best_weights"])
+        elif not state["history"]:  # max_epochs=0: an untrained model, statistics still exact
+            recalibrate_batch_norm(module, train, device, config.batch_size * 8, rng)
     module.eval()
     return state["history"]
 
