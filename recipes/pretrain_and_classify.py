@@ -48,7 +48,9 @@ def main(argv=None):
     params = dict(gamma=args.gamma, latent_dim=args.latent_dim, random_state=args.random_state)
 
     start = time.perf_counter()
-    vae = BNVAE(max_epochs=args.max_epochs, **params).fit(pool)
+    # A checkpoint per epoch: rerunning the same command after an interruption resumes.
+    vae = BNVAE(max_epochs=args.max_epochs, checkpoint_dir=os.path.join(args.out, "checkpoint"),
+                **params).fit(pool)
     pretrain_seconds = time.perf_counter() - start
     untrained = BNVAE(max_epochs=0, verbose=0, **params).fit(pool)
 

@@ -360,6 +360,8 @@ class BNVAEClassifier(ClassifierMixin, BaseEstimator):
             check_is_fitted(self.vae, "module_", msg="The BNVAE passed as vae is not fitted yet; "
                             "fit it first, or pass vae=None to pretrain here.")
             self.vae_ = self.vae
+            if unlabeled is not None:
+                warnings.warn("unlabeled texts are ignored: vae is already pretrained.", UserWarning)
         else:
             source = texts if unlabeled is None else _ConcatTexts(texts, data_lib.iterate_texts(unlabeled))
             params = {name: getattr(self, name) for name in BNVAE().get_params()}
