@@ -13,6 +13,7 @@ import numbers
 import warnings
 
 import numpy as np
+import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils import check_random_state
@@ -25,7 +26,7 @@ from .metrics import encode_means
 from .model import TextVAE
 from .runtime import PRECISIONS, resolve_device
 from .tokenization import KINDS, UNK_ID, TextTokenizer
-from .training import OPTIMIZERS, TrainingConfig, pretrain
+from .training import KL_SCHEDULES, OBJECTIVES, OPTIMIZERS, TrainingConfig, pretrain
 
 _int = numbers.Integral
 _real = numbers.Real
@@ -51,6 +52,13 @@ VAE_CONSTRAINTS = {
     "validation_fraction": Interval(_real, 0, 1, closed="neither"),
     "precision": Options(*PRECISIONS),
     "bn_eps": Interval(_real, 0, None, closed="neither"),
+    "objective": Options(*OBJECTIVES),
+    "kl_schedule": Options(*KL_SCHEDULES),
+    "kl_start": Interval(_real, 0, 1),
+    "kl_warmup_steps": Interval(_int, 1, None),
+    "kl_cycles": Interval(_int, 1, None),
+    "kl_cycle_ratio": Interval(_real, 0, 1, closed="right"),
+    "free_bits": Interval(_real, 0, None),
     "verbose": Interval(_int, 0, None),
 }
 
@@ -95,6 +103,35 @@ _VAE_PARAMS_DOC = """
         "auto" trains under bf16 autocast where the CPU or GPU supports bf16.
     bn_eps : float, default=1e-12
         Epsilon of the batch norm on the means, far below BatchNorm's 1e-5.
+    objective : {"vae", "autoencoder"}, default="vae"
+        "autoencoder" trains a deterministic autoencoder: z = mu, no KL term (the
+        AE baseline of Li et al., EMNLP 2019); it is selected on its validation
+        reconstruction. The KL options below are then ignored.
+    kl_schedule : {"constant", "linear", "cyclical"}, default="constant"
+        Weight of the KL term per optimizer step. "constant" is 1 (the true ELBO).
+        "linear" is KL annealing (Bowman et al., CoNLL 2016; as in He et al., ICLR
+        2019): from ``kl_start`` to 1 over ``kl_warmup_steps`` steps. "cyclical"
+        is Fu et al. (NAACL 2019): ``kl_cycles`` cycles over ``max_epochs``
+        epochs, the weight rising from ``kl_start`` to 1 in the first
+        ``kl_cycle_ratio`` of each cycle and staying at 1 for the rest.
+        Combined with ``gamma`` this is BN-VAE with annealing, as in the example
+        of the official BN-VAE code. Validation and early stopping always use the
+        true negative ELBO (weight 1); ``history_`` records the mean weight of
+        each epoch as ``kl_weight``.
+    kl_start : float, default=0.0
+        KL weight at the start of a ramp ("linear" and "cyclical").
+    kl_warmup_steps : int, default=10000
+        Optimizer steps of the "linear" ramp (an epoch is about
+        ``n_texts / batch_size`` steps).
+    kl_cycles : int, default=4
+        Number of cycles M of the "cyclical" schedule.
+    kl_cycle_ratio : float, default=0.5
+        Share R of each cycle during which the weight increases, in (0, 1].
+    free_bits : float, default=0.0
+        Free bits per latent dimension, in nats (Li et al., EMNLP 2019): in the
+        training loss each text's KL in each dimension counts as
+        ``max(KL_d, free_bits)``, so a dimension below the target is not pushed
+        toward the prior. 0 turns it off.
     device : str, default="auto"
         "auto" uses CUDA when present, else the CPU.
     checkpoint_dir : str or None, default=None
@@ -128,7 +165,9 @@ class BNVAE(TransformerMixin, BaseEstimator):
                  dropout_out=0.5, tokenizer="word", max_vocab_size=None, min_frequency=1,
                  lowercase=False, max_length=None, optimizer="sgd", lr=1.0, batch_size=32,
                  max_epochs=20, clip_grad_norm=5.0, lr_patience=2, max_lr_halvings=3,
-                 validation_fraction=0.1, precision="auto", bn_eps=1e-12, device="auto",
+                 validation_fraction=0.1, precision="auto", bn_eps=1e-12, objective="vae",
+                 kl_schedule="constant", kl_start=0.0, kl_warmup_steps=10_000, kl_cycles=4,
+                 kl_cycle_ratio=0.5, free_bits=0.0, device="auto",
                  checkpoint_dir=None, random_state=None, verbose=1):
         self.latent_dim = latent_dim
         self.gamma = gamma
@@ -151,6 +190,13 @@ class BNVAE(TransformerMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.precision = precision
         self.bn_eps = bn_eps
+        self.objective = objective
+        self.kl_schedule = kl_schedule
+        self.kl_start = kl_start
+        self.kl_warmup_steps = kl_warmup_steps
+        self.kl_cycles = kl_cycles
+        self.kl_cycle_ratio = kl_cycle_ratio
+        self.free_bits = free_bits
         self.device = device
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
@@ -179,7 +225,10 @@ class BNVAE(TransformerMixin, BaseEstimator):
                                self.bn_eps)
         config = TrainingConfig(self.optimizer, self.lr, self.batch_size, self.max_epochs,
                                 self.clip_grad_norm, self.lr_patience, self.max_lr_halvings,
-                                self.precision, seed, self.verbose)
+                                self.precision, seed, self.verbose, objective=self.objective,
+                                kl_schedule=self.kl_schedule, kl_start=self.kl_start,
+                                kl_warmup_steps=self.kl_warmup_steps, kl_cycles=self.kl_cycles,
+                                kl_cycle_ratio=self.kl_cycle_ratio, free_bits=self.free_bits)
         self.history_ = pretrain(self.module_, corpus.subset(order[n_valid:]),
                                  corpus.subset(order[:n_valid]), config,
                                  resolve_device(self.device), self.checkpoint_dir)
@@ -204,6 +253,63 @@ class BNVAE(TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self, "module_")
         return np.asarray([f"bnvae_mu{i}" for i in range(self.latent_dim)], dtype=object)
+
+    def evaluate(self, X, n_importance_samples=500, random_state=0, verbose=1):
+        """Language-model metrics on texts ``X`` (see :func:`ssl_textvae.metrics.evaluate`):
+        negative ELBO, reconstruction, KL, importance-weighted NLL with
+        ``n_importance_samples`` samples and its perplexity, mutual information,
+        active units and KL per dimension. Prints a table when ``verbose``; returns a dict."""
+        from .metrics import evaluate
+
+        check_is_fitted(self, "module_")
+        return evaluate(self, X, n_importance_samples, random_state=random_state, verbose=verbose)
+
+    def sample(self, n_samples=1, temperature=0.0, max_tokens=40, random_state=None):
+        """Generate ``n_samples`` texts from z ~ N(0, I), the prior.
+
+        ``temperature`` 0 decodes greedily; above 0 each token is sampled from the
+        decoder's softmax at that temperature. Texts stop at ``</s>`` or after
+        ``max_tokens`` tokens. Returns a list of str.
+        """
+        check_is_fitted(self, "module_")
+        if not isinstance(n_samples, numbers.Integral) or isinstance(n_samples, bool) or n_samples < 1:
+            raise ValueError(f"n_samples must be an int >= 1, got {n_samples!r}.")
+        device = resolve_device(self.device)
+        seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+        z = torch.randn(n_samples, self.latent_dim, generator=torch.Generator().manual_seed(seed))
+        return self._decode(z, temperature, max_tokens, seed, device)
+
+    def reconstruct(self, X, temperature=0.0, max_tokens=40, random_state=None):
+        """Decode each text of ``X`` from its posterior mean (greedy by default):
+        a list of str, one per text."""
+        check_is_fitted(self, "module_")
+        seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+        z = torch.from_numpy(self.transform(X))
+        return self._decode(z, temperature, max_tokens, seed, resolve_device(self.device))
+
+    def interpolate(self, start, end, steps=5, temperature=0.0, max_tokens=40, random_state=None):
+        """Texts decoded at ``steps`` evenly spaced points between the posterior means of
+        the texts ``start`` and ``end``, endpoints included (greedy by default, so the
+        first and last equal ``reconstruct([start, end])``). Returns a list of str."""
+        from .generation import interpolation_path
+
+        check_is_fitted(self, "module_")
+        for name, text in (("start", start), ("end", end)):
+            if not isinstance(text, str):
+                raise TypeError(f"{name} must be a str, got {type(text).__name__}.")
+        if not isinstance(steps, numbers.Integral) or isinstance(steps, bool):
+            raise TypeError(f"steps must be an int, got {type(steps).__name__}.")
+        means = torch.from_numpy(self.transform([start, end]))               # (2, latent)
+        seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+        return self._decode(interpolation_path(means[0], means[1], int(steps)), temperature,
+                            max_tokens, seed, resolve_device(self.device))
+
+    def _decode(self, z, temperature, max_tokens, seed, device):
+        from .generation import decode_latents
+
+        generator = torch.Generator(device=device).manual_seed(seed)
+        ids = decode_latents(self.module_.to(device), z, max_tokens, temperature, generator)
+        return [self.tokenizer_.decode(row) for row in ids]
 
     def save(self, path):
         """Write weights (safetensors), configuration and vocabulary (JSON) to directory ``path``."""
@@ -303,7 +409,9 @@ class BNVAEClassifier(ClassifierMixin, BaseEstimator):
                  max_vocab_size=None, min_frequency=1, lowercase=False, max_length=None,
                  optimizer="sgd", lr=1.0, batch_size=32, max_epochs=20, clip_grad_norm=5.0,
                  lr_patience=2, max_lr_halvings=3, validation_fraction=0.1, precision="auto",
-                 bn_eps=1e-12, device="auto", checkpoint_dir=None, random_state=None, verbose=1):
+                 bn_eps=1e-12, objective="vae", kl_schedule="constant", kl_start=0.0,
+                 kl_warmup_steps=10_000, kl_cycles=4, kl_cycle_ratio=0.5, free_bits=0.0,
+                 device="auto", checkpoint_dir=None, random_state=None, verbose=1):
         self.estimator = estimator
         self.vae = vae
         self.latent_dim = latent_dim
@@ -327,6 +435,13 @@ class BNVAEClassifier(ClassifierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.precision = precision
         self.bn_eps = bn_eps
+        self.objective = objective
+        self.kl_schedule = kl_schedule
+        self.kl_start = kl_start
+        self.kl_warmup_steps = kl_warmup_steps
+        self.kl_cycles = kl_cycles
+        self.kl_cycle_ratio = kl_cycle_ratio
+        self.free_bits = free_bits
         self.device = device
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state

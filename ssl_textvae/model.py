@@ -8,6 +8,8 @@ is the training loop's business.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -144,11 +146,27 @@ class TextVAE(nn.Module):
         return {"reconstruction": reconstruction, "kl": kl_per_dim.sum(1), "kl_per_dim": kl_per_dim,
                 "mean": mean, "logvar": logvar}
 
+    def autoencode(self, tokens, lengths):
+        """The terms of :meth:`forward` with a deterministic code z = mu (an
+        autoencoder, the no-KL baseline of Li et al., 2019): ``reconstruction`` is
+        -log p(x | mu); ``kl`` and ``kl_per_dim`` are still reported, for monitoring.
+        """
+        mean, logvar = self.posterior(tokens, lengths)
+        reconstruction = self.decoder.reconstruction_nll(tokens, lengths, mean.unsqueeze(1)).squeeze(1)
+        kl_per_dim = gaussian_kl(mean, logvar)
+        return {"reconstruction": reconstruction, "kl": kl_per_dim.sum(1), "kl_per_dim": kl_per_dim,
+                "mean": mean, "logvar": logvar}
+
 
 def sample_gaussian(mean, logvar, n_samples):
     # mean, logvar: (batch, latent) -> (batch, samples, latent)
     noise = torch.randn(mean.size(0), n_samples, mean.size(1), device=mean.device)
     return mean.unsqueeze(1) + noise * (0.5 * logvar).exp().unsqueeze(1)
+
+
+def gaussian_log_density(z, mean, logvar):
+    """log N(z; mean, diag(exp(logvar))) summed over the last dimension; broadcasts."""
+    return -0.5 * (((z - mean) ** 2) / logvar.exp() + logvar + math.log(2 * math.pi)).sum(-1)
 
 
 def gaussian_kl(mean, logvar):

@@ -18,11 +18,13 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import EncodedCorpus, bucket_batches, collate
-from .metrics import evaluate_elbo
+from .metrics import evaluate_elbo, evaluate_reconstruction_at_mean
 from .runtime import autocast_context, flush_denormals
 
 CHECKPOINT_NAME = "checkpoint.pt"
 OPTIMIZERS = ("sgd", "adam")
+OBJECTIVES = ("vae", "autoencoder")
+KL_SCHEDULES = ("constant", "linear", "cyclical")
 
 
 class KLCollapseWarning(UserWarning):
@@ -42,6 +44,90 @@ class TrainingConfig:
     precision: str = "auto"
     seed: int = 0
     verbose: int = 1
+    # Collapse remedies (see KLSchedule and kl_penalty); the defaults train BN-VAE / a plain VAE.
+    objective: str = "vae"
+    kl_schedule: str = "constant"
+    kl_start: float = 0.0
+    kl_warmup_steps: int = 10_000
+    kl_cycles: int = 4
+    kl_cycle_ratio: float = 0.5
+    free_bits: float = 0.0
+
+
+class KLSchedule:
+    """Weight of the KL term at each optimizer step (0-based), in [0, 1].
+
+    Parameters
+    ----------
+    kind : {"constant", "linear", "cyclical"}
+        ``"constant"``: always ``final``. ``"linear"``: KL annealing (Bowman et al.,
+        2016, with the step size of He et al., 2019): from ``start`` up to 1 in
+        ``warmup_steps`` equal steps, then 1. ``"cyclical"``: the cyclical schedule of
+        Fu et al. (NAACL 2019): ``total_steps`` split into ``n_cycles`` cycles; in
+        the first ``cycle_ratio`` of each cycle the weight rises linearly from
+        ``start`` to 1, for the rest of the cycle it stays at 1.
+    start : float
+        Weight at step 0 of a ramp.
+    warmup_steps : int
+        Length of the linear ramp.
+    n_cycles : int
+    cycle_ratio : float
+        Share of each cycle spent increasing the weight, in (0, 1].
+    total_steps : int
+        Steps the cyclical schedule is spread over (``max_epochs`` epochs).
+    final : float
+        The weight once annealed (and of ``"constant"``); 0 for an autoencoder.
+    """
+
+    def __init__(self, kind="constant", start=0.0, warmup_steps=1, n_cycles=4, cycle_ratio=0.5,
+                 total_steps=1, final=1.0):
+        if kind not in KL_SCHEDULES:
+            raise ValueError(f"kind must be one of {KL_SCHEDULES}, got {kind!r}.")
+        self.kind, self.start, self.final = kind, float(start), float(final)
+        self.warmup_steps, self.n_cycles, self.cycle_ratio = warmup_steps, n_cycles, cycle_ratio
+        self.total_steps = total_steps
+
+    def __call__(self, step: int) -> float:
+        if self.kind == "constant":
+            return self.final
+        if self.kind == "linear":
+            progress = step / max(self.warmup_steps, 1)
+        else:
+            period = max(self.total_steps / self.n_cycles, 1.0)
+            progress = (step % period) / period / self.cycle_ratio
+        return min(self.final, self.start + (self.final - self.start) * progress)
+
+    @classmethod
+    def from_config(cls, config: "TrainingConfig", steps_per_epoch: int) -> "KLSchedule":
+        """The schedule of a training configuration; an autoencoder's weight is 0."""
+        final = 0.0 if config.objective == "autoencoder" else 1.0
+        kind = "constant" if config.objective == "autoencoder" else config.kl_schedule
+        return cls(kind, config.kl_start, config.kl_warmup_steps, config.kl_cycles,
+                   config.kl_cycle_ratio, config.max_epochs * steps_per_epoch, final)
+
+
+def kl_penalty(kl_per_dim: torch.Tensor, free_bits: float = 0.0) -> torch.Tensor:
+    """The KL term of the training loss per text: (batch, latent) -> (batch,).
+
+    With ``free_bits`` > 0 each text's KL in each dimension counts as
+    ``max(KL_d, free_bits)``: below the target the term exerts no pull toward the
+    prior. This is the dimension-wise free bits of Li et al. (EMNLP 2019, "A
+    Surprisingly Effective Fix for Deep Latent Variable Modeling of Text", Eq. 5;
+    their code's ``--fb 2`` masks the KL per text and dimension below
+    ``target_kl / latent_dim``, which has the same gradient), not the per-batch
+    group average of Kingma et al. (2016).
+    """
+    if free_bits:
+        kl_per_dim = torch.clamp(kl_per_dim, min=free_bits)
+    return kl_per_dim.sum(-1)
+
+
+def objective_terms(module, tokens, lengths, objective):
+    """The module's loss terms for ``objective``: sampled z for a VAE, z = mu for an
+    autoencoder (see :meth:`TextVAE.autoencode`)."""
+    if objective == "autoencoder":
+        return module.autoencode(tokens, lengths)
+    return module(tokens, lengths)
 
 
 def make_optimizer(name, parameters, lr):
@@ -59,9 +145,11 @@ def pretrain(module, train: EncodedCorpus, valid: EncodedCorpus, config: Trainin
     """
     module.to(device)
     optimizer = make_optimizer(config.optimizer, module.parameters(), config.lr)
+    schedule = KLSchedule.from_config(config, len(bucket_batches(
+        train.lengths, config.batch_size, shuffle=True, rng=np.random.default_rng(0))))
     state = {"epoch": 0, "history": [], "best_loss": math.inf, "bad_epochs": 0, "halvings": 0,
              "best_weights": None, "rng": np.random.default_rng(config.seed).bit_generator.state,
-             "torch_rng": None}
+             "torch_rng": None, "step": 0}
     checkpoint = os.path.join(checkpoint_dir, CHECKPOINT_NAME) if checkpoint_dir else None
     if checkpoint and os.path.exists(checkpoint):
         state = _load_checkpoint(checkpoint, module, optimizer, config)
@@ -75,11 +163,17 @@ def pretrain(module, train: EncodedCorpus, valid: EncodedCorpus, config: Trainin
         rng = np.random.default_rng()
         rng.bit_generator.state = state["rng"]
         while state["epoch"] < config.max_epochs and state["halvings"] <= config.max_lr_halvings:
-            record = _train_epoch(module, optimizer, train, config, device, rng, state["epoch"])
+            record = _train_epoch(module, optimizer, train, config, device, rng, state["epoch"],
+                                  schedule, state)
             recalibrate_batch_norm(module, train, device, config.batch_size * 8, rng)
             record.update({f"valid_{k}": v for k, v in
                            evaluate_elbo(module, valid, device, config.batch_size * 4,
                                          config.precision).items()})
+            if config.objective == "autoencoder":
+                # An autoencoder is selected on what it optimizes, its reconstruction at
+                # z = mu (as Li et al. 2019 do); the ELBO of its untrained variance means little.
+                record["valid_objective"] = evaluate_reconstruction_at_mean(
+                    module, valid, device, config.batch_size * 4, config.precision)
             _check_pre_bn_variance(module, record)
             _step_plateau(module, optimizer, state, record, config.lr_patience)
             state["history"].append({k: v if isinstance(v, int) else float(v) for k, v in record.items()})
@@ -125,7 +219,10 @@ def recalibrate_batch_norm(module, corpus, device, batch_size, rng, max_texts=50
     module.train(was_training)
 
 
-def _train_epoch(module, optimizer, corpus, config, device, rng, epoch):
+def _train_epoch(module, optimizer, corpus, config, device, rng, epoch, schedule=None, state=None):
+    schedule = schedule or KLSchedule.from_config(config, 1)
+    state = state if state is not None else {"step": 0}
+    weights = []
     module.train()
     batches = bucket_batches(corpus.lengths, config.batch_size, shuffle=True, rng=rng)
     totals = np.zeros(3)
@@ -135,8 +232,11 @@ def _train_epoch(module, optimizer, corpus, config, device, rng, epoch):
     for indices in progress:
         tokens, lengths = (t.to(device, non_blocking=True) for t in collate(corpus, indices))
         with autocast_context(device, config.precision):
-            terms = module(tokens, lengths)
-        loss = (terms["reconstruction"] + terms["kl"]).mean()
+            terms = objective_terms(module, tokens, lengths, config.objective)
+        weight = schedule(state["step"])
+        state["step"] += 1
+        weights.append(weight)
+        loss = (terms["reconstruction"] + weight * kl_penalty(terms["kl_per_dim"], config.free_bits)).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.clip_grad_norm:
@@ -149,7 +249,8 @@ def _train_epoch(module, optimizer, corpus, config, device, rng, epoch):
     seconds = time.perf_counter() - start
     loss, reconstruction, kl = totals / max(n_texts, 1)
     return {"epoch": epoch + 1, "train_loss": loss, "train_reconstruction": reconstruction,
-            "train_kl": kl, "lr": optimizer.param_groups[0]["lr"], "seconds": seconds,
+            "train_kl": kl, "kl_weight": float(np.mean(weights)) if weights else schedule(state["step"]),
+            "lr": optimizer.param_groups[0]["lr"], "seconds": seconds,
             "tokens_per_second": corpus.n_tokens() / seconds}
 
 
@@ -169,7 +270,7 @@ def _check_pre_bn_variance(module, record):
 def _step_plateau(module, optimizer, state, record, patience):
     """Keep the best weights; after ``patience`` epochs without improvement halve
     the learning rate and go back to the best weights."""
-    loss = record["valid_loss"]
+    loss = record.get("valid_objective", record["valid_loss"])
     if loss < state["best_loss"] - 1e-4:
         state["best_loss"], state["bad_epochs"] = loss, 0
         state["best_weights"] = copy.deepcopy(module.state_dict())
@@ -213,6 +314,7 @@ def _load_checkpoint(path, module, optimizer, config):
     optimizer.load_state_dict(payload["optimizer"])
     state = {k: payload[k] for k in ("epoch", "history", "best_loss", "bad_epochs", "halvings",
                                      "best_weights", "torch_rng")}
+    state["step"] = int(payload.get("step", 0))
     state["rng"] = _tensor_to_rng(payload["rng"])
     return state
 

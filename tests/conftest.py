@@ -45,3 +45,11 @@ def fitted_classifier(corpus, semi_labels):
     from ssl_textvae import BNVAEClassifier
 
     return BNVAEClassifier(**TINY).fit(corpus[0], semi_labels)
+
+
+@pytest.fixture(scope="session")
+def trained_vae(corpus):
+    """A tiny BN-VAE trained a little longer, shared by the metrics and generation tests."""
+    from ssl_textvae import BNVAE
+
+    return BNVAE(**dict(TINY, max_epochs=6)).fit(corpus[0])
