@@ -181,7 +181,7 @@ class EncodedCorpus:
         return np.diff(self.offsets)
 
     def subset(self, indices) -> "EncodedCorpus":
-        indices = np.asarray(indices)
+        indices = np.asarray(indices, dtype=np.int64)  # an empty list would be float
         lengths = self.lengths[indices]
         offsets = np.zeros(len(indices) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
@@ -214,7 +214,8 @@ def bucket_batches(lengths: np.ndarray, batch_size: int, shuffle: bool,
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
         batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
     if len(batches) > 1 and len(batches[-1]) == 1:
-        batches[-2] = np.concatenate([batches[-2], batches.pop()])
+        last = batches.pop()  # pop first: `batches[-2] = f(batches.pop())` assigns after the pop
+        batches[-1] = np.concatenate([batches[-1], last])
     if shuffle:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
