@@ -55,6 +55,9 @@ def load_model(path, expected, trusted=None):
         raise ValueError(f"{path!r} holds model format version {version!r} (written by ssl_textvae "
                          f"{config.get('ssl_textvae_version') if isinstance(config, dict) else '?'}); "
                          f"this ssl_textvae ({__version__}) reads format {FORMAT_VERSION}.")
+    missing = [key for key in ("class", "params", "vae_params", "history") if key not in config]
+    if missing:
+        raise ValueError(f"{os.path.join(path, CONFIG)!r} lacks {missing}; the model directory is corrupt.")
     if config["class"] != expected.__name__:
         raise ValueError(f"{path!r} holds a {config['class']}, not a {expected.__name__}; load it with "
                          f"{config['class']}.load.")
@@ -74,7 +77,7 @@ def load_model(path, expected, trusted=None):
 
 
 def _load_module(path, kwargs):
-    from safetensors import SafetensorsError
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from .model import TextVAE
@@ -84,7 +87,7 @@ def _load_module(path, kwargs):
     try:
         weights = load_file(file)
         module.load_state_dict(weights)
-    except (SafetensorsError, RuntimeError, OSError) as error:
+    except (SafetensorError, RuntimeError, OSError) as error:
         raise ValueError(f"Could not read the weights in {file!r}: the file is missing, corrupt or "
                          f"does not match config.json ({error}).") from None
     module.eval()
