@@ -34,9 +34,14 @@ class TextFile:
 
     def __iter__(self) -> Iterator[str]:
         with open(self.path, encoding=self.encoding) as handle:
-            for line in handle:
+            for number, line in enumerate(handle, 1):
                 line = line.rstrip("\n")
-                yield line.split("\t", 1)[1] if self.labeled else line
+                if self.labeled and line.strip():  # a blank line is an empty text, as unlabeled
+                    if "\t" not in line:
+                        raise ValueError(f"{self.path}, line {number}: expected 'label<TAB>text', "
+                                         f"got {line[:60]!r}.")
+                    line = line.split("\t", 1)[1]
+                yield line
 
     def __repr__(self):
         return f"TextFile({self.path!r}, labeled={self.labeled})"

@@ -63,6 +63,8 @@ def pretrain(module, train: EncodedCorpus, valid: EncodedCorpus, config: Trainin
              "best_weights": None, "rng": np.random.default_rng(config.seed).bit_generator.state,
              "torch_rng": None}
     checkpoint = os.path.join(checkpoint_dir, CHECKPOINT_NAME) if checkpoint_dir else None
+    if checkpoint_dir:
+        os.makedirs(checkpoint_dir, exist_ok=True)
     if checkpoint and os.path.exists(checkpoint):
         state = _load_checkpoint(checkpoint, module, optimizer, config)
 

@@ -43,6 +43,30 @@ def test_labeled_text_file_yields_texts_only(tmp_path):
     assert list(texts) == list(texts)
 
 
+def test_labeled_text_file_blank_and_malformed_lines(tmp_path):
+    path = tmp_path / "labeled.txt"
+    path.write_text("1\tgood food\n\n0\trude\n", encoding="utf-8")
+    assert list(TextFile(path, labeled=True)) == ["good food", "", "rude"]
+    path.write_text("1\tgood food\nno label here\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"line 2: expected 'label<TAB>text'"):
+        list(TextFile(path, labeled=True))
+
+
+def test_load_hf_texts_from_a_local_csv(tmp_path):
+    pytest.importorskip("datasets")
+    from ssl_textvae import load_hf_texts
+
+    path = tmp_path / "pool.csv"
+    path.write_text("label,text\n1,the food was good\n0,rude staff\n", encoding="utf-8")
+    kwargs = dict(data_files=str(path), cache_dir=str(tmp_path / "cache"))
+    texts, labels = load_hf_texts("csv", text_column="text", label_column="label", **kwargs)
+    assert list(iterate_texts(texts)) == ["the food was good", "rude staff"]
+    assert labels == [1, 0]
+    assert list(iterate_texts(load_hf_texts("csv", **kwargs))) == ["the food was good", "rude staff"]
+    with pytest.raises(ValueError, match="Column 'body' not in the data set"):
+        load_hf_texts("csv", text_column="body", **kwargs)
+
+
 def test_text_file_missing_raises(tmp_path):
     with pytest.raises(FileNotFoundError, match="No such text file"):
         TextFile(tmp_path / "missing.txt")

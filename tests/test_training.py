@@ -124,6 +124,12 @@ def test_checkpoint_from_another_configuration_raises(texts, tmp_path, change, m
     assert "checkpoint_dir" in str(caught.value)
 
 
+def test_checkpoint_dir_is_created(texts, tmp_path):
+    directory = tmp_path / "runs" / "first"
+    BNVAE(**dict(PARAMS, max_epochs=1, checkpoint_dir=str(directory))).fit(texts)
+    assert os.path.exists(directory / CHECKPOINT_NAME)
+
+
 def test_checkpoint_ignores_verbose_and_max_epochs(texts, tmp_path):
     BNVAE(**dict(PARAMS, max_epochs=1, checkpoint_dir=str(tmp_path))).fit(texts)
     again = BNVAE(**dict(PARAMS, max_epochs=1, verbose=1, checkpoint_dir=str(tmp_path))).fit(texts)
