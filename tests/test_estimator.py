@@ -11,7 +11,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.utils import estimator_checks
 
-from ssl_textvae import BNVAE, BNVAEClassifier
+from ssl_textvae import BNVAE, BNVAEClassifier, TextFile
 from ssl_textvae import estimator as estimator_module
 
 from conftest import TINY, make_corpus
@@ -258,3 +258,19 @@ def test_unlabeled_pool_is_used_for_pretraining_only(corpus, semi_labels):
         labeled_texts).tokenizer_.vocab_size
     with pytest.raises(TypeError, match="one-shot iterator"):
         BNVAEClassifier(**TINY).fit(labeled_texts, labels, unlabeled=iter(texts[40:]))
+
+
+def test_bnvae_fits_from_a_text_file_and_a_dataset(corpus, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    texts = corpus[0][:120]
+    path = tmp_path / "pool.txt"
+    path.write_text("\n".join(texts) + "\n\n", encoding="utf-8")  # a trailing blank line
+    params = dict(TINY, max_epochs=1)
+    reference = BNVAE(**params).fit(texts).transform(texts[:20])
+    with pytest.warns(UserWarning, match="Skipped 1 empty"):
+        from_file = BNVAE(**params).fit(TextFile(path))
+    dataset = datasets.Dataset.from_dict({"label": [0] * len(texts), "text": texts})
+    from_dataset = BNVAE(**params).fit(dataset)
+    # same texts in the same order: the same model
+    np.testing.assert_allclose(from_file.transform(texts[:20]), reference, atol=1e-6)
+    np.testing.assert_allclose(from_dataset.transform(texts[:20]), reference, atol=1e-6)

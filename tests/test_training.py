@@ -178,3 +178,13 @@ def test_training_stops_after_max_lr_halvings(texts):
     vae = BNVAE(**dict(PARAMS, lr=1e-12, max_epochs=20, lr_patience=1, max_lr_halvings=2)).fit(texts)
     assert 4 <= len(vae.history_) < 20
     assert vae.history_[-1]["lr"] == pytest.approx(1e-12 / 4)
+
+
+def test_verbose_prints_one_line_per_epoch(texts, capsys):
+    BNVAE(**dict(PARAMS, max_epochs=2, verbose=1)).fit(texts)
+    out = capsys.readouterr().out
+    assert out.count("epoch 1: train_loss") == 1 and out.count("epoch 2: train_loss") == 1
+    assert "valid_kl" in out
+    BNVAE(**dict(PARAMS, max_epochs=1, verbose=0)).fit(texts)
+    captured = capsys.readouterr()
+    assert captured.out == "" and "epoch" not in captured.err
