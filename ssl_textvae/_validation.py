@@ -28,8 +28,9 @@ class Interval:
 
     def __str__(self):
         kind = "an int" if self.kind is numbers.Integral else "a float"
-        left = "[" if self.closed in ("both", "left") else "("
-        right = "]" if self.closed in ("both", "right") else ")"
+        # an unbounded side is open, as scikit-learn writes it: "[1, inf)"
+        left = "[" if self.closed in ("both", "left") and self.low is not None else "("
+        right = "]" if self.closed in ("both", "right") and self.high is not None else ")"
         low = "-inf" if self.low is None else self.low
         high = "inf" if self.high is None else self.high
         text = f"{kind} in the range {left}{low}, {high}{right}"

@@ -34,9 +34,14 @@ class TextFile:
 
     def __iter__(self) -> Iterator[str]:
         with open(self.path, encoding=self.encoding) as handle:
-            for line in handle:
+            for number, line in enumerate(handle, 1):
                 line = line.rstrip("\n")
-                yield line.split("\t", 1)[1] if self.labeled else line
+                if self.labeled and line.strip():  # a blank line is an empty text, as unlabeled
+                    if "\t" not in line:
+                        raise ValueError(f"{self.path}, line {number}: expected 'label<TAB>text', "
+                                         f"got {line[:60]!r}.")
+                    line = line.split("\t", 1)[1]
+                yield line
 
     def __repr__(self):
         return f"TextFile({self.path!r}, labeled={self.labeled})"
@@ -181,7 +186,7 @@ class EncodedCorpus:
         return np.diff(self.offsets)
 
     def subset(self, indices) -> "EncodedCorpus":
-        indices = np.asarray(indices)
+        indices = np.asarray(indices, dtype=np.int64)  # an empty list would be float
         lengths = self.lengths[indices]
         offsets = np.zeros(len(indices) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
@@ -214,7 +219,8 @@ def bucket_batches(lengths: np.ndarray, batch_size: int, shuffle: bool,
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
         batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
     if len(batches) > 1 and len(batches[-1]) == 1:
-        batches[-2] = np.concatenate([batches[-2], batches.pop()])
+        last = batches.pop()  # pop first: `batches[-2] = f(batches.pop())` assigns after the pop
+        batches[-1] = np.concatenate([batches[-1], last])
     if shuffle:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches

@@ -220,9 +220,11 @@ class BNVAE(TransformerMixin, BaseEstimator):
         _check_vocabulary_overlap(corpus)
         order = np.random.default_rng(seed).permutation(len(corpus))
         n_valid = min(max(1, round(self.validation_fraction * len(corpus))), len(corpus) - 2)
-        self.module_ = TextVAE(self.tokenizer_.vocab_size, self.embed_dim, self.hidden_dim,
-                               self.latent_dim, self.gamma, self.dropout_in, self.dropout_out,
-                               self.bn_eps)
+        with torch.random.fork_rng(devices=[]):  # seeded initialization, global RNG untouched
+            torch.manual_seed(seed)
+            self.module_ = TextVAE(self.tokenizer_.vocab_size, self.embed_dim, self.hidden_dim,
+                                   self.latent_dim, self.gamma, self.dropout_in, self.dropout_out,
+                                   self.bn_eps)
         config = TrainingConfig(self.optimizer, self.lr, self.batch_size, self.max_epochs,
                                 self.clip_grad_norm, self.lr_patience, self.max_lr_halvings,
                                 self.precision, seed, self.verbose, objective=self.objective,

@@ -55,6 +55,9 @@ def load_model(path, expected, trusted=None):
         raise ValueError(f"{path!r} holds model format version {version!r} (written by ssl_textvae "
                          f"{config.get('ssl_textvae_version') if isinstance(config, dict) else '?'}); "
                          f"this ssl_textvae ({__version__}) reads format {FORMAT_VERSION}.")
+    missing = [key for key in ("class", "params", "vae_params", "history") if key not in config]
+    if missing:
+        raise ValueError(f"{os.path.join(path, CONFIG)!r} lacks {missing}; the model directory is corrupt.")
     if config["class"] != expected.__name__:
         raise ValueError(f"{path!r} holds a {config['class']}, not a {expected.__name__}; load it with "
                          f"{config['class']}.load.")

@@ -151,6 +151,8 @@ def pretrain(module, train: EncodedCorpus, valid: EncodedCorpus, config: Trainin
              "best_weights": None, "rng": np.random.default_rng(config.seed).bit_generator.state,
              "torch_rng": None, "step": 0}
     checkpoint = os.path.join(checkpoint_dir, CHECKPOINT_NAME) if checkpoint_dir else None
+    if checkpoint_dir:
+        os.makedirs(checkpoint_dir, exist_ok=True)
     if checkpoint and os.path.exists(checkpoint):
         state = _load_checkpoint(checkpoint, module, optimizer, config)
 
@@ -294,7 +296,8 @@ def _format_record(record):
 def _save_checkpoint(path, module, optimizer, config, state):
     payload = {"module": module.state_dict(), "optimizer": optimizer.state_dict(),
                "config": asdict(config), **{k: v for k, v in state.items() if k != "rng"},
-               "rng": _rng_to_tensor(state["rng"])}
+               "rng": _rng_to_tensor(state["rng"]),
+               "best_loss": float(state["best_loss"])}  # a numpy float fails weights_only loading
     tmp = path + ".tmp"
     torch.save(payload, tmp)
     os.replace(tmp, path)  # never leave a half-written checkpoint behind
@@ -310,6 +313,7 @@ def _load_checkpoint(path, module, optimizer, config):
         raise ValueError(f"The checkpoint in {os.path.dirname(path)!r} was written with another "
                          f"training configuration ({saved}); expected {current}. Use another "
                          "checkpoint_dir or delete the checkpoint.")
+    _check_same_module(path, module, payload["module"])
     module.load_state_dict(payload["module"])
     optimizer.load_state_dict(payload["optimizer"])
     state = {k: payload[k] for k in ("epoch", "history", "best_loss", "bad_epochs", "halvings",
@@ -317,6 +321,18 @@ def _load_checkpoint(path, module, optimizer, config):
     state["step"] = int(payload.get("step", 0))
     state["rng"] = _tensor_to_rng(payload["rng"])
     return state
+
+
+def _check_same_module(path, module, saved):
+    """Refuse weights of another architecture or another fixed batch-norm scale (gamma)."""
+    current = module.state_dict()
+    same = set(saved) == set(current) and all(saved[k].shape == current[k].shape for k in current)
+    same = same and all(torch.equal(saved[name].cpu(), parameter.detach().cpu())
+                        for name, parameter in module.named_parameters() if not parameter.requires_grad)
+    if not same:
+        raise ValueError(f"The checkpoint in {os.path.dirname(path)!r} was written for another model "
+                         "(other sizes, vocabulary or gamma). Use another checkpoint_dir or delete "
+                         "the checkpoint.")
 
 
 def _rng_to_tensor(rng_state):

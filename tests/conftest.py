@@ -5,9 +5,13 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# The tiny models gain nothing from intra-op threads, and on a busy 2-core machine
+# OpenMP threads waiting on each other made a 2-second fit take over 30 seconds.
+torch.set_num_threads(1)
 
 POSITIVE = ["good", "great", "tasty", "friendly", "love"]
 NEGATIVE = ["bad", "rude", "cold", "awful", "hate"]
@@ -53,3 +57,9 @@ def trained_vae(corpus):
     from ssl_textvae import BNVAE
 
     return BNVAE(**dict(TINY, max_epochs=6)).fit(corpus[0])
+
+
+@pytest.fixture(scope="session")
+def fitted_vae(fitted_classifier):
+    """A pretrained BNVAE (the one inside ``fitted_classifier``), for ``vae=`` tests."""
+    return fitted_classifier.vae_

@@ -1,0 +1,163 @@
+"""save/load: weights, JSON and a skops head; nothing executed or unpickled on load."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from sklearn.exceptions import NotFittedError
+
+from ssl_textvae import BNVAE, BNVAEClassifier
+from ssl_textvae.persistence import CONFIG, FORMAT_VERSION, HEAD, TOKENIZER, WEIGHTS
+
+from conftest import TINY, make_corpus
+
+
+class UntrustedMarker:
+    """A type skops does not trust by default."""
+
+    def __init__(self, value=1):
+        self.value = value
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    return make_corpus(100, seed=5)[0]
+
+
+@pytest.fixture(scope="module")
+def saved_classifier(fitted_classifier, tmp_path_factory):
+    path = tmp_path_factory.mktemp("classifier") / "model"
+    fitted_classifier.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def saved_vae(fitted_vae, tmp_path_factory):
+    path = tmp_path_factory.mktemp("vae")
+    fitted_vae.save(path)
+    return path
+
+
+def copy_dir(source, target):
+    target.mkdir()
+    for name in os.listdir(source):
+        (target / name).write_bytes((source / name).read_bytes())
+    return target
+
+
+def test_bnvae_round_trip(fitted_vae, saved_vae, held_out):
+    assert sorted(os.listdir(saved_vae)) == sorted([CONFIG, TOKENIZER, WEIGHTS])
+    loaded = BNVAE.load(saved_vae)
+    assert isinstance(loaded, BNVAE)
+    assert loaded.get_params() == fitted_vae.get_params()
+    assert loaded.history_ == fitted_vae.history_
+    assert not loaded.module_.training
+    np.testing.assert_array_equal(loaded.transform(held_out), fitted_vae.transform(held_out))
+
+
+def test_classifier_round_trip(fitted_classifier, saved_classifier, held_out):
+    assert sorted(os.listdir(saved_classifier)) == sorted([CONFIG, TOKENIZER, WEIGHTS, HEAD])
+    with open(saved_classifier / CONFIG, encoding="utf-8") as handle:
+        config = json.load(handle)
+    assert config["format_version"] == FORMAT_VERSION and config["class"] == "BNVAEClassifier"
+    loaded = BNVAEClassifier.load(saved_classifier)
+    np.testing.assert_array_equal(loaded.classes_, fitted_classifier.classes_)
+    np.testing.assert_array_equal(loaded.predict_proba(held_out),
+                                  fitted_classifier.predict_proba(held_out))
+    assert loaded.history_ == fitted_classifier.history_
+    assert loaded.get_params(deep=False).keys() == fitted_classifier.get_params(deep=False).keys()
+
+
+def test_plain_vae_round_trip(tmp_path, held_out):
+    vae = BNVAE(**dict(TINY, gamma=0, max_epochs=1)).fit(make_corpus(100)[0])
+    vae.save(tmp_path)
+    np.testing.assert_array_equal(BNVAE.load(tmp_path).transform(held_out), vae.transform(held_out))
+
+
+def test_save_before_fit_raises(tmp_path):
+    with pytest.raises(NotFittedError):
+        BNVAE().save(tmp_path)
+    with pytest.raises(NotFittedError):
+        BNVAEClassifier().save(tmp_path)
+
+
+def test_missing_directory_raises(tmp_path):
+    with pytest.raises(FileNotFoundError, match="is .* a directory written by save"):
+        BNVAE.load(tmp_path / "nothing")
+
+
+def test_wrong_format_version_raises(saved_vae, tmp_path):
+    path = copy_dir(saved_vae, tmp_path / "copy")
+    config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+    config["format_version"] = 99
+    (path / CONFIG).write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(ValueError, match=f"model format version 99 .* reads format {FORMAT_VERSION}"):
+        BNVAE.load(path)
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"{not json", "config.json' is not valid JSON"),
+    (b"\xff\xfe\x00", "config.json' is not valid JSON"),
+    (b"[1, 2]", "format version None"),
+    (b'{"format_version": 1}', r"config.json' lacks \['class', 'params', 'vae_params', 'history'\]"),
+])
+def test_corrupt_config_raises(saved_vae, tmp_path, content, match):
+    path = copy_dir(saved_vae, tmp_path / "copy")
+    (path / CONFIG).write_bytes(content)
+    with pytest.raises(ValueError, match=match):
+        BNVAE.load(path)
+
+
+@pytest.mark.parametrize("corrupt", ["garbage", "truncated", "missing"])
+def test_corrupt_weights_raise(saved_vae, tmp_path, corrupt):
+    path = copy_dir(saved_vae, tmp_path / "copy")
+    data = (path / WEIGHTS).read_bytes()
+    if corrupt == "garbage":
+        (path / WEIGHTS).write_bytes(b"\x00" * 64)
+    elif corrupt == "truncated":
+        (path / WEIGHTS).write_bytes(data[:len(data) // 2])
+    else:
+        (path / WEIGHTS).unlink()
+    with pytest.raises(ValueError, match="Could not read the weights in .*model.safetensors"):
+        BNVAE.load(path)
+
+
+def test_weights_that_do_not_match_the_config_raise(saved_vae, tmp_path):
+    path = copy_dir(saved_vae, tmp_path / "copy")
+    config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+    config["vae_params"]["hidden_dim"] += 1
+    (path / CONFIG).write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(ValueError, match="does not match config.json"):
+        BNVAE.load(path)
+
+
+def test_corrupt_head_raises(saved_classifier, tmp_path):
+    path = copy_dir(saved_classifier, tmp_path / "copy")
+    (path / HEAD).write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match="Could not read the head"):
+        BNVAEClassifier.load(path)
+
+
+def test_untrusted_type_in_head_is_refused_unless_trusted(fitted_classifier, saved_classifier,
+                                                          tmp_path, held_out):
+    skops_io = pytest.importorskip("skops.io")
+    path = copy_dir(saved_classifier, tmp_path / "copy")
+    skops_io.dump({"estimator": None, "estimator_": fitted_classifier.estimator_,
+                   "extra": UntrustedMarker()}, path / HEAD)
+    name = f"{__name__}.UntrustedMarker"
+    with pytest.raises(ValueError, match=f"not trusted: \\['{name}'\\]"):
+        BNVAEClassifier.load(path)
+    with pytest.raises(ValueError, match="not trusted"):
+        BNVAEClassifier.load(path, trusted=["some.OtherType"])
+    loaded = BNVAEClassifier.load(path, trusted=[name])
+    np.testing.assert_array_equal(loaded.predict_proba(held_out),
+                                  fitted_classifier.predict_proba(held_out))
+
+
+def test_loading_with_the_other_class_raises(saved_classifier, saved_vae):
+    with pytest.raises(ValueError, match="holds a BNVAEClassifier, not a BNVAE; load it with "
+                                         "BNVAEClassifier.load"):
+        BNVAE.load(saved_classifier)
+    with pytest.raises(ValueError, match="holds a BNVAE, not a BNVAEClassifier"):
+        BNVAEClassifier.load(saved_vae)
