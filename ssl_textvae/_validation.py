@@ -12,13 +12,14 @@ UNLABELED = -1
 class Interval:
     """Numbers of ``kind`` (int or float) between ``low`` and ``high`` (None: unbounded)."""
 
-    def __init__(self, kind, low, high, closed="both", allow_none=False):
+    def __init__(self, kind, low, high, closed="both", allow_none=False, allow_bool=False):
         self.kind, self.low, self.high, self.closed, self.allow_none = kind, low, high, closed, allow_none
+        self.allow_bool = allow_bool
 
     def __contains__(self, value):
         if value is None:
             return self.allow_none
-        if isinstance(value, bool) or not isinstance(value, self.kind):
+        if isinstance(value, bool) and not self.allow_bool or not isinstance(value, self.kind):
             return False
         if self.kind is numbers.Real and np.isnan(value):
             return False

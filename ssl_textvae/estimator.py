@@ -59,7 +59,7 @@ VAE_CONSTRAINTS = {
     "kl_cycles": Interval(_int, 1, None),
     "kl_cycle_ratio": Interval(_real, 0, 1, closed="right"),
     "free_bits": Interval(_real, 0, None),
-    "verbose": Interval(_int, 0, None),
+    "verbose": Interval(_int, 0, None, allow_bool=True),
 }
 
 _VAE_PARAMS_DOC = """
@@ -387,7 +387,8 @@ class BNVAEClassifier(ClassifierMixin, BaseEstimator):
     ----------
     estimator : classifier or None, default=None
         The head, cloned into ``estimator_``; None means
-        ``LogisticRegression(max_iter=1000)``. Tunable as ``estimator__C``.
+        ``LogisticRegression(max_iter=1000)``. Pass one explicitly to tune it in a
+        search, as ``estimator__C``.
     vae : BNVAE or None, default=None
         A fitted :class:`BNVAE` to use as-is: ``fit`` then skips pretraining and
         the VAE parameters below are ignored. ``clone`` shares it rather than

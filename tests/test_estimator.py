@@ -187,7 +187,7 @@ def test_classifier_fit_rejects_bad_input(X, y, error, match):
     ("gamma", -0.1, r"a float in the range \[0, inf\) or None"),
     ("batch_size", 0, r"an int in the range \[2, inf\)"),
     ("batch_size", 1, r"an int in the range \[2, inf\)"),
-    ("max_epochs", 0, r"an int in the range \[1, inf\)"),
+    ("max_epochs", -1, r"an int in the range \[0, inf\)"),
     ("lr", 0.0, r"a float in the range \(0, inf\)"),
     ("dropout_in", 1.0, r"a float in the range \[0, 1\)"),
     ("validation_fraction", 1.0, r"a float in the range \(0, 1\)"),

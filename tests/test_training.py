@@ -36,7 +36,8 @@ def losses(history):
 def test_history_has_one_record_per_epoch(three_epochs):
     history = three_epochs.history_
     assert [record["epoch"] for record in history] == [1, 2, 3]
-    expected = set(LOSS_KEYS) | {"epoch", "seconds", "tokens_per_second", "pre_bn_var_min"}
+    expected = set(LOSS_KEYS) | {"epoch", "seconds", "tokens_per_second", "pre_bn_var_min",
+                                 "kl_weight"}
     for record in history:
         assert set(record) == expected
         assert all(isinstance(value, (int, float)) for value in record.values())
@@ -92,10 +93,10 @@ def test_checkpoint_resume_continues_the_run(three_epochs, texts, tmp_path):
 def test_interrupted_run_resumes_from_its_checkpoint(three_epochs, texts, tmp_path, monkeypatch):
     real_epoch = training._train_epoch
 
-    def interrupt_in_epoch_two(module, optimizer, corpus, config, device, rng, epoch):
+    def interrupt_in_epoch_two(module, optimizer, corpus, config, device, rng, epoch, *args):
         if epoch == 1:
             raise KeyboardInterrupt
-        return real_epoch(module, optimizer, corpus, config, device, rng, epoch)
+        return real_epoch(module, optimizer, corpus, config, device, rng, epoch, *args)
 
     params = dict(PARAMS, max_epochs=3, checkpoint_dir=str(tmp_path))
     monkeypatch.setattr(training, "_train_epoch", interrupt_in_epoch_two)
