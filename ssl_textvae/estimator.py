@@ -13,6 +13,7 @@ import numbers
 import warnings
 
 import numpy as np
+import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils import check_random_state
@@ -155,10 +156,16 @@ class BNVAE(TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, epoch_callback=None):
         """Pretrain on texts ``X``: a list of str, a :class:`~ssl_textvae.data.TextFile`,
         a ``datasets.Dataset`` (its first string column), or any re-iterable of str.
-        ``y`` is ignored. Empty lines are skipped with a warning."""
+        ``y`` is ignored. Empty lines are skipped with a warning.
+
+        ``epoch_callback``, optional, is called as ``epoch_callback(self, record)``
+        after each epoch, ``record`` being that epoch's history entry; ``transform``
+        works inside it (at the current weights) without changing the training run.
+        An exception it raises stops ``fit`` and propagates: ``ssl_textvae.tuning``
+        uses it to report a score per epoch to Optuna and to prune hopeless trials."""
         validate_params(self, VAE_CONSTRAINTS)
         texts = data_lib.iterate_texts(X)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
@@ -173,15 +180,19 @@ class BNVAE(TransformerMixin, BaseEstimator):
         _check_vocabulary_overlap(corpus)
         order = np.random.default_rng(seed).permutation(len(corpus))
         n_valid = min(max(1, round(self.validation_fraction * len(corpus))), len(corpus) - 2)
-        self.module_ = TextVAE(self.tokenizer_.vocab_size, self.embed_dim, self.hidden_dim,
-                               self.latent_dim, self.gamma, self.dropout_in, self.dropout_out,
-                               self.bn_eps)
+        with torch.random.fork_rng(devices=[]):   # seeded initialization, global RNG untouched
+            torch.manual_seed(seed)
+            self.module_ = TextVAE(self.tokenizer_.vocab_size, self.embed_dim, self.hidden_dim,
+                                   self.latent_dim, self.gamma, self.dropout_in, self.dropout_out,
+                                   self.bn_eps)
         config = TrainingConfig(self.optimizer, self.lr, self.batch_size, self.max_epochs,
                                 self.clip_grad_norm, self.lr_patience, self.max_lr_halvings,
                                 self.precision, seed, self.verbose)
         self.history_ = pretrain(self.module_, corpus.subset(order[n_valid:]),
                                  corpus.subset(order[:n_valid]), config,
-                                 resolve_device(self.device), self.checkpoint_dir)
+                                 resolve_device(self.device), self.checkpoint_dir,
+                                 None if epoch_callback is None
+                                 else lambda record: epoch_callback(self, record))
         self.n_features_out_ = self.latent_dim
         return self
 
