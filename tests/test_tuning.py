@@ -320,3 +320,20 @@ def test_plot_needs_gamma_and_latent_dim(small):
                  fixed_params=dict(FAST, latent_dim=4), random_state=0, verbose=0)
     with pytest.raises(ValueError, match="no complete or pruned trial with gamma and latent_dim"):
         plot_trials(study, "unused.png")
+
+
+# -- fixes found while tuning on short Yelp ---------------------------------------------------
+
+def test_a_literal_unk_in_the_texts_keeps_the_unknown_id():
+    from ssl_textvae.tokenization import UNK_ID, TextTokenizer
+
+    tokenizer = TextTokenizer("word").fit(["a b c", "a <unk> d", "b c", "<unk> <unk>"])
+    ids = tokenizer.encode_batch(["a <unk> d"])[0]
+    assert ids[1] == UNK_ID
+    assert max(tokenizer._fitted().get_vocab().values()) < tokenizer.vocab_size
+
+
+def test_two_fits_with_one_random_state_are_identical(small):
+    params = dict(FAST, latent_dim=4, random_state=3, verbose=0)
+    first, second = (BNVAE(**params).fit(small[0]) for _ in range(2))
+    np.testing.assert_array_equal(first.transform(small[0]), second.transform(small[0]))
