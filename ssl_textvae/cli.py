@@ -96,7 +96,7 @@ def _run_tune(args):
     paths = save_results(study, args.out)
     best = study.best_trial
     print(json.dumps({"best_trial": best.number, "best_value": best.value,
-                      "best_params": best.params, **paths}, indent=2))
+                      "best_params": best.params, "files": paths}, indent=2))
     return 0
 
 

@@ -462,15 +462,14 @@ def tune(texts, y, n_trials=None, timeout=None, storage=None, study_name=None, s
 
     logger = optuna.logging.get_logger("optuna")
     level = logger.level
-    if verbose:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)   # one line per trial is ours
+    # Our line per trial replaces Optuna's; its warnings (failed trials) still show.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study.optimize(objective, timeout=timeout, catch=(Exception,), callbacks=[after_trial],
                        gc_after_trial=True)
     finally:
         progress.close()
-        if verbose:
-            logger.setLevel(level)
+        logger.setLevel(level)
     if len(failures) >= max_failures:
         warnings.warn(f"Stopped after {len(failures)} failed trials ({failures}); their errors "
                       "were logged by Optuna.", UserWarning)
