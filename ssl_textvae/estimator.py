@@ -202,10 +202,16 @@ class BNVAE(TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, epoch_callback=None):
         """Pretrain on texts ``X``: a list of str, a :class:`~ssl_textvae.data.TextFile`,
         a ``datasets.Dataset`` (its first string column), or any re-iterable of str.
-        ``y`` is ignored. Empty lines are skipped with a warning."""
+        ``y`` is ignored. Empty lines are skipped with a warning.
+
+        ``epoch_callback``, optional, is called as ``epoch_callback(self, record)``
+        after each epoch, ``record`` being that epoch's history entry; ``transform``
+        works inside it (at the current weights) without changing the training run.
+        An exception it raises stops ``fit`` and propagates: ``ssl_textvae.tuning``
+        uses it to report a score per epoch to Optuna and to prune hopeless trials."""
         validate_params(self, VAE_CONSTRAINTS)
         texts = data_lib.iterate_texts(X)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
@@ -233,7 +239,9 @@ class BNVAE(TransformerMixin, BaseEstimator):
                                 kl_cycle_ratio=self.kl_cycle_ratio, free_bits=self.free_bits)
         self.history_ = pretrain(self.module_, corpus.subset(order[n_valid:]),
                                  corpus.subset(order[:n_valid]), config,
-                                 resolve_device(self.device), self.checkpoint_dir)
+                                 resolve_device(self.device), self.checkpoint_dir,
+                                 None if epoch_callback is None
+                                 else lambda record: epoch_callback(self, record))
         self.n_features_out_ = self.latent_dim
         return self
 

@@ -10,12 +10,14 @@ unknown id.
 from __future__ import annotations
 
 import json
+import re
 from typing import Iterable, List
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]
+_SPECIALS = re.compile("|".join(re.escape(token) for token in SPECIAL_TOKENS))
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(4)
 KINDS = ("word", "bpe")
 
@@ -69,7 +71,10 @@ class TextTokenizer:
                 special_tokens=SPECIAL_TOKENS, show_progress=False)
         if self.lowercase:
             tokenizer.normalizer = normalizers.Lowercase()
-        tokenizer.train_from_iterator(texts, trainer=trainer)
+        # A literal special token in the texts (short Yelp writes rare words as "<unk>")
+        # would be counted as a word and given a second id past vocab_size; train on
+        # the texts without them, so "<unk>" keeps id 3 and ids stay below vocab_size.
+        tokenizer.train_from_iterator((_SPECIALS.sub(" ", text) for text in texts), trainer=trainer)
         self._tokenizer = tokenizer
         return self
 

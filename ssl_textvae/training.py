@@ -11,7 +11,7 @@ import os
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -138,10 +138,14 @@ def make_optimizer(name, parameters, lr):
 
 
 def pretrain(module, train: EncodedCorpus, valid: EncodedCorpus, config: TrainingConfig,
-             device: torch.device, checkpoint_dir: Optional[str] = None):
+             device: torch.device, checkpoint_dir: Optional[str] = None,
+             epoch_callback: Optional[Callable[[dict], None]] = None):
     """Train ``module`` in place; return the per-epoch history (a list of dicts).
 
     Global RNGs are left as they were: torch's are forked, numpy's is a local Generator.
+    ``epoch_callback(record)``, when given, is called after each epoch (and its
+    checkpoint) with that epoch's history entry; an exception it raises stops
+    training and propagates (a tuner uses this to prune a trial).
     """
     module.to(device)
     optimizer = make_optimizer(config.optimizer, module.parameters(), config.lr)
@@ -185,6 +189,8 @@ def pretrain(module, train: EncodedCorpus, valid: EncodedCorpus, config: Trainin
                 tqdm.write(_format_record(record))
             if checkpoint:
                 _save_checkpoint(checkpoint, module, optimizer, config, state)
+            if epoch_callback is not None:
+                epoch_callback(dict(state["history"][-1]))
         if state["best_weights"] is not None:
             module.load_state_dict(state["best_weights"])
         elif not state["history"]:  # max_epochs=0: an untrained model, statistics still exact
