@@ -171,7 +171,7 @@ def test_invalid_arguments_are_refused(small):
     with pytest.raises(ValueError, match="both in the search space and in fixed_params"):
         tune(*small, n_trials=1, fixed_params={"gamma": 0.5})
     with pytest.raises(ValueError, match=r"fixed_params\['max_epochs'\] must be"):
-        tune(*small, n_trials=1, fixed_params={"max_epochs": 0})
+        tune(*small, n_trials=1, fixed_params={"max_epochs": -1})
     with pytest.raises(ValueError, match="at least 2 per class"):
         tune(small[0][:3], [0, 1, 1], n_trials=1)
     with pytest.raises(ValueError, match="must be an RDB URL"):
