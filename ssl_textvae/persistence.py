@@ -74,7 +74,7 @@ def load_model(path, expected, trusted=None):
 
 
 def _load_module(path, kwargs):
-    from safetensors import SafetensorsError
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from .model import TextVAE
@@ -84,7 +84,7 @@ def _load_module(path, kwargs):
     try:
         weights = load_file(file)
         module.load_state_dict(weights)
-    except (SafetensorsError, RuntimeError, OSError) as error:
+    except (SafetensorError, RuntimeError, OSError) as error:
         raise ValueError(f"Could not read the weights in {file!r}: the file is missing, corrupt or "
                          f"does not match config.json ({error}).") from None
     module.eval()
