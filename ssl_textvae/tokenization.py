@@ -69,7 +69,10 @@ class TextTokenizer:
                 special_tokens=SPECIAL_TOKENS, show_progress=False)
         if self.lowercase:
             tokenizer.normalizer = normalizers.Lowercase()
-        tokenizer.train_from_iterator(texts, trainer=trainer)
+        # A special token written in the texts (short Yelp's labeled files carry a literal
+        # "<unk>") would be counted as a word and given a second id, leaving a hole at its
+        # reserved id and an id equal to vocab_size; the trainer must never see them.
+        tokenizer.train_from_iterator(_without_special_tokens(texts), trainer=trainer)
         self._tokenizer = tokenizer
         return self
 
@@ -133,3 +136,10 @@ class TextTokenizer:
         if self._tokenizer is None:
             raise RuntimeError("This TextTokenizer is not fitted yet; call fit(texts) first.")
         return self._tokenizer
+
+
+def _without_special_tokens(texts):
+    for text in texts:
+        if "<" in text:
+            text = " ".join(word for word in text.split() if word not in SPECIAL_TOKENS)
+        yield text
