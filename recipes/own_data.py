@@ -106,7 +106,7 @@ def read_rows(path):
                 rows.append(row)
         return rows
     if suffix in (".csv", ".tsv"):
-        with open(path, encoding="utf-8", newline="") as handle:
+        with open(path, encoding="utf-8-sig", newline="") as handle:   # -sig: spreadsheets' BOM
             return list(csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ","))
     raise ValueError(f"Cannot read {path.name!r}: expected a .csv, .tsv, .jsonl or .json (JSON Lines) file.")
 
@@ -166,7 +166,7 @@ def tuned_params(args, texts, labels, unlabeled, params):
         raise SystemExit(f"--tune needs ssl_textvae.tuning and optuna, which could not be imported "
                          f"({error}); run without --tune to use the defaults.") from None
     study = tune(texts, labels, n_trials=args.tune, random_state=args.random_state,
-                 fixed_params=params, unlabeled=unlabeled)
+                 fixed_params=params, unlabeled=unlabeled or None)
     best = {k: v for k, v in study.best_params.items() if k in BNVAE().get_params()}
     print(f"Tuning: best parameters {study.best_params} (score {study.best_value:.4f}).")
     return {**params, **best}, {"n_trials": args.tune, "best_params": dict(study.best_params),

@@ -240,3 +240,52 @@ def test_prepare_short_yelp_reproduces_the_stored_pool(tmp_path):
     digest = prepare.main(["--out-dir", str(tmp_path), "--short-yelp-source",
                            str(shared / "short_yelp_li2019"), "--shen-source", str(shared / "yelp_shen2017")])
     assert digest == prepare.POOL_SHA256
+
+
+class FakeStudy:
+    best_params = {"gamma": 0.3, "latent_dim": 6, "estimator__C": 2.0}
+    best_value = 0.75
+
+
+def fake_tuning(monkeypatch, calls):
+    import sys
+    import types
+
+    module = types.ModuleType("ssl_textvae.tuning")
+
+    def tune(texts, y, **kwargs):
+        calls.append((list(texts), np.asarray(y), kwargs))
+        return FakeStudy()
+
+    module.tune = tune
+    monkeypatch.setitem(sys.modules, "ssl_textvae.tuning", module)
+
+
+def test_yelp_recipe_takes_the_tuned_gamma_and_latent_dim(yelp_recipe, fake_yelp_dir, tmp_path,
+                                                          monkeypatch):
+    calls = []
+    fake_tuning(monkeypatch, calls)
+    write_labeled(fake_yelp_dir / "short_yelp.valid.txt", *make_corpus(30, seed=5))
+    saved = yelp_recipe.main(["--data-dir", str(fake_yelp_dir), "--budgets", "20", "--tune", "3",
+                              "--pool-size", "100", "--self-training-size", "0",
+                              "--out-dir", str(tmp_path / "out"), *TINY_ARGS])
+    (texts, y, kwargs), = calls
+    assert len(texts) == 30 and kwargs["n_trials"] == 3          # tuned on valid, never on test
+    assert "gamma" not in kwargs["fixed_params"] and kwargs["fixed_params"]["embed_dim"] == 16
+    assert saved["settings"]["vae"]["gamma"] == 0.3 and saved["settings"]["vae"]["latent_dim"] == 6
+    assert "tuned here with 3 trials" in (tmp_path / "out" / "results.md").read_text()
+    assert "bnvae_self_training" not in saved["results"]
+
+
+def test_own_data_tune_passes_labeled_and_unlabeled_rows(own_data, tmp_path, monkeypatch):
+    calls = []
+    fake_tuning(monkeypatch, calls)
+    data = tmp_path / "rows.csv"
+    write_csv(data, own_rows())
+    report = own_data.main([str(data), "--text-column", "body", "--label-column", "queue", "--tune", "2",
+                            "--model-dir", str(tmp_path / "m"), "--tokenizer", "word", "--cv", "2",
+                            *TINY_ARGS])
+    (texts, y, kwargs), = calls
+    assert len(texts) == 40 and set(y) == {"negative", "positive"} and len(kwargs["unlabeled"]) == 120
+    assert report["vae_params"]["gamma"] == 0.3 and report["vae_params"]["latent_dim"] == 6
+    assert report["tuning"]["best_params"]["estimator__C"] == 2.0
