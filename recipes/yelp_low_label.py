@@ -493,8 +493,9 @@ def environment(device):
 
     cuda = torch.cuda.is_available() and device != "cpu"
     description = (torch.cuda.get_device_name(0) if cuda
-                   else f"CPU ({os.cpu_count()} cores visible, {torch.get_num_threads()} torch threads)")
+                   else f"CPU ({os.cpu_count()} cores visible, torch threads: {torch.get_num_threads()})")
     return {"python": platform.python_version(), "torch": torch.__version__,
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
             "platform": platform.platform(), "device_description": description}
 
 
