@@ -138,3 +138,4 @@ class TextTokenizer:
         if self._tokenizer is None:
             raise RuntimeError("This TextTokenizer is not fitted yet; call fit(texts) first.")
         return self._tokenizer
+

@@ -1,0 +1,291 @@
+"""The recipes run end to end on tiny data: files written, numbers in range, errors clear."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_corpus
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+TINY_ARGS = ["--max-epochs", "1", "--latent-dim", "4", "--embed-dim", "16", "--hidden-dim", "32",
+             "--verbose", "0"]
+
+
+def load_recipe(name):
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", RECIPES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def yelp_recipe():
+    return load_recipe("yelp_low_label")
+
+
+@pytest.fixture(scope="module")
+def own_data():
+    return load_recipe("own_data")
+
+
+def write_labeled(path, texts, labels):
+    path.write_text("".join(f"{label}\t{text}\n" for text, label in zip(texts, labels)), encoding="utf-8")
+
+
+@pytest.fixture()
+def fake_yelp_dir(tmp_path):
+    """The file names of short Yelp, filled with the synthetic corpus."""
+    data = tmp_path / "data"
+    data.mkdir()
+    texts, labels = make_corpus(60, seed=1)
+    write_labeled(data / "short_yelp.train.60.txt", texts, labels)
+    write_labeled(data / "short_yelp.train.20.txt", texts[:20], labels[:20])
+    write_labeled(data / "short_yelp.test.txt", *make_corpus(60, seed=2))
+    pool, _ = make_corpus(200, seed=3)
+    (data / "short_yelp.unlabeled.txt").write_text("\n".join(pool) + "\n", encoding="utf-8")
+    return data
+
+
+def run_yelp(recipe, data_dir, out, seeds):
+    return recipe.main(["--data-dir", str(data_dir), "--quick", "--budgets", "20", "60",
+                        "--pool-size", "150", "--self-training-size", "40", "--seeds", *seeds,
+                        "--out-dir", str(out), *TINY_ARGS])
+
+
+def test_yelp_recipe_writes_results_table_and_plot(yelp_recipe, fake_yelp_dir, tmp_path):
+    out = tmp_path / "run"
+    output = run_yelp(yelp_recipe, fake_yelp_dir, out, ["0"])
+    for name in ("results.json", "results.md", "accuracy_vs_labels.png"):
+        assert (out / name).stat().st_size > 0
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["ssl_textvae_version"] == output["ssl_textvae_version"]
+    assert saved["argv"][0] == "recipes/yelp_low_label.py" and "--quick" in saved["argv"]
+    assert saved["settings"]["vae"]["latent_dim"] == 4 and saved["settings"]["pool_size"] == 150
+    assert saved["settings"]["vae"]["gamma"] == 0.7   # from recipes/configs/short_yelp.json
+    assert saved["pretraining"]["n_texts"] == 150 + 60
+    assert set(saved["results"]) == {"majority", "tfidf_lr", "plain_vae_lr", "bnvae_lr",
+                                     "bnvae_self_training"}
+    for method in saved["results"].values():
+        for budget in ("20", "60"):
+            entry = method[budget]
+            assert entry["n"] == 1 and entry["std"] is None
+            assert 0 <= entry["accuracies"][0] <= 1
+            assert entry["mean"] == pytest.approx(100 * entry["accuracies"][0])
+    test_labels = np.asarray([int(line.split("\t")[0]) for line in
+                              (fake_yelp_dir / "short_yelp.test.txt").read_text().splitlines()])
+    majority_of_20 = np.bincount([int(line.split("\t")[0]) for line in (
+        fake_yelp_dir / "short_yelp.train.20.txt").read_text().splitlines()]).argmax()
+    assert saved["results"]["majority"]["20"]["mean"] == pytest.approx(
+        100 * np.mean(test_labels == majority_of_20))
+    table = (out / "results.md").read_text()
+    assert "| BN-VAE + LR |" in table and "| Plain VAE (gamma 0) + LR |" in table
+    assert saved["command"] in table and "no standard deviation" in table
+    assert saved["full_run_estimate"]["seconds_per_epoch"] > 0
+
+
+@pytest.mark.slow
+def test_yelp_recipe_reports_spread_over_seeds(yelp_recipe, fake_yelp_dir, tmp_path):
+    saved = run_yelp(yelp_recipe, fake_yelp_dir, tmp_path / "run", ["0", "1"])
+    for method in saved["results"].values():
+        assert all(entry["n"] == 2 and entry["std"] is not None for entry in method.values())
+    assert saved["results"]["majority"]["20"]["std"] == 0   # the majority does not depend on seeds
+    assert len(saved["pretraining"]["histories"]) == 4      # two seeds x (BN-VAE, plain VAE)
+    assert " ± " in (tmp_path / "run" / "results.md").read_text()
+
+
+def test_yelp_recipe_explains_a_missing_data_dir(yelp_recipe, tmp_path):
+    with pytest.raises(FileNotFoundError, match="check --data-dir"):
+        yelp_recipe.main(["--data-dir", str(tmp_path), "--quick", "--out-dir", str(tmp_path / "out")])
+
+
+def test_yelp_recipe_refuses_a_bad_budget(yelp_recipe, fake_yelp_dir, tmp_path):
+    with pytest.raises(ValueError, match="Budgets must be positive"):
+        yelp_recipe.main(["--data-dir", str(fake_yelp_dir), "--budgets", "0", "--out-dir", str(tmp_path)])
+
+
+def test_yelp_recipe_tune_without_tuning_module_is_a_clear_error(yelp_recipe, fake_yelp_dir, tmp_path,
+                                                                 monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ssl_textvae.tuning", None)   # import now raises ImportError
+    write_labeled(fake_yelp_dir / "short_yelp.valid.txt", *make_corpus(20, seed=5))
+    with pytest.raises(SystemExit, match="--tune needs ssl_textvae.tuning"):
+        yelp_recipe.main(["--data-dir", str(fake_yelp_dir), "--budgets", "20", "--tune", "2",
+                          "--out-dir", str(tmp_path / "out"), *TINY_ARGS])
+
+
+def own_rows(n_labeled=40, n_total=160):
+    texts, labels = make_corpus(n_total, seed=7)
+    names = np.where(labels == 1, "positive", "negative")
+    return [{"body": text, "queue": str(name) if i < n_labeled else ""}
+            for i, (text, name) in enumerate(zip(texts, names))]
+
+
+def write_csv(path, rows):
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_own_data_fits_reports_saves_and_predicts(own_data, tmp_path, suffix):
+    rows = own_rows()
+    data = tmp_path / f"tickets{suffix}"
+    if suffix == ".csv":
+        write_csv(data, rows)
+    else:   # JSON Lines: unlabeled rows have a null label or no label key at all
+        lines = [dict(row, queue=row["queue"] or None) for row in rows]
+        for line in lines[-10:]:
+            del line["queue"]
+        data.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    model_dir = tmp_path / "model"
+    report = own_data.main([str(data), "--text-column", "body", "--label-column", "queue",
+                            "--model-dir", str(model_dir), "--tokenizer", "word", "--cv", "3",
+                            *TINY_ARGS])
+    assert report["n_labeled"] == 40 and report["n_unlabeled"] == 120
+    assert report["cv_folds"] == 3
+    assert set(report["cv_accuracy"]) == {"bnvae_lr", "majority", "tfidf_lr"}
+    for scores in report["cv_accuracy"].values():
+        assert len(scores["folds"]) == 3 and 0 <= scores["mean"] <= 1
+    assert json.loads((model_dir / "report.json").read_text())["n_rows"] == 160
+
+    new = tmp_path / f"new{suffix}"
+    texts = [row["body"] for row in own_rows(0, 12)]
+    if suffix == ".csv":
+        write_csv(new, [{"body": text} for text in texts])
+    else:
+        new.write_text("".join(json.dumps({"body": text}) + "\n" for text in texts), encoding="utf-8")
+    predictions_path = tmp_path / f"predictions{suffix}"
+    output = own_data.main(["--predict", str(new), "--model", str(model_dir), "--text-column", "body",
+                            "--output", str(predictions_path)])
+    assert len(output) == 12
+    assert {row["prediction"] for row in output} <= {"negative", "positive"}
+    assert all(0.5 <= row["probability"] <= 1 for row in output)
+    written = own_data.read_rows(predictions_path)
+    assert [row["body"] for row in written] == texts
+    assert [row["prediction"] for row in written] == [row["prediction"] for row in output]
+
+
+def test_own_data_treats_missing_and_minus_one_labels_as_unlabeled(own_data, tmp_path):
+    path = tmp_path / "rows.jsonl"
+    rows = [{"text": "a b", "label": 1}, {"text": "c d", "label": None}, {"text": "e f"},
+            {"text": "g h", "label": ""}, {"text": "i j", "label": -1}, {"text": "k l", "label": 2.0}]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    texts, labels = own_data.split_rows(own_data.read_rows(path), "text", "label", path)
+    assert labels.tolist() == ["1", "-1", "-1", "-1", "-1", "2"]
+    assert texts[2] == "e f"
+
+
+def test_own_data_errors_name_the_problem(own_data, tmp_path):
+    data = tmp_path / "rows.csv"
+    write_csv(data, own_rows())
+    with pytest.raises(ValueError, match="no column 'text'"):
+        own_data.main([str(data), "--model-dir", str(tmp_path / "m")])
+    with pytest.raises(ValueError, match="expected a .csv, .tsv, .jsonl"):
+        (tmp_path / "rows.xlsx").write_text("x")
+        own_data.main([str(tmp_path / "rows.xlsx")])
+    one_class = [dict(row, queue="negative" if row["queue"] else "") for row in own_rows()]
+    write_csv(data, one_class)
+    with pytest.raises(ValueError, match="need at least 2"):
+        own_data.main([str(data), "--text-column", "body", "--label-column", "queue"])
+    rows = own_rows()
+    rows[3]["body"] = " "
+    write_csv(data, rows)
+    with pytest.raises(ValueError, match="row 4: the 'body' value"):
+        own_data.main([str(data), "--text-column", "body", "--label-column", "queue"])
+    with pytest.raises(SystemExit, match="needs --model DIR"):
+        own_data.main(["--predict", str(data), "--text-column", "body"])
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"text": "a", "label": 1}\n{not json\n')
+    with pytest.raises(ValueError, match="line 2: not valid JSON"):
+        own_data.read_rows(broken)
+
+
+def test_prepare_short_yelp_copies_files_and_rebuilds_the_pool(tmp_path):
+    import random
+
+    prepare = load_recipe("prepare_short_yelp")
+    short, shen, out = tmp_path / "short", tmp_path / "shen", tmp_path / "out"
+    short.mkdir()
+    shen.mkdir()
+    for name in prepare.LABELED:
+        texts = ["held out a", "held out b"] if name in ("valid", "test") else [f"{name} text"]
+        write_labeled(short / f"short_yelp.{name}.txt", texts, [1] * len(texts))
+    shen_lines = []
+    for index, name in enumerate(prepare.SHEN_FILES):
+        lines = [f"sentence {index} {j}" for j in range(5)] + ["held out a"]
+        (shen / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        shen_lines += lines
+    prepare.main(["--out-dir", str(out), "--short-yelp-source", str(short), "--shen-source", str(shen)])
+    for name in prepare.LABELED:
+        file = f"short_yelp.{name}.txt"
+        assert (out / file).read_bytes() == (short / file).read_bytes()
+    expected = [line for line in shen_lines if line != "held out a"]
+    random.Random(20200427).shuffle(expected)
+    assert (out / "short_yelp.unlabeled.txt").read_text().splitlines() == expected
+
+
+@pytest.mark.slow
+def test_prepare_short_yelp_reproduces_the_stored_pool(tmp_path):
+    prepare = load_recipe("prepare_short_yelp")
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not (shared / "yelp_shen2017").is_dir():
+        pytest.skip("the shared short Yelp and Shen data are not on this machine")
+    digest = prepare.main(["--out-dir", str(tmp_path), "--short-yelp-source",
+                           str(shared / "short_yelp_li2019"), "--shen-source", str(shared / "yelp_shen2017")])
+    assert digest == prepare.POOL_SHA256
+
+
+class FakeStudy:
+    best_params = {"gamma": 0.3, "latent_dim": 6, "estimator__C": 2.0}
+    best_value = 0.75
+
+
+def fake_tuning(monkeypatch, calls):
+    import sys
+    import types
+
+    module = types.ModuleType("ssl_textvae.tuning")
+
+    def tune(texts, y, **kwargs):
+        calls.append((list(texts), np.asarray(y), kwargs))
+        return FakeStudy()
+
+    module.tune = tune
+    monkeypatch.setitem(sys.modules, "ssl_textvae.tuning", module)
+
+
+def test_yelp_recipe_takes_the_tuned_gamma_and_latent_dim(yelp_recipe, fake_yelp_dir, tmp_path,
+                                                          monkeypatch):
+    calls = []
+    fake_tuning(monkeypatch, calls)
+    write_labeled(fake_yelp_dir / "short_yelp.valid.txt", *make_corpus(30, seed=5))
+    saved = yelp_recipe.main(["--data-dir", str(fake_yelp_dir), "--budgets", "20", "--tune", "3",
+                              "--pool-size", "100", "--self-training-size", "0",
+                              "--out-dir", str(tmp_path / "out"), *TINY_ARGS])
+    (texts, y, kwargs), = calls
+    assert len(texts) == 30 and kwargs["n_trials"] == 3          # tuned on valid, never on test
+    assert "gamma" not in kwargs["fixed_params"] and kwargs["fixed_params"]["embed_dim"] == 16
+    assert saved["settings"]["vae"]["gamma"] == 0.3 and saved["settings"]["vae"]["latent_dim"] == 6
+    assert "tuned here with 3 trials" in (tmp_path / "out" / "results.md").read_text()
+    assert "bnvae_self_training" not in saved["results"]
+
+
+def test_own_data_tune_passes_labeled_and_unlabeled_rows(own_data, tmp_path, monkeypatch):
+    calls = []
+    fake_tuning(monkeypatch, calls)
+    data = tmp_path / "rows.csv"
+    write_csv(data, own_rows())
+    report = own_data.main([str(data), "--text-column", "body", "--label-column", "queue", "--tune", "2",
+                            "--model-dir", str(tmp_path / "m"), "--tokenizer", "word", "--cv", "2",
+                            *TINY_ARGS])
+    (texts, y, kwargs), = calls
+    assert len(texts) == 40 and set(y) == {"negative", "positive"} and len(kwargs["unlabeled"]) == 120
+    assert report["vae_params"]["gamma"] == 0.3 and report["vae_params"]["latent_dim"] == 6
+    assert report["tuning"]["best_params"]["estimator__C"] == 2.0
