@@ -6,6 +6,7 @@ its memory is the ids alone, whatever container the texts came from.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Iterable, Iterator
@@ -145,13 +146,14 @@ class EncodedCorpus:
         id_chunks, lengths, n_skipped, chunk = [], [], 0, []
 
         def flush():
+            # one int32 array per chunk of texts: no per-text objects stay alive
             nonlocal n_skipped
-            for text_ids in tokenizer.encode_batch(chunk):
-                if not text_ids:
-                    n_skipped += 1
-                    continue
-                id_chunks.append(np.asarray(text_ids, dtype=np.int32))
-                lengths.append(len(text_ids))
+            encoded = [text_ids for text_ids in tokenizer.encode_batch(chunk) if text_ids]
+            n_skipped += len(chunk) - len(encoded)
+            chunk_lengths = [len(text_ids) for text_ids in encoded]
+            id_chunks.append(np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int32,
+                                         count=sum(chunk_lengths)))
+            lengths.append(np.asarray(chunk_lengths, dtype=np.int64))
             chunk.clear()
 
         for index, text in enumerate(texts):
@@ -167,6 +169,7 @@ class EncodedCorpus:
                 flush()
         flush()
         ids = np.concatenate(id_chunks) if id_chunks else np.zeros(0, dtype=np.int32)
+        lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         corpus = cls(ids, offsets)
