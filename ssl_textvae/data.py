@@ -6,6 +6,7 @@ its memory is the ids alone, whatever container the texts came from.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Iterable, Iterator
@@ -150,13 +151,14 @@ class EncodedCorpus:
         id_chunks, lengths, n_skipped, chunk = [], [], 0, []
 
         def flush():
+            # one int32 array per chunk of texts: no per-text objects stay alive
             nonlocal n_skipped
-            for text_ids in tokenizer.encode_batch(chunk):
-                if not text_ids:
-                    n_skipped += 1
-                    continue
-                id_chunks.append(np.asarray(text_ids, dtype=np.int32))
-                lengths.append(len(text_ids))
+            encoded = [text_ids for text_ids in tokenizer.encode_batch(chunk) if text_ids]
+            n_skipped += len(chunk) - len(encoded)
+            chunk_lengths = [len(text_ids) for text_ids in encoded]
+            id_chunks.append(np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int32,
+                                         count=sum(chunk_lengths)))
+            lengths.append(np.asarray(chunk_lengths, dtype=np.int64))
             chunk.clear()
 
         for index, text in enumerate(texts):
@@ -172,6 +174,7 @@ class EncodedCorpus:
                 flush()
         flush()
         ids = np.concatenate(id_chunks) if id_chunks else np.zeros(0, dtype=np.int32)
+        lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         corpus = cls(ids, offsets)
@@ -186,15 +189,13 @@ class EncodedCorpus:
         return np.diff(self.offsets)
 
     def subset(self, indices) -> "EncodedCorpus":
-        indices = np.asarray(indices, dtype=np.int64)  # an empty list would be float
-        lengths = self.lengths[indices]
+        """The texts at ``indices``, in that order, as a new corpus (one vectorized gather)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        starts = self.offsets[indices]
+        lengths = self.offsets[indices + 1] - starts
         offsets = np.zeros(len(indices) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        if len(indices):
-            ids = np.concatenate([self.ids[self.offsets[i]:self.offsets[i + 1]] for i in indices])
-        else:
-            ids = np.zeros(0, dtype=np.int32)
-        return EncodedCorpus(ids, offsets)
+        return EncodedCorpus(self.ids[_ranges(starts, lengths, offsets)], offsets)
 
     def n_tokens(self) -> int:
         """Tokens the decoder predicts: words plus one ``</s>`` per text."""
@@ -228,14 +229,24 @@ def bucket_batches(lengths: np.ndarray, batch_size: int, shuffle: bool,
 
 def collate(corpus: EncodedCorpus, indices) -> Tuple[torch.Tensor, torch.Tensor]:
     """Padded ``[<s>, w_1..w_n, </s>]`` ids, shape (batch, max_len + 2), and lengths n + 2."""
-    starts, ends = corpus.offsets[indices], corpus.offsets[np.asarray(indices) + 1]
-    lengths = ends - starts + 2
+    indices = np.asarray(indices, dtype=np.int64)
+    starts = corpus.offsets[indices]
+    words = corpus.offsets[indices + 1] - starts                          # (batch,) n
+    lengths = words + 2
     batch = np.full((len(indices), int(lengths.max())), PAD_ID, dtype=np.int64)
     batch[:, 0] = BOS_ID
-    for row, (start, end) in enumerate(zip(starts, ends)):
-        batch[row, 1:end - start + 1] = corpus.ids[start:end]
-        batch[row, end - start + 1] = EOS_ID
+    inside = np.arange(batch.shape[1] - 2) < words[:, None]               # (batch, max_len)
+    offsets = np.zeros(len(indices) + 1, dtype=np.int64)
+    np.cumsum(words, out=offsets[1:])
+    batch[:, 1:-1][inside] = corpus.ids[_ranges(starts, words, offsets)]  # row-major = text order
+    batch[np.arange(len(indices)), words + 1] = EOS_ID
     return torch.from_numpy(batch), torch.from_numpy(lengths)
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Positions ``starts[i] .. starts[i] + lengths[i] - 1`` of every i, concatenated;
+    ``offsets`` is the cumulative sum of ``lengths`` with a leading 0."""
+    return np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1], dtype=np.int64)
 
 
 def padding_fraction(lengths: np.ndarray, batches) -> float:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
 
 import torch
 
@@ -33,18 +35,76 @@ def resolve_precision(device: torch.device, precision: str) -> str:
 
 @contextlib.contextmanager
 def flush_denormals():
-    """Treat denormal floats as zero while inside. The small uniform initialization
-    of text VAEs produces denormal gradients that make fp32 CPU kernels about ten
-    times slower; flushing them changes no result that matters."""
+    """Treat denormal floats as zero while inside, on every intra-op thread.
+
+    The small uniform initialization of text VAEs produces denormal gradients (the
+    encoder's backward pass through time) that make fp32 CPU kernels about ten
+    times slower; flushing them changes no result that matters.
+    ``torch.set_flush_denormal`` only sets the calling thread, so with OpenMP the
+    worker threads would still compute on denormals: see :func:`set_flush_denormal_all_threads`.
+    """
     global _flush_depth
     _flush_depth += 1
-    torch.set_flush_denormal(True)
+    if _flush_depth == 1:
+        set_flush_denormal_all_threads(True)
     try:
         yield
     finally:
         _flush_depth -= 1
         if _flush_depth == 0:  # nested uses (evaluation inside training) keep it on
-            torch.set_flush_denormal(False)
+            set_flush_denormal_all_threads(False)
 
 
 _flush_depth = 0
+
+
+def set_flush_denormal_all_threads(enabled: bool) -> bool:
+    """``torch.set_flush_denormal(enabled)`` on the calling thread and on each thread
+    of its OpenMP team (torch's intra-op pool), which keeps its own floating-point
+    state. Returns whether the worker threads could be reached; where they cannot
+    (no GNU-compatible OpenMP runtime in the process), only the calling thread is set.
+    """
+    torch.set_flush_denormal(enabled)
+    n_threads = torch.get_num_threads()
+    if n_threads < 2:
+        return True
+    parallel = _omp_parallel()
+    if parallel is None:
+        return False
+    # Every thread of the team (the caller included) runs the callback once; it
+    # holds the GIL only to set its own flag.
+    callback = _OMP_TASK(lambda _: torch.set_flush_denormal(enabled))
+    parallel(callback, None, n_threads, 0)
+    return True
+
+
+_OMP_TASK = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+_omp_parallel_cache = []
+
+
+def _omp_parallel():
+    """``GOMP_parallel`` of the OpenMP runtime that torch's CPU library is linked to
+    (other packages may load their own copy), or None."""
+    if not _omp_parallel_cache:
+        function = None
+        if "OpenMP" in torch.__config__.parallel_info():
+            for path in _loaded_libraries():
+                if not os.path.basename(path).startswith("libtorch_cpu"):
+                    continue
+                try:  # looked up from libtorch_cpu, dlsym finds the runtime it links
+                    function = ctypes.CDLL(path).GOMP_parallel
+                except (OSError, AttributeError):
+                    continue
+                function.argtypes = [_OMP_TASK, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+                function.restype = None
+                break
+        _omp_parallel_cache.append(function)
+    return _omp_parallel_cache[0]
+
+
+def _loaded_libraries():
+    try:
+        with open("/proc/self/maps") as maps:
+            return sorted({line.split()[-1] for line in maps if ".so" in line})
+    except OSError:  # not Linux
+        return []

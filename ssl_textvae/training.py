@@ -233,7 +233,7 @@ def _train_epoch(module, optimizer, corpus, config, device, rng, epoch, schedule
     weights = []
     module.train()
     batches = bucket_batches(corpus.lengths, config.batch_size, shuffle=True, rng=rng)
-    totals = np.zeros(3)
+    totals = torch.zeros(3, device=device)  # summed on the device: no sync per step
     start, n_texts = time.perf_counter(), 0
     progress = tqdm(batches, desc=f"epoch {epoch + 1}/{config.max_epochs}", leave=False,
                     disable=not config.verbose, unit="batch")
@@ -251,11 +251,11 @@ def _train_epoch(module, optimizer, corpus, config, device, rng, epoch, schedule
             torch.nn.utils.clip_grad_norm_(module.parameters(), config.clip_grad_norm)
         optimizer.step()
         size = len(indices)
-        totals += size * np.array([loss.item(), terms["reconstruction"].mean().item(),
-                                   terms["kl"].mean().item()])
+        totals += size * torch.stack([loss.detach(), terms["reconstruction"].detach().mean(),
+                                      terms["kl"].detach().mean()]).float()
         n_texts += size
     seconds = time.perf_counter() - start
-    loss, reconstruction, kl = totals / max(n_texts, 1)
+    loss, reconstruction, kl = totals.cpu().numpy().astype(float) / max(n_texts, 1)
     return {"epoch": epoch + 1, "train_loss": loss, "train_reconstruction": reconstruction,
             "train_kl": kl, "kl_weight": float(np.mean(weights)) if weights else schedule(state["step"]),
             "lr": optimizer.param_groups[0]["lr"], "seconds": seconds,

@@ -1,0 +1,287 @@
+"""Pretraining throughput of the package's default training path, against the
+compute ceiling that matrix-multiply rates measured in the same run allow.
+
+Measures, in one run:
+  * matmul GFLOP/s at the output layer's shape: fp32 default path, fp32 through
+    oneDNN (``torch.utils.mkldnn``), bf16;
+  * the training FLOPs per token of the configuration (forward + backward = 3 x forward);
+  * tokens/s of ``ssl_textvae.training._train_epoch`` on the short-Yelp pool, for
+    gamma = 0.7 (BN-VAE) and gamma = 0 (VAE) under the default precision, and fp32
+    for comparison, interleaved over several repetitions (medians reported);
+  * loss curves of bf16 autocast against fp32 on the same batches, with a second
+    fp32 run under another seed as the run-to-run noise.
+
+Tokens are words plus one ``</s>`` per sentence (what the decoder predicts).
+
+    python benchmarks/bench_pretrain.py              # reference run, about 10 minutes on 2 cores
+    python benchmarks/bench_pretrain.py --quick      # a smoke test
+    python benchmarks/bench_pretrain.py --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks._common import (POOL_NAME, RESULTS_DIR, add_common_arguments, machine,  # noqa: E402
+                                median_seconds, print_table, setup, write_json)
+from ssl_textvae.data import EncodedCorpus, TextFile  # noqa: E402
+from ssl_textvae.model import TextVAE  # noqa: E402
+from ssl_textvae.runtime import flush_denormals, resolve_precision  # noqa: E402
+from ssl_textvae.tokenization import TextTokenizer  # noqa: E402
+from ssl_textvae.training import TrainingConfig, _train_epoch, make_optimizer  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_arguments(parser)
+    parser.add_argument("--embed-dim", type=int, default=128)
+    parser.add_argument("--hidden-dim", type=int, default=512)
+    parser.add_argument("--latent-dim", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=60, help="training steps per measurement")
+    parser.add_argument("--warmup-steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repetitions")
+    parser.add_argument("--loss-steps", type=int, default=300, help="steps of each loss curve")
+    parser.add_argument("--loss-chunk", type=int, default=10, help="steps per loss-curve point")
+    parser.add_argument("--figure", default=None, help="PNG to write (default: next to the JSON)")
+    parser.add_argument("--quick", action="store_true", help="tiny run to check the script works")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.steps, args.warmup_steps, args.repeats, args.loss_steps = 5, 2, 1, 20
+        args.loss_chunk = 5
+    return args
+
+
+# -- compute ceiling ----------------------------------------------------------------------
+def training_flops_per_token(embed_dim, hidden_dim, latent_dim, vocab_size, mean_words):
+    """Multiply-adds x 2 of one training step per predicted token, forward + backward (3 x forward).
+
+    The encoder LSTM reads ``<s> w_1..w_n </s>`` (n + 2 steps), the decoder LSTM reads
+    ``<s> w_1..w_n`` with z concatenated (n + 1 steps), the output layer scores n + 1 tokens.
+    """
+    encoder = 2 * 4 * hidden_dim * (embed_dim + hidden_dim)
+    decoder = 2 * 4 * hidden_dim * (embed_dim + latent_dim + hidden_dim)
+    output = 2 * hidden_dim * vocab_size
+    predicted = mean_words + 1
+    forward = encoder * (mean_words + 2) + (decoder + output) * predicted
+    return {"encoder_lstm": 3 * encoder * (mean_words + 2) / predicted,
+            "decoder_lstm": 3 * decoder, "output_layer": 3 * output,
+            "total": 3 * forward / predicted}
+
+
+def matmul_rates(device, m, k, n):
+    """GFLOP/s of (m, k) x (k, n) in fp32 (default path), fp32 oneDNN (CPU) and bf16."""
+    flops = 2 * m * k * n
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(m, k, generator=generator).to(device)
+    weight = torch.randn(n, k, generator=generator).to(device)
+    rates = {"fp32": flops / median_seconds(lambda: x @ weight.t(), device) / 1e9}
+    if device.type == "cpu" and torch.backends.mkldnn.is_available():
+        from torch.utils import mkldnn as mkldnn_utils
+
+        linear = torch.nn.Linear(k, n, bias=False)
+        linear.weight.data.copy_(weight)
+        dense = mkldnn_utils.to_mkldnn(linear)
+        x_mkldnn = x.to_mkldnn()
+        with torch.no_grad():
+            rates["fp32_onednn"] = flops / median_seconds(lambda: dense(x_mkldnn), device) / 1e9
+    x16, weight16 = x.bfloat16(), weight.bfloat16()
+    rates["bf16"] = flops / median_seconds(lambda: x16 @ weight16.t(), device) / 1e9
+    return rates
+
+
+# -- training runs ------------------------------------------------------------------------
+class Run:
+    """One model trained by the package's epoch loop on successive random slices of the pool."""
+
+    def __init__(self, corpus, vocab_size, args, device, gamma, precision, seed, batch_seed=0):
+        torch.manual_seed(seed)
+        self.module = TextVAE(vocab_size, args.embed_dim, args.hidden_dim, args.latent_dim,
+                              gamma).to(device)
+        self.config = TrainingConfig(batch_size=args.batch_size, precision=precision, seed=seed,
+                                     verbose=0)
+        self.optimizer = make_optimizer("sgd", self.module.parameters(), self.config.lr)
+        self.corpus, self.device = corpus, device
+        self.rng = np.random.default_rng(batch_seed)
+        self.torch_state = torch.get_rng_state()
+
+    def train(self, steps):
+        """Train ``steps`` batches; returns the epoch record (tokens_per_second, train_loss...)."""
+        texts = self.rng.choice(len(self.corpus), steps * self.config.batch_size, replace=False)
+        chunk = self.corpus.subset(np.sort(texts))
+        torch.set_rng_state(self.torch_state)  # each run keeps its own dropout stream
+        cpu_start = time.process_time()
+        with flush_denormals():
+            record = _train_epoch(self.module, self.optimizer, chunk, self.config, self.device,
+                                  self.rng, 0)
+        # CPU seconds per thread: what a machine free of other jobs would take (the
+        # benchmark machine is shared, so wall time also counts waiting for a core).
+        cpu_seconds = (time.process_time() - cpu_start) / torch.get_num_threads()
+        record["tokens_per_cpu_second"] = chunk.n_tokens() / cpu_seconds
+        self.torch_state = torch.get_rng_state()
+        return record
+
+
+def throughput(corpus, vocab_size, args, device, default_precision):
+    variants = {f"{default_precision} gamma=0.7": (0.7, default_precision),
+                f"{default_precision} gamma=0": (0.0, default_precision)}
+    if default_precision != "fp32":
+        variants["fp32 gamma=0.7"] = (0.7, "fp32")
+    runs = {name: Run(corpus, vocab_size, args, device, gamma, precision, seed=0)
+            for name, (gamma, precision) in variants.items()}
+    for run in runs.values():
+        run.train(args.warmup_steps)
+    samples = {name: [] for name in runs}
+    cpu_samples = {name: [] for name in runs}
+    names = list(runs)
+    for repeat in range(args.repeats):
+        order = names if repeat % 2 == 0 else names[::-1]  # interleaved, alternating order
+        for name in order:
+            record = runs[name].train(args.steps)
+            samples[name].append(record["tokens_per_second"])
+            cpu_samples[name].append(record["tokens_per_cpu_second"])
+            print(f"  repeat {repeat + 1}/{args.repeats} {name}: {samples[name][-1]:,.0f} tokens/s "
+                  f"wall, {cpu_samples[name][-1]:,.0f} per CPU second", flush=True)
+    results = {name: {"median_tokens_per_second": statistics.median(values), "samples": values,
+                      "median_tokens_per_cpu_second": statistics.median(cpu_samples[name]),
+                      "cpu_samples": cpu_samples[name],
+                      "gamma": variants[name][0], "precision": variants[name][1]}
+               for name, values in samples.items()}
+    bn, plain = (results[f"{default_precision} gamma=0.7"], results[f"{default_precision} gamma=0"])
+    paired = [a / b for a, b in zip(bn["samples"], plain["samples"])]
+    paired_cpu = [a / b for a, b in zip(bn["cpu_samples"], plain["cpu_samples"])]
+    return results, {"median": statistics.median(paired), "per_repeat": paired,
+                     "median_cpu": statistics.median(paired_cpu), "per_repeat_cpu": paired_cpu}
+
+
+def loss_curves(corpus, vocab_size, args, device, default_precision):
+    """Training loss every ``loss_chunk`` steps: default precision and fp32 on the same
+    batches and seed, plus fp32 under another seed (init and dropout) as the noise."""
+    curves = {}
+    for name, precision, seed in ((default_precision, default_precision, 0), ("fp32", "fp32", 0),
+                                  ("fp32 seed 1", "fp32", 1)):
+        if name in curves:
+            continue
+        run = Run(corpus, vocab_size, args, device, 0.7, precision, seed=seed, batch_seed=123)
+        start = time.perf_counter()
+        curves[name] = [run.train(args.loss_chunk)["train_loss"]
+                        for _ in range(args.loss_steps // args.loss_chunk)]
+        print(f"  loss curve {name}: {time.perf_counter() - start:.0f}s, last {curves[name][-1]:.3f}",
+              flush=True)
+    tail = max(1, len(curves["fp32"]) // 3)  # the last third (100 steps of 300)
+    means = {name: float(np.mean(values[-tail:])) for name, values in curves.items()}
+    return curves, {"last_steps": tail * args.loss_chunk, "mean_loss": means,
+                    "difference_precision": means[default_precision] - means["fp32"],
+                    "difference_seed": means["fp32 seed 1"] - means["fp32"]}
+
+
+def figure(path, results, ceilings, curves, args):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    names = list(results)
+    medians = [results[n]["median_tokens_per_second"] for n in names]
+    low = [m - min(results[n]["samples"]) for n, m in zip(names, medians)]
+    high = [max(results[n]["samples"]) - m for n, m in zip(names, medians)]
+    left.bar(names, medians, yerr=[low, high], capsize=4, color="tab:blue")
+    for (label, value), style in zip(ceilings.items(), (":", "--", "-.")):
+        left.axhline(value, linestyle=style, color="gray", label=f"ceiling {label}: {value:,.0f}")
+    left.set_ylabel("tokens / s")
+    left.set_title(f"pretraining throughput ({args.threads} threads, median, min-max)")
+    left.legend(fontsize=8)
+    left.tick_params(axis="x", labelsize=8)
+    for name, values in curves.items():
+        steps = np.arange(1, len(values) + 1) * args.loss_chunk
+        right.plot(steps, values, label=name)
+    right.set_xlabel("step")
+    right.set_ylabel(f"training loss (mean of {args.loss_chunk} steps)")
+    right.set_title("bf16 autocast vs fp32, same batches")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = setup(args)
+    started = time.time()
+    pool = TextFile(os.path.join(args.data_dir, POOL_NAME))
+    tokenizer = TextTokenizer().fit(pool)
+    corpus = EncodedCorpus.from_texts(tokenizer, pool, skip_empty=True)
+    vocab_size = tokenizer.vocab_size
+    mean_words = float(corpus.lengths.mean())
+    tokens_per_batch = round(args.batch_size * (mean_words + 1))
+    default_precision = resolve_precision(device, "auto")
+    info = machine(device)
+    print(f"{info['cpu']} ({info.get('gpu', 'no GPU')}), {args.threads} threads, load "
+          f"{info['load_average_at_start']}; pool {len(corpus):,} sentences, vocabulary "
+          f"{vocab_size:,}, mean {mean_words:.2f} words; default precision {default_precision}")
+
+    rates = matmul_rates(device, tokens_per_batch, args.hidden_dim, vocab_size)
+    flops = training_flops_per_token(args.embed_dim, args.hidden_dim, args.latent_dim, vocab_size,
+                                     mean_words)
+    ceilings = {name: rate * 1e9 / flops["total"] for name, rate in rates.items()}
+    print("matmul GFLOP/s:", {k: round(v) for k, v in rates.items()},
+          f"training MFLOP/token: {flops['total'] / 1e6:.1f}")
+
+    results, ratio = throughput(corpus, vocab_size, args, device, default_precision)
+    curves, loss = loss_curves(corpus, vocab_size, args, device, default_precision)
+
+    rows = []
+    for name, result in results.items():
+        ceiling = ceilings["bf16" if result["precision"] == "bf16" else "fp32"]
+        result["fraction_of_ceiling"] = result["median_tokens_per_second"] / ceiling
+        result["fraction_of_fp32_onednn_ceiling"] = (result["median_tokens_per_second"]
+                                                     / ceilings.get("fp32_onednn", np.nan))
+        result["seconds_per_epoch_of_pool"] = corpus.n_tokens() / result["median_tokens_per_second"]
+        result["cpu_fraction_of_ceiling"] = result["median_tokens_per_cpu_second"] / ceiling
+        rows.append([name, f"{result['median_tokens_per_second']:,.0f}",
+                     " ".join(f"{v:,.0f}" for v in result["samples"]),
+                     f"{result['median_tokens_per_cpu_second']:,.0f}",
+                     f"{result['seconds_per_epoch_of_pool']:.0f}",
+                     f"{result['fraction_of_ceiling']:.0%}"])
+    print()
+    print_table(rows, ["variant", "tokens/s (median)", "samples", "tokens/CPU-s", "s/epoch",
+                       "of ceiling"])
+    print()
+    print_table([[k, f"{rates[k]:.0f}", f"{ceilings[k]:,.0f}"] for k in rates],
+                ["matmul path", "GFLOP/s", "ceiling tokens/s"])
+    print(f"\nBN-VAE / VAE throughput ratio: {ratio['median']:.3f} wall (per repeat "
+          f"{', '.join(f'{r:.3f}' for r in ratio['per_repeat'])}), {ratio['median_cpu']:.3f} "
+          f"per CPU second ({', '.join(f'{r:.3f}' for r in ratio['per_repeat_cpu'])})")
+    print(f"loss over the last {loss['last_steps']} of {args.loss_steps} steps: "
+          + ", ".join(f"{k} {v:.3f}" for k, v in loss["mean_loss"].items())
+          + f"; {default_precision} - fp32 = {loss['difference_precision']:+.3f}, "
+            f"fp32 seed 1 - seed 0 = {loss['difference_seed']:+.3f}")
+
+    out = args.out or os.path.join(RESULTS_DIR, f"pretrain_{device.type}.json")
+    payload = {"benchmark": "pretrain", "command": "python " + " ".join(sys.argv),
+               "machine": info, "seconds": time.time() - started,
+               "config": {"embed_dim": args.embed_dim, "hidden_dim": args.hidden_dim,
+                          "latent_dim": args.latent_dim, "batch_size": args.batch_size,
+                          "vocab_size": vocab_size, "steps": args.steps, "repeats": args.repeats,
+                          "warmup_steps": args.warmup_steps, "default_precision": default_precision},
+               "pool": {"sentences": len(corpus), "tokens": corpus.n_tokens(),
+                        "mean_words": mean_words},
+               "matmul_gflops": rates, "matmul_shape": [tokens_per_batch, args.hidden_dim, vocab_size],
+               "flops_per_token": flops, "ceiling_tokens_per_second": ceilings,
+               "throughput": results, "bnvae_over_vae": ratio,
+               "loss": {**loss, "curves": curves, "chunk_steps": args.loss_chunk}}
+    write_json(payload, out)
+    figure(args.figure or os.path.splitext(out)[0] + ".png", results, ceilings, curves, args)
+
+
+if __name__ == "__main__":
+    main()
