@@ -233,7 +233,7 @@ def _train_epoch(module, optimizer, corpus, config, device, rng, epoch, schedule
     weights = []
     module.train()
     batches = bucket_batches(corpus.lengths, config.batch_size, shuffle=True, rng=rng)
-    totals = torch.zeros(3, device=device)  # summed on the device: no sync per step
+    totals = torch.zeros(3, dtype=torch.float64, device=device)  # summed on the device: no sync per step
     start, n_texts = time.perf_counter(), 0
     progress = tqdm(batches, desc=f"epoch {epoch + 1}/{config.max_epochs}", leave=False,
                     disable=not config.verbose, unit="batch")
@@ -252,7 +252,7 @@ def _train_epoch(module, optimizer, corpus, config, device, rng, epoch, schedule
         optimizer.step()
         size = len(indices)
         totals += size * torch.stack([loss.detach(), terms["reconstruction"].detach().mean(),
-                                      terms["kl"].detach().mean()]).float()
+                                      terms["kl"].detach().mean()]).double()
         n_texts += size
     seconds = time.perf_counter() - start
     loss, reconstruction, kl = totals.cpu().numpy().astype(float) / max(n_texts, 1)
