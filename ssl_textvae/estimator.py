@@ -240,8 +240,9 @@ class BNVAE(TransformerMixin, BaseEstimator):
                                 kl_schedule=self.kl_schedule, kl_start=self.kl_start,
                                 kl_warmup_steps=self.kl_warmup_steps, kl_cycles=self.kl_cycles,
                                 kl_cycle_ratio=self.kl_cycle_ratio, free_bits=self.free_bits)
-        self.history_ = pretrain(self.module_, corpus.subset(order[n_valid:]),
-                                 corpus.subset(order[:n_valid]), config,
+        train, valid = corpus.subset(order[n_valid:]), corpus.subset(order[:n_valid])
+        del corpus  # only the split copies stay in memory while training
+        self.history_ = pretrain(self.module_, train, valid, config,
                                  resolve_device(self.device), self.checkpoint_dir,
                                  None if epoch_callback is None
                                  else lambda record: epoch_callback(self, record))
