@@ -44,7 +44,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.semi_supervised import SelfTrainingClassifier
 
 import ssl_textvae
-from ssl_textvae import BNVAE, BNVAEClassifier, TextFile, read_labeled_file
+from ssl_textvae import BNVAE, BNVAEClassifier, ConcatTexts, TextFile, read_labeled_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "short_yelp_li2019"
@@ -139,17 +139,6 @@ def _inside(path, root):
 
 
 # -- data ---------------------------------------------------------------------------------
-class Concatenation:
-    """Re-iterable chain of text sources (the VAE reads its corpus twice)."""
-
-    def __init__(self, *sources):
-        self.sources = sources
-
-    def __iter__(self):
-        for source in self.sources:
-            yield from source
-
-
 def load_split(data_dir, name):
     path = Path(data_dir) / f"short_yelp.{name}.txt"
     if not path.is_file():
@@ -377,7 +366,7 @@ def main(argv=None):
         splits[budget] = load_split(args.data_dir, f"train.{budget}")
     pool = load_pool(args.data_dir, settings["pool_size"])
     largest_texts = splits[max(settings["budgets"])][0]
-    corpus = Concatenation(pool, largest_texts)
+    corpus = ConcatTexts(pool, largest_texts)
     n_texts, n_tokens = count_tokens(corpus)
     print(f"Pretraining corpus: {n_texts:,} texts ({n_tokens:,} tokens); test: "
           f"{len(splits['test'][0]):,}; budgets {settings['budgets']}; seeds {settings['seeds']}.")

@@ -1,10 +1,10 @@
 """Semi-supervised text classification with BN-VAE (Zhu et al., ACL 2020)."""
 
 from ._version import __version__
-from .data import TextFile, load_hf_texts, read_labeled_file
+from .data import ConcatTexts, TextFile, load_hf_texts, read_labeled_file
 from .estimator import BNVAE, BNVAEClassifier
 from .tokenization import TextTokenizer
 from .training import KLCollapseWarning
 
-__all__ = ["BNVAE", "BNVAEClassifier", "KLCollapseWarning", "TextFile", "TextTokenizer",
+__all__ = ["BNVAE", "BNVAEClassifier", "ConcatTexts", "KLCollapseWarning", "TextFile", "TextTokenizer",
            "__version__", "load_hf_texts", "read_labeled_file"]

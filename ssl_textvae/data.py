@@ -125,6 +125,17 @@ class _DatasetTexts:
             yield from batch[self.column]
 
 
+class ConcatTexts:
+    """Re-iterable chain of text sources (for example labeled texts, then a pool)."""
+
+    def __init__(self, *sources):
+        self.sources = sources
+
+    def __iter__(self):
+        for source in self.sources:
+            yield from source
+
+
 def check_text(text, index) -> str:
     if not isinstance(text, str):
         raise TypeError(f"Expected every text to be a str; item {index} is {type(text).__name__} "
@@ -257,4 +268,7 @@ def padding_fraction(lengths: np.ndarray, batches) -> float:
 
 
 def n_batches(n_texts: int, batch_size: int) -> int:
-    return max(1, math.ceil(n_texts / batch_size))
+    """How many batches :func:`bucket_batches` makes of ``n_texts`` texts (pools hold
+    whole batches, so only a final single text is merged into its neighbour)."""
+    count = math.ceil(n_texts / batch_size)
+    return count - 1 if count > 1 and n_texts % batch_size == 1 else count

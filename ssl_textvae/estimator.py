@@ -378,17 +378,6 @@ def _check_vocabulary_overlap(corpus):
                       "only; they all get the same representation.", UserWarning)
 
 
-class _ConcatTexts:
-    """Re-iterable chain of text sources (labeled texts, then an unlabeled pool)."""
-
-    def __init__(self, *sources):
-        self.sources = sources
-
-    def __iter__(self):
-        for source in self.sources:
-            yield from source
-
-
 class BNVAEClassifier(ClassifierMixin, BaseEstimator):
     __doc__ = ("""Semi-supervised text classifier: a BN-VAE pretrained on all texts, a head on
     the posterior means of the labeled ones.
@@ -494,7 +483,7 @@ class BNVAEClassifier(ClassifierMixin, BaseEstimator):
             if unlabeled is not None:
                 warnings.warn("unlabeled texts are ignored: vae is already pretrained.", UserWarning)
         else:
-            source = texts if unlabeled is None else _ConcatTexts(texts, data_lib.iterate_texts(unlabeled))
+            source = texts if unlabeled is None else data_lib.ConcatTexts(texts, data_lib.iterate_texts(unlabeled))
             params = {name: getattr(self, name) for name in BNVAE().get_params()}
             self.vae_ = BNVAE(**params).fit(source)
         labeled = [text for text, skip in zip(texts, unlabeled_rows) if not skip]

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data import EncodedCorpus, bucket_batches, collate
+from .data import EncodedCorpus, bucket_batches, collate, n_batches
 from .metrics import evaluate_elbo, evaluate_reconstruction_at_mean
 from .runtime import autocast_context, flush_denormals
 
@@ -149,8 +149,7 @@ def pretrain(module, train: EncodedCorpus, valid: EncodedCorpus, config: Trainin
     """
     module.to(device)
     optimizer = make_optimizer(config.optimizer, module.parameters(), config.lr)
-    schedule = KLSchedule.from_config(config, len(bucket_batches(
-        train.lengths, config.batch_size, shuffle=True, rng=np.random.default_rng(0))))
+    schedule = KLSchedule.from_config(config, n_batches(len(train), config.batch_size))
     state = {"epoch": 0, "history": [], "best_loss": math.inf, "bad_epochs": 0, "halvings": 0,
              "best_weights": None, "rng": np.random.default_rng(config.seed).bit_generator.state,
              "torch_rng": None, "step": 0}

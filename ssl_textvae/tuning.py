@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 
 from . import data as data_lib
 from ._validation import check_classes, check_labels, check_texts
-from .estimator import BNVAE, BNVAEClassifier, VAE_CONSTRAINTS, _ConcatTexts
+from .estimator import BNVAE, BNVAEClassifier, VAE_CONSTRAINTS
 
 INSTALL_HINT = "pip install 'ssl_textvae[tuning]'"
 DEFAULT_GAMMA_RANGE = (0.1, 1.5)
@@ -208,7 +208,7 @@ class TuningObjective:
         self.model_dir = model_dir
         self.verbose = verbose
         source = (self.texts if unlabeled is None
-                  else _ConcatTexts(self.texts, data_lib.iterate_texts(unlabeled)))
+                  else data_lib.ConcatTexts(self.texts, data_lib.iterate_texts(unlabeled)))
         self._pretraining_texts = source
         self.data_fingerprint = _text_fingerprint(source)
         self._memory = {}
