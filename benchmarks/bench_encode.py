@@ -3,9 +3,11 @@
 Speed does not depend on the weights, so by default the model has random weights
 (uniform in [-0.1, 0.1]) with the batch-norm statistics set on the pool, so the
 means have their trained scale (gamma) and the bf16-vs-fp32 difference is
-meaningful; ``--model DIR`` loads a model saved with ``BNVAE.save`` instead.
-The timed call is the public ``transform`` (tokenization included), in fp32 and
-bf16, interleaved, medians of ``--repeats``.
+meaningful; ``--model DIR`` loads a model saved with ``BNVAE.save`` instead, and
+then also checks what bf16 means change for a classifier: a logistic regression
+fitted per labeled subset on fp32 means and on bf16 means, test accuracy of each
+and how often their predictions agree. The timed call is the public ``transform``
+(tokenization included), in fp32 and bf16, interleaved, medians of ``--repeats``.
 
     python benchmarks/bench_encode.py
     python benchmarks/bench_encode.py --model path/to/saved_bnvae
@@ -97,11 +99,38 @@ def main(argv=None):
     if agreement:
         print(f"bf16 vs fp32 means: max |diff| {agreement['max_abs_difference']:.4f}, mean |diff| "
               f"{agreement['mean_abs_difference']:.5f} (std of the means {agreement['std_of_means_fp32']:.3f})")
+    if args.model and "bf16" in means:
+        agreement["classifier"] = classifier_agreement(vae, args.data_dir, means)
+        print_table([[f"{b:,}", f"{r['accuracy_fp32']:.2f}", f"{r['accuracy_bf16']:.2f}",
+                      f"{r['agreement']:.4f}"] for b, r in agreement["classifier"].items()],
+                    ["labels", "test accuracy fp32 means (%)", "bf16 means (%)", "same prediction"])
     out = args.out or os.path.join(RESULTS_DIR, f"encode_{device.type}.json")
     write_json({"benchmark": "encode", "command": "python " + " ".join(sys.argv), "machine": info,
                 "model": args.model or "random weights", "sentences": len(texts),
                 "default_precision": resolve_precision(device, "auto"),
                 "results": results, "bf16_vs_fp32": agreement}, out)
+
+
+def classifier_agreement(vae, data_dir, test_means, budgets=(100, 500, 1000, 2000, 10000)):
+    """Per labeled subset: a standardized logistic regression fitted on fp32 means and one
+    on bf16 means; test accuracy of each and the share of identical test predictions."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    _, y_test = read_labeled_file(os.path.join(data_dir, "short_yelp.test.txt"))
+    report = {}
+    for budget in budgets:
+        texts, y = read_labeled_file(os.path.join(data_dir, f"short_yelp.train.{budget}.txt"))
+        predictions = {}
+        for precision in ("fp32", "bf16"):
+            vae.set_params(precision=precision)
+            head = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+            predictions[precision] = head.fit(vae.transform(texts), y).predict(test_means[precision])
+        report[budget] = {f"accuracy_{p}": float(np.mean(predictions[p] == np.asarray(y_test)) * 100)
+                          for p in predictions}
+        report[budget]["agreement"] = float(np.mean(predictions["fp32"] == predictions["bf16"]))
+    return report
 
 
 if __name__ == "__main__":

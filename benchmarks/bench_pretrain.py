@@ -8,8 +8,8 @@ Measures, in one run:
   * tokens/s of ``ssl_textvae.training._train_epoch`` on the short-Yelp pool, for
     gamma = 0.7 (BN-VAE) and gamma = 0 (VAE) under the default precision, and fp32
     for comparison, interleaved over several repetitions (medians reported);
-  * loss curves of bf16 autocast against fp32 on the same batches, with a second
-    fp32 run under another seed as the run-to-run noise.
+  * loss curves of bf16 autocast against fp32 on the same batches for several seeds:
+    the paired difference, against the spread of fp32 across seeds.
 
 Tokens are words plus one ``</s>`` per sentence (what the decoder predicts).
 
@@ -51,12 +51,13 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repetitions")
     parser.add_argument("--loss-steps", type=int, default=300, help="steps of each loss curve")
     parser.add_argument("--loss-chunk", type=int, default=10, help="steps per loss-curve point")
+    parser.add_argument("--loss-seeds", type=int, default=3, help="seeds of the loss comparison")
     parser.add_argument("--figure", default=None, help="PNG to write (default: next to the JSON)")
     parser.add_argument("--quick", action="store_true", help="tiny run to check the script works")
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.warmup_steps, args.repeats, args.loss_steps = 5, 2, 1, 20
-        args.loss_chunk = 5
+        args.loss_chunk, args.loss_seeds = 5, 2
     return args
 
 
@@ -163,24 +164,31 @@ def throughput(corpus, vocab_size, args, device, default_precision):
 
 
 def loss_curves(corpus, vocab_size, args, device, default_precision):
-    """Training loss every ``loss_chunk`` steps: default precision and fp32 on the same
-    batches and seed, plus fp32 under another seed (init and dropout) as the noise."""
+    """Training loss every ``loss_chunk`` steps, for each of ``loss_seeds`` seeds, in the
+    default precision and in fp32 on the same batches, initialization and dropout.
+
+    The precision effect is the paired difference (default - fp32, same seed); the
+    noise it is judged against is the spread of the fp32 loss across seeds."""
+    precisions = [default_precision] + (["fp32"] if default_precision != "fp32" else [])
     curves = {}
-    for name, precision, seed in ((default_precision, default_precision, 0), ("fp32", "fp32", 0),
-                                  ("fp32 seed 1", "fp32", 1)):
-        if name in curves:
-            continue
-        run = Run(corpus, vocab_size, args, device, 0.7, precision, seed=seed, batch_seed=123)
-        start = time.perf_counter()
-        curves[name] = [run.train(args.loss_chunk)["train_loss"]
-                        for _ in range(args.loss_steps // args.loss_chunk)]
-        print(f"  loss curve {name}: {time.perf_counter() - start:.0f}s, last {curves[name][-1]:.3f}",
-              flush=True)
-    tail = max(1, len(curves["fp32"]) // 3)  # the last third (100 steps of 300)
+    for seed in range(args.loss_seeds):
+        for precision in precisions:
+            run = Run(corpus, vocab_size, args, device, 0.7, precision, seed=seed,
+                      batch_seed=123 + seed)
+            start = time.perf_counter()
+            name = f"{precision} seed {seed}"
+            curves[name] = [run.train(args.loss_chunk)["train_loss"]
+                            for _ in range(args.loss_steps // args.loss_chunk)]
+            print(f"  loss curve {name}: {time.perf_counter() - start:.0f}s, last {curves[name][-1]:.3f}",
+                  flush=True)
+    tail = max(1, (args.loss_steps // args.loss_chunk) // 3)  # the last third (100 steps of 300)
     means = {name: float(np.mean(values[-tail:])) for name, values in curves.items()}
+    fp32 = [means[f"fp32 seed {seed}"] for seed in range(args.loss_seeds)]
+    paired = [means[f"{default_precision} seed {seed}"] - fp32[seed] for seed in range(args.loss_seeds)]
     return curves, {"last_steps": tail * args.loss_chunk, "mean_loss": means,
-                    "difference_precision": means[default_precision] - means["fp32"],
-                    "difference_seed": means["fp32 seed 1"] - means["fp32"]}
+                    "difference_precision_per_seed": paired,
+                    "difference_precision_mean": float(np.mean(paired)),
+                    "fp32_std_across_seeds": float(np.std(fp32, ddof=1)) if len(fp32) > 1 else None}
 
 
 def figure(path, results, ceilings, curves, args):
@@ -206,7 +214,7 @@ def figure(path, results, ceilings, curves, args):
         right.plot(steps, values, label=name)
     right.set_xlabel("step")
     right.set_ylabel(f"training loss (mean of {args.loss_chunk} steps)")
-    right.set_title("bf16 autocast vs fp32, same batches")
+    right.set_title("default precision vs fp32, same batches per seed")
     right.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -262,9 +270,11 @@ def main(argv=None):
           f"{', '.join(f'{r:.3f}' for r in ratio['per_repeat'])}), {ratio['median_cpu']:.3f} "
           f"per CPU second ({', '.join(f'{r:.3f}' for r in ratio['per_repeat_cpu'])})")
     print(f"loss over the last {loss['last_steps']} of {args.loss_steps} steps: "
-          + ", ".join(f"{k} {v:.3f}" for k, v in loss["mean_loss"].items())
-          + f"; {default_precision} - fp32 = {loss['difference_precision']:+.3f}, "
-            f"fp32 seed 1 - seed 0 = {loss['difference_seed']:+.3f}")
+          + ", ".join(f"{k} {v:.3f}" for k, v in loss["mean_loss"].items()))
+    print(f"{default_precision} - fp32 on the same seed: "
+          + ", ".join(f"{d:+.3f}" for d in loss["difference_precision_per_seed"])
+          + f" (mean {loss['difference_precision_mean']:+.3f}); fp32 standard deviation across "
+            f"seeds: {loss['fp32_std_across_seeds']:.3f}")
 
     out = args.out or os.path.join(RESULTS_DIR, f"pretrain_{device.type}.json")
     payload = {"benchmark": "pretrain", "command": "python " + " ".join(sys.argv),

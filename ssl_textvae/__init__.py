@@ -3,8 +3,10 @@
 from ._version import __version__
 from .data import ConcatTexts, TextFile, load_hf_texts, read_labeled_file
 from .estimator import BNVAE, BNVAEClassifier
+from .fine_tuning import FineTunedBNVAEClassifier
 from .tokenization import TextTokenizer
 from .training import KLCollapseWarning
 
-__all__ = ["BNVAE", "BNVAEClassifier", "ConcatTexts", "KLCollapseWarning", "TextFile", "TextTokenizer",
+__all__ = ["BNVAE", "BNVAEClassifier", "ConcatTexts", "FineTunedBNVAEClassifier",
+           "KLCollapseWarning", "TextFile", "TextTokenizer",
            "__version__", "load_hf_texts", "read_labeled_file"]

@@ -5,6 +5,7 @@ weights kept, one checkpoint per epoch so an interrupted run resumes.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -19,7 +20,8 @@ from tqdm.auto import tqdm
 
 from .data import EncodedCorpus, bucket_batches, collate, n_batches
 from .metrics import evaluate_elbo, evaluate_reconstruction_at_mean
-from .runtime import autocast_context, flush_denormals
+from .optim import ClippedSGD
+from .runtime import autocast_context, flush_denormals, resolve_precision
 
 CHECKPOINT_NAME = "checkpoint.pt"
 OPTIMIZERS = ("sgd", "adam")
@@ -236,29 +238,52 @@ def _train_epoch(module, optimizer, corpus, config, device, rng, epoch, schedule
     start, n_texts = time.perf_counter(), 0
     progress = tqdm(batches, desc=f"epoch {epoch + 1}/{config.max_epochs}", leave=False,
                     disable=not config.verbose, unit="batch")
-    for indices in progress:
-        tokens, lengths = (t.to(device, non_blocking=True) for t in collate(corpus, indices))
-        with autocast_context(device, config.precision):
-            terms = objective_terms(module, tokens, lengths, config.objective)
-        weight = schedule(state["step"])
-        state["step"] += 1
-        weights.append(weight)
-        loss = (terms["reconstruction"] + weight * kl_penalty(terms["kl_per_dim"], config.free_bits)).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.clip_grad_norm:
-            torch.nn.utils.clip_grad_norm_(module.parameters(), config.clip_grad_norm)
-        optimizer.step()
-        size = len(indices)
-        totals += size * torch.stack([loss.detach(), terms["reconstruction"].detach().mean(),
-                                      terms["kl"].detach().mean()]).double()
-        n_texts += size
+    with _update_step(module, optimizer, config, device) as update:
+        for indices in progress:
+            tokens, lengths = (t.to(device, non_blocking=True) for t in collate(corpus, indices))
+            with autocast_context(device, config.precision):
+                terms = objective_terms(module, tokens, lengths, config.objective)
+            weight = schedule(state["step"])
+            state["step"] += 1
+            weights.append(weight)
+            loss = (terms["reconstruction"] + weight * kl_penalty(terms["kl_per_dim"], config.free_bits)).mean()
+            update.zero_grad()
+            loss.backward()
+            update.step()
+            size = len(indices)
+            totals += size * torch.stack([loss.detach(), terms["reconstruction"].detach().mean(),
+                                          terms["kl"].detach().mean()]).double()
+            n_texts += size
     seconds = time.perf_counter() - start
     loss, reconstruction, kl = totals.cpu().numpy().astype(float) / max(n_texts, 1)
     return {"epoch": epoch + 1, "train_loss": loss, "train_reconstruction": reconstruction,
             "train_kl": kl, "kl_weight": float(np.mean(weights)) if weights else schedule(state["step"]),
             "lr": optimizer.param_groups[0]["lr"], "seconds": seconds,
             "tokens_per_second": corpus.n_tokens() / seconds}
+
+
+def _update_step(module, optimizer, config, device):
+    """The epoch's update: on CPU with SGD, :class:`ClippedSGD` (clipping folded into
+    the step, bf16 working weights under bf16); otherwise ``clip_grad_norm_`` and the
+    optimizer's own step (on CUDA the casts are cheap and a fused step needs no sync)."""
+    if device.type == "cpu" and isinstance(optimizer, torch.optim.SGD):
+        bf16 = resolve_precision(device, config.precision) == "bf16"
+        return ClippedSGD(module, optimizer, config.clip_grad_norm, bf16_weights=bf16)
+    return _TorchStep(module, optimizer, config.clip_grad_norm)
+
+
+class _TorchStep(contextlib.nullcontext):
+    def __init__(self, module, optimizer, max_norm):
+        super().__init__(self)
+        self.module, self.optimizer, self.max_norm = module, optimizer, max_norm
+
+    def zero_grad(self):
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def step(self):
+        if self.max_norm:
+            torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.max_norm)
+        self.optimizer.step()
 
 
 def _check_pre_bn_variance(module, record):

@@ -17,7 +17,7 @@ POSITIVE = ["good", "great", "tasty", "friendly", "love"]
 NEGATIVE = ["bad", "rude", "cold", "awful", "hate"]
 FILLER = ["the", "food", "service", "was", "really", "place", "staff", "and"]
 
-TINY = dict(embed_dim=32, hidden_dim=64, latent_dim=8, max_epochs=3, random_state=0, verbose=0)
+TINY = dict(embed_dim=32, hidden_dim=64, latent_dim=8, max_epochs=3, batch_size=16, random_state=0, verbose=0)
 
 
 def make_corpus(n, seed=0):

@@ -1,0 +1,276 @@
+"""Fine-tuning a pretrained BN-VAE's encoder with the labels.
+
+:class:`BNVAEClassifier` fits a head on frozen posterior means; with thousands of
+labels that linear view of a 32-dimensional code is the limit. Here the encoder
+(embeddings, LSTM, the layer to the posterior) and a linear head on the posterior
+means are trained together on the labeled texts with cross-entropy, starting from
+the pretrained weights, with early stopping on a held-out share of the labels.
+The batch norm on the means keeps its pretrained statistics (eval mode), so the
+features keep the scale the head was initialized on.
+"""
+
+from __future__ import annotations
+
+import copy
+import numbers
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from ._validation import Interval, Options, check_classes, check_labels, check_texts, validate_params
+from .data import bucket_batches, collate
+from .runtime import PRECISIONS, autocast_context, flush_denormals, resolve_device
+
+FINE_TUNING_CONSTRAINTS = {
+    "max_epochs": Interval(numbers.Integral, 1, None),
+    "lr": Interval(numbers.Real, 0, None, closed="neither"),
+    "batch_size": Interval(numbers.Integral, 2, None),
+    "dropout": Interval(numbers.Real, 0, 1, closed="left"),
+    "weight_decay": Interval(numbers.Real, 0, None),
+    "validation_fraction": Interval(numbers.Real, 0, 1, closed="neither"),
+    "patience": Interval(numbers.Integral, 1, None),
+    "features": Options("mean", "hidden"),
+    "precision": Options(*PRECISIONS),
+}
+
+
+class _EncoderClassifier(nn.Module):
+    """The pretrained encoder, then a linear layer on its posterior means (after the
+    batch norm) or on the LSTM's last state."""
+
+    def __init__(self, vae_module, n_classes, dropout, features):
+        super().__init__()
+        self.encoder = copy.deepcopy(vae_module.encoder)
+        self.encoder.dropout.p = dropout
+        self.mean_norm = copy.deepcopy(vae_module.mean_norm)
+        self.features = features
+        width = vae_module.latent_dim if features == "mean" else self.encoder.lstm.hidden_size
+        self.head = nn.Linear(width, n_classes)
+
+    def representation(self, tokens, lengths):
+        if self.features == "mean":
+            mean, _ = self.encoder(tokens, lengths)
+            return self.mean_norm(mean)
+        return self.encoder.dropout(self.encoder.last_state(tokens, lengths)).float()
+
+    def forward(self, tokens, lengths):
+        return self.head(self.representation(tokens, lengths).float())
+
+    def train(self, mode=True):
+        super().train(mode)
+        self.mean_norm.eval()   # pretrained statistics: batches of a few labels would move them
+        return self
+
+
+class FineTunedBNVAEClassifier(ClassifierMixin, BaseEstimator):
+    """A pretrained :class:`~ssl_textvae.BNVAE`'s encoder fine-tuned with the labels.
+
+    The head starts as a logistic regression fitted on the frozen posterior means
+    of the training labels (what :class:`~ssl_textvae.BNVAEClassifier` predicts
+    with), then encoder and head are trained together with Adam on cross-entropy.
+    A stratified ``validation_fraction`` of the labels picks the epoch: training
+    stops after ``patience`` epochs without a better validation accuracy (ties go
+    to the lower loss) and the best weights are kept; epoch 0, the frozen start,
+    competes too, so fine-tuning never ends worse on the validation labels.
+
+    Parameters
+    ----------
+    vae : BNVAE
+        A fitted BNVAE; it is copied, never modified.
+    max_epochs : int, default=20
+    lr : float, default=3e-4
+        Adam's learning rate for the encoder and the head.
+    batch_size : int, default=32
+    weight_decay : float, default=0.0
+    validation_fraction : float, default=0.1
+        Share of the labeled texts held out for early stopping (at least one per
+        class); the model is not refitted on them.
+    patience : int, default=3
+    precision : {"auto", "fp32", "bf16"}, default="auto"
+        As for :class:`~ssl_textvae.BNVAE`: bf16 autocast where the hardware runs it.
+    device : str, default="auto"
+    random_state : int, RandomState or None, default=None
+    verbose : int, default=1
+        1 shows a progress bar per epoch and a line per epoch.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+    module_ : torch.nn.Module
+        The fine-tuned encoder with its head.
+    history_ : list of dict
+        Per epoch: ``train_loss``, ``valid_loss``, ``valid_accuracy``.
+    best_epoch_ : int
+        The epoch whose weights were kept (0: the frozen start).
+    """
+
+    def __init__(self, vae=None, features="mean", max_epochs=20, lr=1e-3, batch_size=32, dropout=0.0,
+                 weight_decay=0.0,
+                 validation_fraction=0.1, patience=3, precision="auto", device="auto",
+                 random_state=None, verbose=1):
+        self.vae = vae
+        self.features = features
+        self.max_epochs = max_epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.dropout = dropout
+        self.weight_decay = weight_decay
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.precision = precision
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, X, y):
+        """Fine-tune on labeled texts ``X`` (list of str) with labels ``y`` (no -1:
+        the unlabeled texts belong to the BNVAE's pretraining)."""
+        from .estimator import BNVAE
+
+        validate_params(self, FINE_TUNING_CONSTRAINTS)
+        if not isinstance(self.vae, BNVAE):
+            raise TypeError("vae must be a fitted BNVAE (pretrain one first); got "
+                            f"{type(self.vae).__name__}.")
+        check_is_fitted(self.vae, "module_", msg="The BNVAE passed as vae is not fitted yet; fit it first.")
+        texts = check_texts(X)
+        y, _ = check_labels(y, len(texts), allow_unlabeled=False)
+        self.classes_ = check_classes(y)
+        targets = np.searchsorted(self.classes_, y)
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        train_rows, valid_rows = _split(targets, self.validation_fraction, seed)
+        corpus = self.vae.encode(texts)
+        device = resolve_device(self.device)
+
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []), \
+                flush_denormals():
+            torch.manual_seed(seed)
+            self.module_ = _EncoderClassifier(self.vae.module_, len(self.classes_), self.dropout,
+                                              self.features).to(device)
+            self._init_head(corpus, train_rows, targets, device)
+            train, valid = corpus.subset(train_rows), corpus.subset(valid_rows)
+            self.history_, self.best_epoch_ = self._train(train, targets[train_rows], valid,
+                                                          targets[valid_rows], device, seed)
+        self.module_.eval()
+        return self
+
+    def _init_head(self, corpus, rows, targets, device):
+        """Logistic regression on the frozen means: the head's starting weights."""
+        means = self._means(corpus.subset(rows), device)
+        regression = LogisticRegression(max_iter=1000).fit(means, targets[rows])
+        weight, bias = regression.coef_, regression.intercept_
+        if len(self.classes_) == 2:   # one logit per class: class 0 gets the negated half
+            weight, bias = np.vstack([-weight / 2, weight / 2]), np.array([-bias[0] / 2, bias[0] / 2])
+        with torch.no_grad():
+            self.module_.head.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
+            self.module_.head.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
+
+    def _train(self, train, train_targets, valid, valid_targets, device, seed):
+        optimizer = torch.optim.Adam(self.module_.parameters(), lr=self.lr,
+                                     weight_decay=self.weight_decay)
+        rng = np.random.default_rng(seed)
+        labels = torch.as_tensor(train_targets, device=device)
+        best = (self._validate(valid, valid_targets, device), 0, copy.deepcopy(self.module_.state_dict()))
+        history, bad_epochs = [], 0
+        for epoch in range(1, self.max_epochs + 1):
+            self.module_.train()
+            total, count = 0.0, 0
+            batches = bucket_batches(train.lengths, self.batch_size, shuffle=True, rng=rng)
+            for indices in tqdm(batches, desc=f"fine-tuning {epoch}/{self.max_epochs}", leave=False,
+                                disable=not self.verbose, unit="batch"):
+                tokens, lengths = (t.to(device) for t in collate(train, indices))
+                with autocast_context(device, self.precision):
+                    logits = self.module_(tokens, lengths)
+                loss = F.cross_entropy(logits.float(), labels[torch.as_tensor(indices, device=device)])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total, count = total + float(loss.detach()) * len(indices), count + len(indices)
+            accuracy, valid_loss = self._validate(valid, valid_targets, device)
+            history.append({"epoch": epoch, "train_loss": total / max(count, 1),
+                            "valid_loss": valid_loss, "valid_accuracy": accuracy})
+            if self.verbose:
+                tqdm.write(f"fine-tuning epoch {epoch}: train_loss {history[-1]['train_loss']:.4f}, "
+                           f"valid_loss {valid_loss:.4f}, valid_accuracy {accuracy:.4f}")
+            if (accuracy, -valid_loss) > (best[0][0], -best[0][1]):
+                best, bad_epochs = ((accuracy, valid_loss), epoch,
+                                    copy.deepcopy(self.module_.state_dict())), 0
+            else:
+                bad_epochs += 1
+                if bad_epochs >= self.patience:
+                    break
+        self.module_.load_state_dict(best[2])
+        return history, best[1]
+
+    @torch.no_grad()
+    def _validate(self, corpus, targets, device):
+        """(accuracy, mean cross-entropy) on held-out labels."""
+        logits = torch.as_tensor(self._logits(corpus, device))
+        labels = torch.as_tensor(targets)
+        return (float((logits.argmax(1) == labels).float().mean()),
+                float(F.cross_entropy(logits, labels)))
+
+    @torch.no_grad()
+    def _logits(self, corpus, device):
+        self.module_.eval()
+        out = np.zeros((len(corpus), len(self.classes_)), dtype=np.float32)
+        for indices in bucket_batches(corpus.lengths, 1024, shuffle=False):
+            tokens, lengths = (t.to(device) for t in collate(corpus, indices))
+            with autocast_context(device, self.precision):
+                out[indices] = self.module_(tokens, lengths).float().cpu().numpy()
+        return out
+
+    @torch.no_grad()
+    def _means(self, corpus, device):
+        self.module_.eval()
+        out = np.zeros((len(corpus), self.module_.head.in_features), dtype=np.float32)
+        for indices in bucket_batches(corpus.lengths, 1024, shuffle=False):
+            tokens, lengths = (t.to(device) for t in collate(corpus, indices))
+            with autocast_context(device, self.precision):
+                out[indices] = self.module_.representation(tokens, lengths).float().cpu().numpy()
+        return out
+
+    def transform(self, X):
+        """Posterior means of the fine-tuned encoder: array (n_texts, latent_dim)."""
+        check_is_fitted(self, "module_")
+        return self._means(self.vae.encode(X), resolve_device(self.device))
+
+    def decision_function(self, X):
+        """Class logits: (n_texts,) for two classes (positive class minus negative), else (n_texts, n_classes)."""
+        check_is_fitted(self, "module_")
+        logits = self._logits(self.vae.encode(X), resolve_device(self.device))
+        return logits[:, 1] - logits[:, 0] if len(self.classes_) == 2 else logits
+
+    def predict_proba(self, X):
+        check_is_fitted(self, "module_")
+        logits = torch.as_tensor(self._logits(self.vae.encode(X), resolve_device(self.device)))
+        return torch.softmax(logits, 1).numpy()
+
+    def predict(self, X):
+        check_is_fitted(self, "module_")
+        logits = self._logits(self.vae.encode(X), resolve_device(self.device))
+        return self.classes_[logits.argmax(1)]
+
+
+def _split(targets, fraction, seed):
+    """Stratified (train rows, validation rows), at least one validation row per class."""
+    rows = np.arange(len(targets))
+    n_classes = len(np.unique(targets))
+    if np.bincount(targets).min() < 2:
+        raise ValueError("Every class needs at least 2 labeled texts (one for early stopping); got "
+                         f"class counts {np.bincount(targets).tolist()}.")
+    n_valid = max(n_classes, int(round(fraction * len(rows))))
+    if len(rows) - n_valid < n_classes:
+        raise ValueError(f"{len(rows)} labeled texts leave too few to train on after holding out "
+                         f"{n_valid} for early stopping; lower validation_fraction or add labels.")
+    train_rows, valid_rows = train_test_split(rows, test_size=n_valid, stratify=targets,
+                                              random_state=seed)
+    return np.sort(train_rows), np.sort(valid_rows)

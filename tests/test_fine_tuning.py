@@ -1,0 +1,97 @@
+"""Fine-tuning the pretrained encoder with the labels (FineTunedBNVAEClassifier)."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import NotFittedError
+
+from ssl_textvae import BNVAE, FineTunedBNVAEClassifier
+from ssl_textvae.metrics import encode_means
+
+from conftest import TINY, make_corpus
+
+
+@pytest.fixture(scope="module")
+def labeled():
+    texts, labels = make_corpus(120, seed=3)
+    return texts, labels
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    return make_corpus(200, seed=7)
+
+
+@pytest.fixture(scope="module")
+def fine_tuned(fitted_vae, labeled):
+    return FineTunedBNVAEClassifier(fitted_vae, max_epochs=4, lr=1e-3, random_state=0,
+                                    verbose=0).fit(*labeled)
+
+
+def test_predicts_held_out_texts(fine_tuned, held_out):
+    texts, labels = held_out
+    assert fine_tuned.score(texts, labels) > 0.8
+    probabilities = fine_tuned.predict_proba(texts)
+    assert probabilities.shape == (len(texts), 2)
+    np.testing.assert_allclose(probabilities.sum(1), 1, rtol=1e-5)
+    scores = fine_tuned.decision_function(texts)
+    np.testing.assert_array_equal(fine_tuned.predict(texts), fine_tuned.classes_[(scores > 0).astype(int)])
+    assert fine_tuned.transform(texts).shape == (len(texts), TINY["latent_dim"])
+
+
+def test_history_and_best_epoch(fine_tuned):
+    assert 1 <= len(fine_tuned.history_) <= 4
+    assert 0 <= fine_tuned.best_epoch_ <= len(fine_tuned.history_)
+    assert {"train_loss", "valid_loss", "valid_accuracy"} <= set(fine_tuned.history_[0])
+
+
+def test_the_pretrained_vae_is_not_modified(fitted_vae, labeled):
+    before = {k: v.clone() for k, v in fitted_vae.module_.state_dict().items()}
+    means = fitted_vae.transform(labeled[0][:10])
+    model = FineTunedBNVAEClassifier(fitted_vae, max_epochs=2, lr=1e-2, random_state=0,
+                                     verbose=0).fit(*labeled)
+    for name, value in fitted_vae.module_.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    np.testing.assert_array_equal(fitted_vae.transform(labeled[0][:10]), means)
+    assert not np.allclose(model.transform(labeled[0][:10]), means)   # the copy did move
+
+
+def test_epoch_zero_is_the_frozen_start_head(fitted_vae, labeled):
+    # lr so small that no epoch changes the validation result: the frozen start is kept
+    model = FineTunedBNVAEClassifier(fitted_vae, max_epochs=2, lr=1e-12, patience=1, random_state=0,
+                                     precision="fp32", verbose=0).fit(*labeled)
+    assert model.best_epoch_ == 0
+    frozen = encode_means(fitted_vae.module_, fitted_vae.encode(labeled[0]), torch.device("cpu"),
+                          precision="fp32")
+    np.testing.assert_allclose(model.transform(labeled[0]), frozen, atol=1e-5)
+
+
+def test_same_random_state_same_model(fitted_vae, labeled):
+    first = FineTunedBNVAEClassifier(fitted_vae, max_epochs=2, random_state=5, verbose=0).fit(*labeled)
+    second = FineTunedBNVAEClassifier(fitted_vae, max_epochs=2, random_state=5, verbose=0).fit(*labeled)
+    np.testing.assert_array_equal(first.decision_function(labeled[0]), second.decision_function(labeled[0]))
+
+
+def test_string_labels_and_three_classes(fitted_vae, labeled):
+    texts, labels = labeled
+    names = np.array(["neg", "pos", "other"])[np.where(np.arange(len(labels)) % 5 == 0, 2, labels)]
+    model = FineTunedBNVAEClassifier(fitted_vae, max_epochs=1, random_state=0, verbose=0).fit(texts, names)
+    assert list(model.classes_) == ["neg", "other", "pos"]
+    assert set(model.predict(texts)) <= set(model.classes_)
+    assert model.decision_function(texts).shape == (len(texts), 3)
+
+
+def test_bad_input_is_refused_with_a_clear_error(fitted_vae, labeled):
+    texts, labels = labeled
+    with pytest.raises(TypeError, match="fitted BNVAE"):
+        FineTunedBNVAEClassifier(None).fit(texts, labels)
+    with pytest.raises(NotFittedError, match="not fitted"):
+        FineTunedBNVAEClassifier(BNVAE()).fit(texts, labels)
+    with pytest.raises(ValueError, match="unlabeled"):
+        FineTunedBNVAEClassifier(fitted_vae, verbose=0).fit(texts, np.r_[labels[:-1], -1])
+    with pytest.raises(ValueError, match="at least 2 labeled texts"):
+        FineTunedBNVAEClassifier(fitted_vae, verbose=0).fit(texts[:5], [0, 0, 0, 0, 1])
+    with pytest.raises(ValueError, match="'lr' parameter"):
+        FineTunedBNVAEClassifier(fitted_vae, lr=0).fit(texts, labels)
+    with pytest.raises(NotFittedError):
+        FineTunedBNVAEClassifier(fitted_vae).predict(texts)
