@@ -9,6 +9,8 @@ import pytest
 
 from conftest import make_corpus
 
+from ssl_textvae import BNVAE
+
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 TINY_ARGS = ["--max-epochs", "1", "--latent-dim", "4", "--embed-dim", "16", "--hidden-dim", "32",
              "--verbose", "0"]
@@ -49,15 +51,15 @@ def fake_yelp_dir(tmp_path):
     return data
 
 
-def run_yelp(recipe, data_dir, out, seeds):
+def run_yelp(recipe, data_dir, out, seeds, *extra):
     return recipe.main(["--data-dir", str(data_dir), "--quick", "--budgets", "20", "60",
                         "--pool-size", "150", "--self-training-size", "40", "--seeds", *seeds,
-                        "--out-dir", str(out), *TINY_ARGS])
+                        "--out-dir", str(out), *TINY_ARGS, *extra])
 
 
 def test_yelp_recipe_writes_results_table_and_plot(yelp_recipe, fake_yelp_dir, tmp_path):
     out = tmp_path / "run"
-    output = run_yelp(yelp_recipe, fake_yelp_dir, out, ["0"])
+    output = run_yelp(yelp_recipe, fake_yelp_dir, out, ["0"], "--save-vae")
     for name in ("results.json", "results.md", "accuracy_vs_labels.png"):
         assert (out / name).stat().st_size > 0
     saved = json.loads((out / "results.json").read_text())
@@ -67,7 +69,8 @@ def test_yelp_recipe_writes_results_table_and_plot(yelp_recipe, fake_yelp_dir, t
     assert saved["settings"]["vae"]["gamma"] == 0.7   # from recipes/configs/short_yelp.json
     assert saved["pretraining"]["n_texts"] == 150 + 60
     assert set(saved["results"]) == {"majority", "tfidf_lr", "plain_vae_lr", "bnvae_lr",
-                                     "bnvae_self_training"}
+                                     "bnvae_self_training", "bnvae_fine_tuned"}
+    assert BNVAE.load(out / "bnvae_seed0").transform(["good food"]).shape == (1, 4)
     for method in saved["results"].values():
         for budget in ("20", "60"):
             entry = method[budget]
@@ -82,6 +85,7 @@ def test_yelp_recipe_writes_results_table_and_plot(yelp_recipe, fake_yelp_dir, t
         100 * np.mean(test_labels == majority_of_20))
     table = (out / "results.md").read_text()
     assert "| BN-VAE + LR |" in table and "| Plain VAE (gamma 0) + LR |" in table
+    assert "| BN-VAE, encoder fine-tuned |" in table and "Fine-tuned:" in table
     assert saved["command"] in table and "no standard deviation" in table
     assert saved["full_run_estimate"]["seconds_per_epoch"] > 0
 
