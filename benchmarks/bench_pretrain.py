@@ -8,6 +8,7 @@ Measures, in one run:
   * tokens/s of ``ssl_textvae.training._train_epoch`` on the short-Yelp pool, for
     gamma = 0.7 (BN-VAE) and gamma = 0 (VAE) under the default precision, and fp32
     for comparison, interleaved over several repetitions (medians reported);
+  * a per-operator profile of the default path (torch.profiler self time per step);
   * loss curves of bf16 autocast against fp32 on the same batches for several seeds:
     the paired difference, against the spread of fp32 across seeds.
 
@@ -52,12 +53,14 @@ def parse_args(argv=None):
     parser.add_argument("--loss-steps", type=int, default=300, help="steps of each loss curve")
     parser.add_argument("--loss-chunk", type=int, default=10, help="steps per loss-curve point")
     parser.add_argument("--loss-seeds", type=int, default=3, help="seeds of the loss comparison")
+    parser.add_argument("--profile-steps", type=int, default=30,
+                        help="steps of the per-operator profile of the default path")
     parser.add_argument("--figure", default=None, help="PNG to write (default: next to the JSON)")
     parser.add_argument("--quick", action="store_true", help="tiny run to check the script works")
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.warmup_steps, args.repeats, args.loss_steps = 5, 2, 1, 20
-        args.loss_chunk, args.loss_seeds = 5, 2
+        args.loss_chunk, args.loss_seeds, args.profile_steps = 5, 2, 3
     return args
 
 
@@ -163,6 +166,26 @@ def throughput(corpus, vocab_size, args, device, default_precision):
                      "median_cpu": statistics.median(paired_cpu), "per_repeat_cpu": paired_cpu}
 
 
+def step_profile(corpus, vocab_size, args, device, precision, steps):
+    """Where a default-path training step spends its time: torch.profiler's self time
+    per operator, in ms per step, largest first (the operators of the matrix products
+    and the LSTM are compute; the rest is memory traffic and overhead)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    run = Run(corpus, vocab_size, args, device, 0.7, precision, seed=0)
+    run.train(args.warmup_steps)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as profiler:
+        run.train(steps)
+    events = [e for e in profiler.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    rows = sorted(events, key=lambda e: -e.self_cpu_time_total)
+    return {"steps": steps, "ms_per_step": total / 1000 / steps,
+            "operators": [{"name": e.key, "ms_per_step": e.self_cpu_time_total / 1000 / steps,
+                           "share": e.self_cpu_time_total / total, "calls_per_step": e.count / steps}
+                          for e in rows[:15]]}
+
+
 def loss_curves(corpus, vocab_size, args, device, default_precision):
     """Training loss every ``loss_chunk`` steps, for each of ``loss_seeds`` seeds, in the
     default precision and in fp32 on the same batches, initialization and dropout.
@@ -245,6 +268,7 @@ def main(argv=None):
           f"training MFLOP/token: {flops['total'] / 1e6:.1f}")
 
     results, ratio = throughput(corpus, vocab_size, args, device, default_precision)
+    profile = step_profile(corpus, vocab_size, args, device, default_precision, args.profile_steps)
     curves, loss = loss_curves(corpus, vocab_size, args, device, default_precision)
 
     rows = []
@@ -266,6 +290,11 @@ def main(argv=None):
     print()
     print_table([[k, f"{rates[k]:.0f}", f"{ceilings[k]:,.0f}"] for k in rates],
                 ["matmul path", "GFLOP/s", "ceiling tokens/s"])
+    print(f"\nprofile of the default path ({profile['ms_per_step']:.1f} ms of CPU self time per step, "
+          f"{profile['steps']} steps; largest operators):")
+    print_table([[o["name"][:40], f"{o['ms_per_step']:.2f}", f"{o['share']:.0%}",
+                  f"{o['calls_per_step']:.0f}"] for o in profile["operators"]],
+                ["operator", "ms/step", "share", "calls/step"])
     print(f"\nBN-VAE / VAE throughput ratio: {ratio['median']:.3f} wall (per repeat "
           f"{', '.join(f'{r:.3f}' for r in ratio['per_repeat'])}), {ratio['median_cpu']:.3f} "
           f"per CPU second ({', '.join(f'{r:.3f}' for r in ratio['per_repeat_cpu'])})")
@@ -287,7 +316,7 @@ def main(argv=None):
                         "mean_words": mean_words},
                "matmul_gflops": rates, "matmul_shape": [tokens_per_batch, args.hidden_dim, vocab_size],
                "flops_per_token": flops, "ceiling_tokens_per_second": ceilings,
-               "throughput": results, "bnvae_over_vae": ratio,
+               "throughput": results, "bnvae_over_vae": ratio, "profile": profile,
                "loss": {**loss, "curves": curves, "chunk_steps": args.loss_chunk}}
     write_json(payload, out)
     figure(args.figure or os.path.splitext(out)[0] + ".png", results, ceilings, curves, args)

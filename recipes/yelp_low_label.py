@@ -295,7 +295,7 @@ def markdown_report(output):
     if "bnvae_fine_tuned" in results:
         lines.append("- Fine-tuned: `FineTunedBNVAEClassifier` with its defaults: the BN-VAE's encoder and a "
                      "linear layer on its means (started from a logistic regression on the frozen means), "
-                     "trained with Adam (lr 1e-3, dropout 0.3) on the labeled subset; the epoch is picked "
+                     "trained with Adam (lr 1e-3, no dropout) on the labeled subset; the epoch is picked "
                      "on a stratified 10% of the subset held out for that (early stopping, patience 3).")
     if "bnvae_self_training" in results:
         lines.append(f"- Self-training: scikit-learn `SelfTrainingClassifier` (threshold 0.9, 10 rounds) on "

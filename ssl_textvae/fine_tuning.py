@@ -85,10 +85,15 @@ class FineTunedBNVAEClassifier(ClassifierMixin, BaseEstimator):
     ----------
     vae : BNVAE
         A fitted BNVAE; it is copied, never modified.
+    features : {"mean", "hidden"}, default="mean"
+        What the linear head reads: the posterior means after the batch norm (the
+        representation ``BNVAE.transform`` gives), or the encoder LSTM's last state.
     max_epochs : int, default=20
-    lr : float, default=3e-4
+    lr : float, default=1e-3
         Adam's learning rate for the encoder and the head.
     batch_size : int, default=32
+    dropout : float, default=0.0
+        Dropout on the encoder's embeddings and last state while fine-tuning.
     weight_decay : float, default=0.0
     validation_fraction : float, default=0.1
         Share of the labeled texts held out for early stopping (at least one per
@@ -218,28 +223,26 @@ class FineTunedBNVAEClassifier(ClassifierMixin, BaseEstimator):
         return (float((logits.argmax(1) == labels).float().mean()),
                 float(F.cross_entropy(logits, labels)))
 
-    @torch.no_grad()
     def _logits(self, corpus, device):
-        self.module_.eval()
-        out = np.zeros((len(corpus), len(self.classes_)), dtype=np.float32)
-        for indices in bucket_batches(corpus.lengths, 1024, shuffle=False):
-            tokens, lengths = (t.to(device) for t in collate(corpus, indices))
-            with autocast_context(device, self.precision):
-                out[indices] = self.module_(tokens, lengths).float().cpu().numpy()
-        return out
+        return self._run(corpus, device, self.module_, len(self.classes_))
+
+    def _means(self, corpus, device):
+        return self._run(corpus, device, self.module_.representation, self.module_.head.in_features)
 
     @torch.no_grad()
-    def _means(self, corpus, device):
+    def _run(self, corpus, device, function, width):
+        """``function(tokens, lengths)`` over the corpus in eval mode: array (n_texts, width)."""
         self.module_.eval()
-        out = np.zeros((len(corpus), self.module_.head.in_features), dtype=np.float32)
+        out = np.zeros((len(corpus), width), dtype=np.float32)
         for indices in bucket_batches(corpus.lengths, 1024, shuffle=False):
             tokens, lengths = (t.to(device) for t in collate(corpus, indices))
             with autocast_context(device, self.precision):
-                out[indices] = self.module_.representation(tokens, lengths).float().cpu().numpy()
+                out[indices] = function(tokens, lengths).float().cpu().numpy()
         return out
 
     def transform(self, X):
-        """Posterior means of the fine-tuned encoder: array (n_texts, latent_dim)."""
+        """The fine-tuned features: posterior means (n_texts, latent_dim), or the LSTM's
+        last state (n_texts, hidden_dim) with ``features="hidden"``."""
         check_is_fitted(self, "module_")
         return self._means(self.vae.encode(X), resolve_device(self.device))
 

@@ -95,3 +95,11 @@ def test_bad_input_is_refused_with_a_clear_error(fitted_vae, labeled):
         FineTunedBNVAEClassifier(fitted_vae, lr=0).fit(texts, labels)
     with pytest.raises(NotFittedError):
         FineTunedBNVAEClassifier(fitted_vae).predict(texts)
+
+
+def test_pickle_round_trip_predicts_the_same(fine_tuned, held_out):
+    import pickle
+
+    restored = pickle.loads(pickle.dumps(fine_tuned))
+    np.testing.assert_array_equal(restored.decision_function(held_out[0]),
+                                  fine_tuned.decision_function(held_out[0]))
