@@ -240,6 +240,20 @@ class FineTunedBNVAEClassifier(ClassifierMixin, BaseEstimator):
                 out[indices] = function(tokens, lengths).float().cpu().numpy()
         return out
 
+    def save(self, path):
+        """Write the model to directory ``path``: config.json, the fine-tuned weights
+        (safetensors) and the BNVAE it started from in ``path/vae``."""
+        from .persistence import save_fine_tuned
+
+        save_fine_tuned(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """Load what :meth:`save` wrote (no code is executed from the files)."""
+        from .persistence import load_fine_tuned
+
+        return load_fine_tuned(path, expected=cls)
+
     def transform(self, X):
         """The fine-tuned features: posterior means (n_texts, latent_dim), or the LSTM's
         last state (n_texts, hidden_dim) with ``features="hidden"``."""

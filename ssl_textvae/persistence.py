@@ -5,6 +5,9 @@
     model.safetensors  VAE weights
     head.skops         the classifier's head (BNVAEClassifier only), loaded with
                        skops' trusted types
+
+A FineTunedBNVAEClassifier's directory holds its config.json, the fine-tuned
+encoder and head in fine_tuned.safetensors, and the BNVAE it started from in vae/.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from .tokenization import TextTokenizer
 
 FORMAT_VERSION = 1
 CONFIG, TOKENIZER, WEIGHTS, HEAD = "config.json", "tokenizer.json", "model.safetensors", "head.skops"
+FINE_TUNED_WEIGHTS, FINE_TUNED_VAE = "fine_tuned.safetensors", "vae"
 
 
 def save_model(estimator, path):
@@ -55,12 +59,12 @@ def load_model(path, expected, trusted=None):
         raise ValueError(f"{path!r} holds model format version {version!r} (written by ssl_textvae "
                          f"{config.get('ssl_textvae_version') if isinstance(config, dict) else '?'}); "
                          f"this ssl_textvae ({__version__}) reads format {FORMAT_VERSION}.")
+    if "class" in config and config["class"] != expected.__name__:
+        raise ValueError(f"{path!r} holds a {config['class']}, not a {expected.__name__}; load it with "
+                         f"{config['class']}.load.")
     missing = [key for key in ("class", "params", "vae_params", "history") if key not in config]
     if missing:
         raise ValueError(f"{os.path.join(path, CONFIG)!r} lacks {missing}; the model directory is corrupt.")
-    if config["class"] != expected.__name__:
-        raise ValueError(f"{path!r} holds a {config['class']}, not a {expected.__name__}; load it with "
-                         f"{config['class']}.load.")
     vae = BNVAE(**config["vae_params"])
     vae.tokenizer_ = TextTokenizer.from_dict(_read_json(path, TOKENIZER))
     vae.module_ = _load_module(path, module_kwargs(vae))
@@ -74,6 +78,52 @@ def load_model(path, expected, trusted=None):
     classifier.classes_ = classifier.estimator_.classes_
     classifier.history_ = vae.history_
     return classifier
+
+
+def save_fine_tuned(model, path):
+    from safetensors.torch import save_file
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(model, "module_")
+    os.makedirs(path, exist_ok=True)
+    save_model(model.vae, os.path.join(path, FINE_TUNED_VAE))
+    params = {k: v for k, v in model.get_params(deep=False).items() if k != "vae"}
+    config = {"format_version": FORMAT_VERSION, "ssl_textvae_version": __version__,
+              "class": type(model).__name__, "params": _jsonable(params),
+              "classes": model.classes_.tolist(), "classes_dtype": model.classes_.dtype.str,
+              "history": model.history_, "best_epoch": model.best_epoch_}
+    with open(os.path.join(path, CONFIG), "w", encoding="utf-8") as handle:
+        json.dump(config, handle, indent=2)
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.module_.state_dict().items()}
+    save_file(weights, os.path.join(path, FINE_TUNED_WEIGHTS))
+
+
+def load_fine_tuned(path, expected):
+    import numpy as np
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .estimator import BNVAE
+    from .fine_tuning import _EncoderClassifier
+
+    config = _read_json(path, CONFIG)
+    if not isinstance(config, dict) or config.get("class") != expected.__name__:
+        found = config.get("class") if isinstance(config, dict) else None
+        raise ValueError(f"{path!r} holds a {found}, not a {expected.__name__}; load it with "
+                         f"{found}.load." if found else f"{path!r} is not a saved {expected.__name__}.")
+    vae = load_model(os.path.join(path, FINE_TUNED_VAE), expected=BNVAE)
+    model = expected(vae=vae, **config["params"])
+    model.classes_ = np.asarray(config["classes"], dtype=np.dtype(config["classes_dtype"]))
+    model.module_ = _EncoderClassifier(vae.module_, len(model.classes_), model.dropout, model.features)
+    file = os.path.join(path, FINE_TUNED_WEIGHTS)
+    try:
+        model.module_.load_state_dict(load_file(file))
+    except (SafetensorError, RuntimeError, OSError) as error:
+        raise ValueError(f"Could not read the weights in {file!r}: the file is missing, corrupt or "
+                         f"does not match config.json ({error}).") from None
+    model.module_.eval()
+    model.history_, model.best_epoch_ = config["history"], config["best_epoch"]
+    return model
 
 
 def _load_module(path, kwargs):

@@ -103,3 +103,22 @@ def test_pickle_round_trip_predicts_the_same(fine_tuned, held_out):
     restored = pickle.loads(pickle.dumps(fine_tuned))
     np.testing.assert_array_equal(restored.decision_function(held_out[0]),
                                   fine_tuned.decision_function(held_out[0]))
+
+
+@pytest.mark.parametrize("string_labels", [False, True])
+def test_save_and_load_predict_the_same(fitted_vae, labeled, held_out, tmp_path, string_labels):
+    texts, labels = labeled
+    y = np.array(["neg", "pos"])[labels] if string_labels else labels
+    model = FineTunedBNVAEClassifier(fitted_vae, max_epochs=1, features="hidden", random_state=0,
+                                     verbose=0).fit(texts, y)
+    model.save(tmp_path / "model")
+    loaded = FineTunedBNVAEClassifier.load(tmp_path / "model")
+    np.testing.assert_array_equal(loaded.classes_, model.classes_)
+    np.testing.assert_array_equal(loaded.predict(held_out[0]), model.predict(held_out[0]))
+    np.testing.assert_allclose(loaded.decision_function(held_out[0]),
+                               model.decision_function(held_out[0]), rtol=1e-6)
+    assert loaded.best_epoch_ == model.best_epoch_ and loaded.get_params()["features"] == "hidden"
+    with pytest.raises(ValueError, match="holds a FineTunedBNVAEClassifier"):
+        BNVAE.load(tmp_path / "model")
+    with pytest.raises(ValueError, match="holds a BNVAE"):
+        FineTunedBNVAEClassifier.load(tmp_path / "model" / "vae")
