@@ -9,6 +9,9 @@ label is missing, empty, null or "-1" is unlabeled. The recipe
    regression baseline cross-validated on the same folds,
 3. fits the head on all labeled rows and saves the model with ``BNVAEClassifier.save``.
 
+``--fine-tune`` also cross-validates the encoder fine-tuned with the labels
+(``FineTunedBNVAEClassifier``, on the same folds) and saves that model instead.
+
 ``--predict FILE --model DIR`` labels the texts of another file with a saved model.
 
 Examples
@@ -37,7 +40,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import ssl_textvae
-from ssl_textvae import BNVAE, BNVAEClassifier
+from ssl_textvae import BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier
 
 UNLABELED = "-1"
 VAE_OPTIONS = {"gamma": float, "latent_dim": int, "embed_dim": int, "hidden_dim": int,
@@ -70,6 +73,9 @@ def build_parser():
     for name, kind in VAE_OPTIONS.items():
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
                             help=f"BNVAE {name} (default: the package default)")
+    parser.add_argument("--fine-tune", action="store_true",
+                        help="also cross-validate the encoder fine-tuned with the labels "
+                             "(FineTunedBNVAEClassifier) and save that model instead of the head")
     parser.add_argument("--random-state", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--verbose", type=int, default=1)
@@ -207,12 +213,20 @@ def fit(args):
             TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, lowercase=True),
             LogisticRegression(C=10.0, max_iter=2000)), np.asarray(labeled_texts, dtype=object), y, cv=folds),
     }
-    classifier = BNVAEClassifier(vae=vae, estimator=head, random_state=args.random_state)
-    classifier.fit(labeled_texts, y)
+    if args.fine_tune:
+        fine_tuned = FineTunedBNVAEClassifier(vae, random_state=args.random_state, device=args.device,
+                                              verbose=0)
+        scores["bnvae_fine_tuned"] = cross_val_score(fine_tuned, np.asarray(labeled_texts, dtype=object),
+                                                     y, cv=folds)
+        classifier = fine_tuned.fit(labeled_texts, y)
+    else:
+        classifier = BNVAEClassifier(vae=vae, estimator=head, random_state=args.random_state)
+        classifier.fit(labeled_texts, y)
     classifier.save(args.model_dir)
 
     names = {"bnvae_lr": "BN-VAE + logistic regression", "majority": "majority class",
-             "tfidf_lr": "TF-IDF + logistic regression (C=10)"}
+             "tfidf_lr": "TF-IDF + logistic regression (C=10)",
+             "bnvae_fine_tuned": "BN-VAE encoder fine-tuned"}
     print(f"\n{n_splits}-fold cross-validated accuracy on the {len(y):,} labeled rows "
           "(the VAE saw every text, unlabeled, during pretraining):")
     for key, values in scores.items():
@@ -225,6 +239,7 @@ def fit(args):
         "class_counts": dict(zip(classes.tolist(), counts.tolist())),
         "cv_folds": n_splits, "vae_params": vae.get_params(), "tuning": tuning,
         "head": f"StandardScaler + LogisticRegression(C={args.C}) on the posterior means",
+        "saved_model": type(classifier).__name__,
         "cv_accuracy": {key: {"mean": float(v.mean()), "std": float(v.std()), "folds": v.tolist()}
                         for key, v in scores.items()},
         "model_dir": str(args.model_dir), "seconds": time.perf_counter() - start,
@@ -238,7 +253,10 @@ def fit(args):
 def predict(args):
     if not args.model:
         raise SystemExit("--predict needs --model DIR, a directory written by this recipe.")
-    classifier = BNVAEClassifier.load(args.model)
+    saved_class = json.loads((Path(args.model) / "config.json").read_text(encoding="utf-8")).get("class") \
+        if (Path(args.model) / "config.json").is_file() else None
+    classifier = (FineTunedBNVAEClassifier.load(args.model) if saved_class == FineTunedBNVAEClassifier.__name__
+                  else BNVAEClassifier.load(args.model))
     rows = read_rows(args.predict)
     texts = column(rows, args.text_column, args.predict)
     for number, text in enumerate(texts, 1):

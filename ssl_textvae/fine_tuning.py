@@ -16,7 +16,7 @@ import numbers
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
@@ -84,7 +84,8 @@ class FineTunedBNVAEClassifier(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     vae : BNVAE
-        A fitted BNVAE; it is copied, never modified.
+        A fitted BNVAE; it is copied, never modified. ``clone`` shares it, so
+        ``cross_val_score`` and ``GridSearchCV`` fine-tune from one pretraining.
     features : {"mean", "hidden"}, default="mean"
         What the linear head reads: the posterior means after the batch norm (the
         representation ``BNVAE.transform`` gives), or the encoder LSTM's last state.
@@ -134,6 +135,13 @@ class FineTunedBNVAEClassifier(ClassifierMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+
+    def __sklearn_clone__(self):
+        # share the pretrained BNVAE (never modified here) instead of cloning it unfitted,
+        # so cross_val_score and GridSearchCV fine-tune from the same pretraining
+        params = {name: clone(value, safe=False)
+                  for name, value in self.get_params(deep=False).items() if name != "vae"}
+        return type(self)(vae=self.vae, **params)
 
     def fit(self, X, y):
         """Fine-tune on labeled texts ``X`` (list of str) with labels ``y`` (no -1:

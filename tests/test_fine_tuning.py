@@ -122,3 +122,13 @@ def test_save_and_load_predict_the_same(fitted_vae, labeled, held_out, tmp_path,
         BNVAE.load(tmp_path / "model")
     with pytest.raises(ValueError, match="holds a BNVAE"):
         FineTunedBNVAEClassifier.load(tmp_path / "model" / "vae")
+
+
+def test_cross_validation_shares_the_pretrained_vae(fitted_vae, labeled):
+    from sklearn.base import clone
+    from sklearn.model_selection import cross_val_score
+
+    model = FineTunedBNVAEClassifier(fitted_vae, max_epochs=1, random_state=0, verbose=0)
+    assert clone(model).vae is fitted_vae
+    scores = cross_val_score(model, np.asarray(labeled[0], dtype=object), labeled[1], cv=3)
+    assert scores.shape == (3,) and (scores > 0.5).all()

@@ -137,8 +137,8 @@ def write_csv(path, rows):
         writer.writerows(rows)
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
-def test_own_data_fits_reports_saves_and_predicts(own_data, tmp_path, suffix):
+@pytest.mark.parametrize("suffix, fine_tune", [(".csv", False), (".jsonl", False), (".csv", True)])
+def test_own_data_fits_reports_saves_and_predicts(own_data, tmp_path, suffix, fine_tune):
     rows = own_rows()
     data = tmp_path / f"tickets{suffix}"
     if suffix == ".csv":
@@ -151,10 +151,12 @@ def test_own_data_fits_reports_saves_and_predicts(own_data, tmp_path, suffix):
     model_dir = tmp_path / "model"
     report = own_data.main([str(data), "--text-column", "body", "--label-column", "queue",
                             "--model-dir", str(model_dir), "--tokenizer", "word", "--cv", "3",
-                            *TINY_ARGS])
+                            *TINY_ARGS, *(["--fine-tune"] if fine_tune else [])])
     assert report["n_labeled"] == 40 and report["n_unlabeled"] == 120
     assert report["cv_folds"] == 3
-    assert set(report["cv_accuracy"]) == {"bnvae_lr", "majority", "tfidf_lr"}
+    assert set(report["cv_accuracy"]) == {"bnvae_lr", "majority", "tfidf_lr"} | (
+        {"bnvae_fine_tuned"} if fine_tune else set())
+    assert report["saved_model"] == ("FineTunedBNVAEClassifier" if fine_tune else "BNVAEClassifier")
     for scores in report["cv_accuracy"].values():
         assert len(scores["folds"]) == 3 and 0 <= scores["mean"] <= 1
     assert json.loads((model_dir / "report.json").read_text())["n_rows"] == 160
