@@ -57,6 +57,9 @@ def main(argv=None):
     add_common_arguments(parser)
     parser.add_argument("--model", default=None, help="directory written by BNVAE.save")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=None,
+                        help="also time the encoder alone (tokenized once) at these batch sizes, "
+                             "in the default precision")
     args = parser.parse_args(argv)
     device = setup(args)
     texts, _ = read_labeled_file(os.path.join(args.data_dir, "short_yelp.test.txt"))
@@ -104,11 +107,35 @@ def main(argv=None):
         print_table([[f"{b:,}", f"{r['accuracy_fp32']:.2f}", f"{r['accuracy_bf16']:.2f}",
                       f"{r['agreement']:.4f}"] for b, r in agreement["classifier"].items()],
                     ["labels", "test accuracy fp32 means (%)", "bf16 means (%)", "same prediction"])
+    sweep = None
+    if args.batch_sizes:
+        sweep = batch_size_sweep(vae, texts, device, args.batch_sizes, args.repeats)
+        print_table([[f"{b:,}", f"{r['median_sentences_per_second']:,.0f}"] for b, r in sweep.items()],
+                    ["batch size", "sentences/s, encoder alone (median)"])
     out = args.out or os.path.join(RESULTS_DIR, f"encode_{device.type}.json")
     write_json({"benchmark": "encode", "command": "python " + " ".join(sys.argv), "machine": info,
                 "model": args.model or "random weights", "sentences": len(texts),
                 "default_precision": resolve_precision(device, "auto"),
-                "results": results, "bf16_vs_fp32": agreement}, out)
+                "results": results, "bf16_vs_fp32": agreement, "batch_sizes": sweep}, out)
+
+
+def batch_size_sweep(vae, texts, device, batch_sizes, repeats):
+    """Sentences/s of ``metrics.encode_means`` alone (tokenized once), per batch size,
+    interleaved, in the default precision."""
+    from ssl_textvae.metrics import encode_means
+
+    corpus = vae.encode(texts)
+    precision = resolve_precision(device, "auto")
+    samples = {size: [] for size in batch_sizes}
+    for _ in range(repeats):
+        for size in batch_sizes:
+            start = time.perf_counter()
+            encode_means(vae.module_, corpus, device, batch_size=size, precision=precision)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            samples[size].append(len(texts) / (time.perf_counter() - start))
+    return {size: {"median_sentences_per_second": statistics.median(values), "samples": values,
+                   "precision": precision} for size, values in samples.items()}
 
 
 def classifier_agreement(vae, data_dir, test_means, budgets=(100, 500, 1000, 2000, 10000)):

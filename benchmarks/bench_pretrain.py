@@ -49,7 +49,7 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=60, help="training steps per measurement")
     parser.add_argument("--warmup-steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved repetitions")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved repetitions")
     parser.add_argument("--loss-steps", type=int, default=300, help="steps of each loss curve")
     parser.add_argument("--loss-chunk", type=int, default=10, help="steps per loss-curve point")
     parser.add_argument("--loss-seeds", type=int, default=3, help="seeds of the loss comparison")

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from ._validation import Interval, Options, check_classes, check_labels, check_texts, validate_params
 from .data import bucket_batches, collate
+from .metrics import ENCODE_BATCH_SIZE
 from .runtime import PRECISIONS, autocast_context, flush_denormals, resolve_device
 
 FINE_TUNING_CONSTRAINTS = {
@@ -242,7 +243,7 @@ class FineTunedBNVAEClassifier(ClassifierMixin, BaseEstimator):
         """``function(tokens, lengths)`` over the corpus in eval mode: array (n_texts, width)."""
         self.module_.eval()
         out = np.zeros((len(corpus), width), dtype=np.float32)
-        for indices in bucket_batches(corpus.lengths, 1024, shuffle=False):
+        for indices in bucket_batches(corpus.lengths, ENCODE_BATCH_SIZE, shuffle=False):
             tokens, lengths = (t.to(device) for t in collate(corpus, indices))
             with autocast_context(device, self.precision):
                 out[indices] = function(tokens, lengths).float().cpu().numpy()

@@ -58,7 +58,12 @@ def _batches(corpus: EncodedCorpus, batch_size):
         yield indices, collate(corpus, indices)
 
 
-def encode_means(module, corpus: EncodedCorpus, device, batch_size=1024, precision="fp32"):
+# On 2 CPU cores faster than 1024 (the LSTM's per-step state stays in cache):
+# benchmarks/bench_encode.py --batch-sizes 256 1024
+ENCODE_BATCH_SIZE = 256
+
+
+def encode_means(module, corpus: EncodedCorpus, device, batch_size=ENCODE_BATCH_SIZE, precision="fp32"):
     """Posterior means (after batch norm) of every text, as a float32 numpy array (n, latent)."""
     out = np.zeros((len(corpus), module.latent_dim), dtype=np.float32)
     with eval_mode(module):

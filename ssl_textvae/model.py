@@ -19,8 +19,7 @@ from .tokenization import PAD_ID
 
 class Dropout(nn.Dropout):
     """``nn.Dropout`` drawing its mask from uniforms on CPU: torch's CPU ``bernoulli_``
-    takes about four times as long as ``rand`` and a comparison, which made dropout
-    about 5% of a CPU training step. Elsewhere (CUDA) it is ``nn.Dropout``."""
+    takes several times as long as ``rand`` and a comparison. Elsewhere (CUDA) it is ``nn.Dropout``."""
 
     def forward(self, inputs):
         if not self.training or not 0 < self.p < 1 or inputs.device.type != "cpu":

@@ -4,8 +4,8 @@ master weights and bf16 working copies when training under bf16 autocast.
 Under autocast every step casts the fp32 weights of the linear and LSTM layers to
 bf16 and casts their bf16 gradients back to fp32; clipping then scales every
 gradient in one pass and SGD reads it again in another. On a 2-core CPU these
-passes (casts, norms, scaling, update, zeroing) took about a fifth of a training
-step in torch.profiler, most of it on the 512 x V output layer. Here the
+passes (casts, norms, scaling, update, zeroing) are memory-bound and took a sizeable
+share of a training step, most of it on the 512 x V output layer. Here the
 layers hold bf16 copies during an epoch, their gradients stay bf16 and the update
 ``master -= lr * clip_coef * grad`` reads each gradient once, then refreshes the
 copy. Embeddings get sparse gradients for the epoch, so the update touches only
