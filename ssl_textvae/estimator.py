@@ -148,6 +148,15 @@ _VAE_PARAMS_DOC = """
 """
 
 
+def clone_sharing_vae(estimator):
+    """``clone`` for estimators holding a fitted BNVAE as ``vae``: every other parameter
+    is cloned, the BNVAE (never modified by them) is shared rather than cloned unfitted,
+    so a search or cross-validation reuses one pretraining."""
+    params = {name: clone(value, safe=False)
+              for name, value in estimator.get_params(deep=False).items() if name != "vae"}
+    return type(estimator)(vae=estimator.vae, **params)
+
+
 class BNVAE(TransformerMixin, BaseEstimator):
     __doc__ = ("""BN-VAE language model as a transformer: texts -> posterior means.
 
@@ -453,9 +462,7 @@ class BNVAEClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
 
     def __sklearn_clone__(self):
-        params = {name: clone(value, safe=False)
-                  for name, value in self.get_params(deep=False).items() if name != "vae"}
-        return type(self)(vae=self.vae, **params)
+        return clone_sharing_vae(self)
 
     def fit(self, X, y, unlabeled=None):
         """Pretrain the VAE on ``X`` (and ``unlabeled``), then fit the head on the

@@ -16,7 +16,7 @@ import numbers
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from ._validation import Interval, Options, check_classes, check_labels, check_texts, validate_params
 from .data import bucket_batches, collate
+from .estimator import BNVAE, clone_sharing_vae
 from .metrics import ENCODE_BATCH_SIZE
 from .runtime import PRECISIONS, autocast_context, flush_denormals, resolve_device
 
@@ -138,17 +139,11 @@ class FineTunedBNVAEClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
 
     def __sklearn_clone__(self):
-        # share the pretrained BNVAE (never modified here) instead of cloning it unfitted,
-        # so cross_val_score and GridSearchCV fine-tune from the same pretraining
-        params = {name: clone(value, safe=False)
-                  for name, value in self.get_params(deep=False).items() if name != "vae"}
-        return type(self)(vae=self.vae, **params)
+        return clone_sharing_vae(self)
 
     def fit(self, X, y):
         """Fine-tune on labeled texts ``X`` (list of str) with labels ``y`` (no -1:
         the unlabeled texts belong to the BNVAE's pretraining)."""
-        from .estimator import BNVAE
-
         validate_params(self, FINE_TUNING_CONSTRAINTS)
         if not isinstance(self.vae, BNVAE):
             raise TypeError("vae must be a fitted BNVAE (pretrain one first); got "
