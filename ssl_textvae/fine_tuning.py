@@ -60,11 +60,11 @@ class _EncoderClassifier(nn.Module):
     def representation(self, tokens, lengths):
         if self.features == "mean":
             mean, _ = self.encoder(tokens, lengths)
-            return self.mean_norm(mean)
+            return self.mean_norm(mean)                                   # fp32
         return self.encoder.dropout(self.encoder.last_state(tokens, lengths)).float()
 
     def forward(self, tokens, lengths):
-        return self.head(self.representation(tokens, lengths).float())
+        return self.head(self.representation(tokens, lengths))
 
     def train(self, mode=True):
         super().train(mode)
@@ -172,9 +172,9 @@ class FineTunedBNVAEClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _init_head(self, corpus, rows, targets, device):
-        """Logistic regression on the frozen means: the head's starting weights."""
-        means = self._means(corpus.subset(rows), device)
-        regression = LogisticRegression(max_iter=1000).fit(means, targets[rows])
+        """Logistic regression on the frozen features: the head's starting weights."""
+        features = self._features(corpus.subset(rows), device)
+        regression = LogisticRegression(max_iter=1000).fit(features, targets[rows])
         weight, bias = regression.coef_, regression.intercept_
         if len(self.classes_) == 2:   # one logit per class: class 0 gets the negated half
             weight, bias = np.vstack([-weight / 2, weight / 2]), np.array([-bias[0] / 2, bias[0] / 2])
@@ -191,7 +191,8 @@ class FineTunedBNVAEClassifier(ClassifierMixin, BaseEstimator):
         history, bad_epochs = [], 0
         for epoch in range(1, self.max_epochs + 1):
             self.module_.train()
-            total, count = 0.0, 0
+            total = torch.zeros((), dtype=torch.float64, device=device)  # no sync per step
+            count = 0
             batches = bucket_batches(train.lengths, self.batch_size, shuffle=True, rng=rng)
             for indices in tqdm(batches, desc=f"fine-tuning {epoch}/{self.max_epochs}", leave=False,
                                 disable=not self.verbose, unit="batch"):
@@ -202,9 +203,10 @@ class FineTunedBNVAEClassifier(ClassifierMixin, BaseEstimator):
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                total, count = total + float(loss.detach()) * len(indices), count + len(indices)
+                total += loss.detach().double() * len(indices)
+                count += len(indices)
             accuracy, valid_loss = self._validate(valid, valid_targets, device)
-            history.append({"epoch": epoch, "train_loss": total / max(count, 1),
+            history.append({"epoch": epoch, "train_loss": float(total) / max(count, 1),
                             "valid_loss": valid_loss, "valid_accuracy": accuracy})
             if self.verbose:
                 tqdm.write(f"fine-tuning epoch {epoch}: train_loss {history[-1]['train_loss']:.4f}, "
@@ -230,7 +232,7 @@ class FineTunedBNVAEClassifier(ClassifierMixin, BaseEstimator):
     def _logits(self, corpus, device):
         return self._run(corpus, device, self.module_, len(self.classes_))
 
-    def _means(self, corpus, device):
+    def _features(self, corpus, device):
         return self._run(corpus, device, self.module_.representation, self.module_.head.in_features)
 
     @torch.no_grad()
@@ -262,7 +264,7 @@ class FineTunedBNVAEClassifier(ClassifierMixin, BaseEstimator):
         """The fine-tuned features: posterior means (n_texts, latent_dim), or the LSTM's
         last state (n_texts, hidden_dim) with ``features="hidden"``."""
         check_is_fitted(self, "module_")
-        return self._means(self.vae.encode(X), resolve_device(self.device))
+        return self._features(self.vae.encode(X), resolve_device(self.device))
 
     def decision_function(self, X):
         """Class logits: (n_texts,) for two classes (positive class minus negative), else (n_texts, n_classes)."""
