@@ -3,12 +3,17 @@ compute ceiling that matrix-multiply rates measured in the same run allow.
 
 Measures, in one run:
   * matmul GFLOP/s at the output layer's shape: fp32 default path, fp32 through
-    oneDNN (``torch.utils.mkldnn``), bf16;
-  * the training FLOPs per token of the configuration (forward + backward = 3 x forward);
+    oneDNN (``torch.utils.mkldnn``), bf16; and at the LSTM's per-time-step shape
+    (batch rows), in fp32 and bf16;
+  * the training FLOPs per token of the configuration (forward + backward = 3 x forward),
+    and two ceilings: all FLOPs at the output-layer-shape rate, and shape-aware (the
+    LSTM's per-time-step products at their own rate);
   * tokens/s of ``ssl_textvae.training._train_epoch`` on the short-Yelp pool, for
     gamma = 0.7 (BN-VAE) and gamma = 0 (VAE) under the default precision, and fp32
     for comparison, interleaved over several repetitions (medians reported);
-  * a per-operator profile of the default path (torch.profiler self time per step);
+  * a per-operator profile of the default path (torch.profiler self time per step),
+    and from it the kernel floor: the tokens/s if everything but the matrix-product
+    and LSTM kernels took no time;
   * loss curves of bf16 autocast against fp32 on the same batches for several seeds:
     the paired difference, against the spread of fp32 across seeds.
 
@@ -35,6 +40,7 @@ from benchmarks._common import (POOL_NAME, RESULTS_DIR, add_common_arguments, ma
                                 median_seconds, print_table, setup, write_json)
 from ssl_textvae.data import EncodedCorpus, TextFile  # noqa: E402
 from ssl_textvae.model import TextVAE  # noqa: E402
+from ssl_textvae.optim import AUTOCAST_LAYERS  # noqa: E402
 from ssl_textvae.runtime import flush_denormals, resolve_precision  # noqa: E402
 from ssl_textvae.tokenization import TextTokenizer  # noqa: E402
 from ssl_textvae.training import TrainingConfig, _train_epoch, make_optimizer  # noqa: E402
@@ -64,6 +70,10 @@ def parse_args(argv=None):
     return args
 
 
+# Issue #4's target: 3x the paper's official implementation on the 2-core reference machine.
+TARGET_TOKENS_PER_SECOND = 12_600
+
+
 # -- compute ceiling ----------------------------------------------------------------------
 def training_flops_per_token(embed_dim, hidden_dim, latent_dim, vocab_size, mean_words):
     """Multiply-adds x 2 of one training step per predicted token, forward + backward (3 x forward).
@@ -79,6 +89,37 @@ def training_flops_per_token(embed_dim, hidden_dim, latent_dim, vocab_size, mean
     return {"encoder_lstm": 3 * encoder * (mean_words + 2) / predicted,
             "decoder_lstm": 3 * decoder, "output_layer": 3 * output,
             "total": 3 * forward / predicted}
+
+
+def sequential_flops_per_token(hidden_dim, mean_words):
+    """The part of :func:`training_flops_per_token` done one time step at a time, with
+    ``batch`` rows per product: the recurrent product of each LSTM's forward pass and
+    the product carrying the gradient back through its state (the input projections
+    and the weight gradients can run over all steps at once)."""
+    recurrent = 2 * 4 * hidden_dim * hidden_dim
+    per_token = recurrent * (mean_words + 2) / (mean_words + 1) + recurrent  # encoder, decoder
+    return 2 * per_token
+
+
+def recurrent_rates(device, batch, hidden):
+    """GFLOP/s of the LSTM's per-time-step products, (batch, hidden) x (hidden, 4 hidden)
+    forward and (batch, 4 hidden) x (4 hidden, hidden) backward, in fp32 and bf16."""
+    generator = torch.Generator().manual_seed(0)
+    rates = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        seconds = 0.0
+        for k, n in ((hidden, 4 * hidden), (4 * hidden, hidden)):
+            x = torch.randn(batch, k, generator=generator).to(device, dtype)
+            weight = torch.randn(n, k, generator=generator).to(device, dtype)
+            seconds += median_seconds(lambda: x @ weight.t(), device, repeats=31)
+        rates[name] = 2 * 2 * batch * hidden * 4 * hidden / seconds / 1e9
+    return rates
+
+
+def shape_aware_ceiling(flops, sequential, big_rate, recurrent_rate):
+    """Tokens/s with the sequential FLOPs at the per-time-step rate and the rest at
+    the output-layer-shape rate (GFLOP/s)."""
+    return 1.0 / (sequential / (recurrent_rate * 1e9) + (flops - sequential) / (big_rate * 1e9))
 
 
 def matmul_rates(device, m, k, n):
@@ -100,6 +141,30 @@ def matmul_rates(device, m, k, n):
     x16, weight16 = x.bfloat16(), weight.bfloat16()
     rates["bf16"] = flops / median_seconds(lambda: x16 @ weight16.t(), device) / 1e9
     return rates
+
+
+def work_outside_kernels(device, tokens, vocab_size, dense_parameters):
+    """Lower bounds, in ms per step, of two parts of a step that are not matrix products:
+
+    * the SGD update with fp32 master weights: at least 12 bytes move per parameter
+      of the linear and LSTM layers (read the bf16 gradient, read and write the fp32
+      master, write the bf16 working copy), at the copy bandwidth measured here;
+    * the full softmax: log-softmax forward and backward over (tokens, vocabulary)
+      fp32 logits, timed alone (in cache, so less than inside a step).
+    """
+    generator = torch.Generator().manual_seed(0)
+    source = torch.randn(16 * 2**20, generator=generator).to(device)  # 64 MiB, beyond the caches
+    target = torch.empty_like(source)
+    bandwidth = 2 * source.numel() * 4 / median_seconds(lambda: target.copy_(source), device)
+    logits = torch.randn(tokens, vocab_size, generator=generator).to(device)
+    log_probs = torch.log_softmax(logits, 1)
+    grad = torch.randn_like(log_probs)
+    forward = median_seconds(lambda: torch.log_softmax(logits, 1), device)
+    backward = median_seconds(lambda: torch._log_softmax_backward_data(grad, log_probs, 1, logits.dtype),
+                              device)
+    return {"copy_bandwidth_gb_per_s": bandwidth / 1e9, "dense_parameters": dense_parameters,
+            "update_ms": 12 * dense_parameters / bandwidth * 1000,
+            "softmax_ms": (forward + backward) * 1000}
 
 
 # -- training runs ------------------------------------------------------------------------
@@ -166,21 +231,31 @@ def throughput(corpus, vocab_size, args, device, default_precision):
                      "median_cpu": statistics.median(paired_cpu), "per_repeat_cpu": paired_cpu}
 
 
+# The operators of the matrix products and of oneDNN's LSTM on CPU: the compute kernels.
+KERNEL_OPERATORS = ("aten::mm", "aten::addmm", "aten::mkldnn_rnn_layer",
+                    "aten::mkldnn_rnn_layer_backward")
+
+
 def step_profile(corpus, vocab_size, args, device, precision, steps):
     """Where a default-path training step spends its time: torch.profiler's self time
     per operator, in ms per step, largest first (the operators of the matrix products
-    and the LSTM are compute; the rest is memory traffic and overhead)."""
+    and the LSTM are compute; the rest is memory traffic and overhead). The kernel
+    floor is the tokens/s the step would reach if only :data:`KERNEL_OPERATORS` took time."""
     from torch.profiler import ProfilerActivity, profile
 
     run = Run(corpus, vocab_size, args, device, 0.7, precision, seed=0)
     run.train(args.warmup_steps)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as profiler:
-        run.train(steps)
+        record = run.train(steps)
     events = [e for e in profiler.key_averages() if e.self_cpu_time_total > 0]
     total = sum(e.self_cpu_time_total for e in events)
     rows = sorted(events, key=lambda e: -e.self_cpu_time_total)
-    return {"steps": steps, "ms_per_step": total / 1000 / steps,
+    kernel_ms = sum(e.self_cpu_time_total for e in events if e.key in KERNEL_OPERATORS) / 1000 / steps
+    tokens_per_step = record["tokens_per_second"] * record["seconds"] / steps
+    return {"steps": steps, "ms_per_step": total / 1000 / steps, "kernel_ms_per_step": kernel_ms,
+            "tokens_per_step": tokens_per_step,
+            "kernel_floor_tokens_per_second": tokens_per_step / (kernel_ms / 1000) if kernel_ms else None,
             "operators": [{"name": e.key, "ms_per_step": e.self_cpu_time_total / 1000 / steps,
                            "share": e.self_cpu_time_total / total, "calls_per_step": e.count / steps}
                           for e in rows[:15]]}
@@ -264,11 +339,21 @@ def main(argv=None):
     flops = training_flops_per_token(args.embed_dim, args.hidden_dim, args.latent_dim, vocab_size,
                                      mean_words)
     ceilings = {name: rate * 1e9 / flops["total"] for name, rate in rates.items()}
-    print("matmul GFLOP/s:", {k: round(v) for k, v in rates.items()},
-          f"training MFLOP/token: {flops['total'] / 1e6:.1f}")
+    step_rates = recurrent_rates(device, args.batch_size, args.hidden_dim)
+    sequential = sequential_flops_per_token(args.hidden_dim, mean_words)
+    shape_aware = {name: shape_aware_ceiling(flops["total"], sequential, rates[name], step_rates[name])
+                   for name in step_rates}
+    print("matmul GFLOP/s:", {k: round(v) for k, v in rates.items()}, "per time step:",
+          {k: round(v) for k, v in step_rates.items()},
+          f"training MFLOP/token: {flops['total'] / 1e6:.1f} ({sequential / 1e6:.1f} per time step)")
 
     results, ratio = throughput(corpus, vocab_size, args, device, default_precision)
     profile = step_profile(corpus, vocab_size, args, device, default_precision, args.profile_steps)
+    dense = sum(p.numel() for layer in TextVAE(vocab_size, args.embed_dim, args.hidden_dim,
+                                               args.latent_dim).modules()
+                if isinstance(layer, AUTOCAST_LAYERS) for p in layer.parameters(recurse=False))
+    profile["outside_kernels"] = work_outside_kernels(device, round(profile["tokens_per_step"]),
+                                                      vocab_size, dense)
     curves, loss = loss_curves(corpus, vocab_size, args, device, default_precision)
 
     rows = []
@@ -277,19 +362,41 @@ def main(argv=None):
         result["fraction_of_ceiling"] = result["median_tokens_per_second"] / ceiling
         result["fraction_of_fp32_onednn_ceiling"] = (result["median_tokens_per_second"]
                                                      / ceilings.get("fp32_onednn", np.nan))
+        result["fraction_of_shape_aware_ceiling"] = (result["median_tokens_per_second"]
+                                                     / shape_aware[result["precision"]])
         result["seconds_per_epoch_of_pool"] = corpus.n_tokens() / result["median_tokens_per_second"]
         result["cpu_fraction_of_ceiling"] = result["median_tokens_per_cpu_second"] / ceiling
         rows.append([name, f"{result['median_tokens_per_second']:,.0f}",
                      " ".join(f"{v:,.0f}" for v in result["samples"]),
                      f"{result['median_tokens_per_cpu_second']:,.0f}",
                      f"{result['seconds_per_epoch_of_pool']:.0f}",
-                     f"{result['fraction_of_ceiling']:.0%}"])
+                     f"{result['fraction_of_ceiling']:.0%}",
+                     f"{result['fraction_of_shape_aware_ceiling']:.0%}"])
     print()
     print_table(rows, ["variant", "tokens/s (median)", "samples", "tokens/CPU-s", "s/epoch",
-                       "of ceiling"])
+                       "of ceiling", "of shape-aware ceiling"])
     print()
-    print_table([[k, f"{rates[k]:.0f}", f"{ceilings[k]:,.0f}"] for k in rates],
-                ["matmul path", "GFLOP/s", "ceiling tokens/s"])
+    print_table([[k, f"{rates[k]:.0f}", f"{step_rates[k]:.0f}" if k in step_rates else "",
+                  f"{ceilings[k]:,.0f}", f"{shape_aware[k]:,.0f}" if k in shape_aware else ""]
+                 for k in rates],
+                ["matmul path", "GFLOP/s", "GFLOP/s per time step", "ceiling tokens/s",
+                 "shape-aware ceiling"])
+    floor = profile["kernel_floor_tokens_per_second"]
+    if floor:
+        target_ms = profile["tokens_per_step"] / TARGET_TOKENS_PER_SECOND * 1000
+        outside = profile["outside_kernels"]
+        least_ms = profile["kernel_ms_per_step"] + outside["update_ms"] + outside["softmax_ms"]
+        profile["least_step_ms"] = least_ms
+        profile["least_step_tokens_per_second"] = profile["tokens_per_step"] / least_ms * 1000
+        print(f"\nkernel floor: {floor:,.0f} tokens/s (matrix-product and LSTM kernels "
+              f"{profile['kernel_ms_per_step']:.1f} ms of a {profile['ms_per_step']:.1f} ms step, "
+              f"{profile['tokens_per_step']:.0f} tokens); {TARGET_TOKENS_PER_SECOND:,} tokens/s "
+              f"allows {target_ms - profile['kernel_ms_per_step']:.1f} ms per step for everything else")
+        print(f"outside the kernels at least: SGD update {outside['update_ms']:.2f} ms "
+              f"({outside['dense_parameters']:,} parameters x 12 bytes at "
+              f"{outside['copy_bandwidth_gb_per_s']:.0f} GB/s), softmax forward + backward "
+              f"{outside['softmax_ms']:.2f} ms; step at least {least_ms:.1f} ms = "
+              f"{profile['least_step_tokens_per_second']:,.0f} tokens/s")
     print(f"\nprofile of the default path ({profile['ms_per_step']:.1f} ms of CPU self time per step, "
           f"{profile['steps']} steps; largest operators):")
     print_table([[o["name"][:40], f"{o['ms_per_step']:.2f}", f"{o['share']:.0%}",
@@ -316,6 +423,9 @@ def main(argv=None):
                         "mean_words": mean_words},
                "matmul_gflops": rates, "matmul_shape": [tokens_per_batch, args.hidden_dim, vocab_size],
                "flops_per_token": flops, "ceiling_tokens_per_second": ceilings,
+               "matmul_gflops_per_time_step": step_rates, "sequential_flops_per_token": sequential,
+               "shape_aware_ceiling_tokens_per_second": shape_aware,
+               "target_tokens_per_second": TARGET_TOKENS_PER_SECOND,
                "throughput": results, "bnvae_over_vae": ratio, "profile": profile,
                "loss": {**loss, "curves": curves, "chunk_steps": args.loss_chunk}}
     write_json(payload, out)

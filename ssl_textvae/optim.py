@@ -23,6 +23,11 @@ from torch import nn
 # The layers whose weights bf16 autocast casts at each use (embeddings and batch norm stay fp32).
 AUTOCAST_LAYERS = (nn.Linear, nn.LSTM)
 
+# Elements per piece of a master-weight update: the bf16 gradient's fp32 cast, the
+# master and the working copy of a piece stay in cache between the three passes
+# (the 512 x V output layer updated whole streams each pass through memory).
+UPDATE_CHUNK = 2**18
+
 
 class ClippedSGD:
     """One epoch's update steps for a plain ``torch.optim.SGD`` (no momentum, no
@@ -79,9 +84,11 @@ class ClippedSGD:
                 master = self.masters.get(parameter)
                 if master is None:
                     parameter.add_(parameter.grad, alpha=alpha)
-                else:
-                    master.add_(parameter.grad, alpha=alpha)   # bf16 gradient read into fp32
-                    parameter.copy_(master)
+                    continue
+                pieces = [t.reshape(-1).split(UPDATE_CHUNK) for t in (master, parameter.grad, parameter)]
+                for master_piece, grad_piece, working_piece in zip(*pieces):
+                    master_piece.add_(grad_piece, alpha=alpha)   # bf16 gradient read into fp32
+                    working_piece.copy_(master_piece)
 
     def _clip_coefficient(self) -> float:
         # As torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when below 1.

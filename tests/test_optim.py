@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ssl_textvae.model import Dropout, TextVAE
+from ssl_textvae import optim
 from ssl_textvae.optim import ClippedSGD
 
 
@@ -106,3 +107,25 @@ def test_embeddings_have_sparse_gradients_only_inside_the_context():
         assert module.encoder.embedding.weight.grad.is_sparse
         update.step()
     assert not module.encoder.embedding.sparse and not module.decoder.embedding.sparse
+
+
+def _two_clipped_steps(module, tokens, lengths):
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.5)
+    with ClippedSGD(module, optimizer, 0.05, bf16_weights=True) as update:
+        for seed in (1, 2):   # the second step runs on the working copies the first one refreshed
+            update.zero_grad()
+            torch.manual_seed(seed)
+            _loss(module, tokens, lengths, True).backward()
+            update.step()
+            for working, master in update.masters.items():   # the working copies follow the masters
+                assert torch.equal(working, master.to(torch.bfloat16))
+
+
+def test_master_update_in_pieces_equals_the_whole_tensor_update(monkeypatch):
+    module, tokens, lengths = _model_and_batch()
+    whole = copy.deepcopy(module)
+    _two_clipped_steps(whole, tokens, lengths)
+    monkeypatch.setattr(optim, "UPDATE_CHUNK", 7)        # pieces smaller than every weight, uneven
+    _two_clipped_steps(module, tokens, lengths)
+    for (name, expected), actual in zip(whole.named_parameters(), module.parameters()):
+        assert torch.equal(actual, expected), name
