@@ -10,7 +10,8 @@ Measures, in one run:
     LSTM's per-time-step products at their own rate);
   * tokens/s of ``ssl_textvae.training._train_epoch`` on the short-Yelp pool, for
     gamma = 0.7 (BN-VAE) and gamma = 0 (VAE) under the default precision, and fp32
-    for comparison, interleaved over several repetitions (medians reported);
+    for comparison, interleaved over several repetitions (medians reported); and the
+    BN-VAE / VAE ratio from many short back-to-back pairs;
   * a per-operator profile of the default path (torch.profiler self time per step),
     and from it the kernel floor: the tokens/s if everything but the matrix-product
     and LSTM kernels took no time;
@@ -55,7 +56,10 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=60, help="training steps per measurement")
     parser.add_argument("--warmup-steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved repetitions")
+    parser.add_argument("--repeats", type=int, default=9, help="interleaved repetitions")
+    parser.add_argument("--ratio-pairs", type=int, default=40,
+                        help="back-to-back BN-VAE / VAE pairs for the overhead ratio")
+    parser.add_argument("--ratio-steps", type=int, default=20, help="training steps per run of a pair")
     parser.add_argument("--loss-steps", type=int, default=300, help="steps of each loss curve")
     parser.add_argument("--loss-chunk", type=int, default=10, help="steps per loss-curve point")
     parser.add_argument("--loss-seeds", type=int, default=3, help="seeds of the loss comparison")
@@ -66,6 +70,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.warmup_steps, args.repeats, args.loss_steps = 5, 2, 1, 20
+        args.ratio_pairs, args.ratio_steps = 2, 3
         args.loss_chunk, args.loss_seeds, args.profile_steps = 5, 2, 3
     return args
 
@@ -236,6 +241,24 @@ KERNEL_OPERATORS = ("aten::mm", "aten::addmm", "aten::mkldnn_rnn_layer",
                     "aten::mkldnn_rnn_layer_backward")
 
 
+def overhead_ratio(corpus, vocab_size, args, device, precision):
+    """BN-VAE / VAE throughput from many short back-to-back pairs (alternating which
+    runs first): the machine's speed drifts over seconds, so short paired runs
+    compare the two at nearly the same moment."""
+    bn = Run(corpus, vocab_size, args, device, 0.7, precision, seed=0)
+    plain = Run(corpus, vocab_size, args, device, 0.0, precision, seed=0)
+    for run in (bn, plain):
+        run.train(args.warmup_steps)
+    ratios = []
+    for pair in range(args.ratio_pairs):
+        first, second = (bn, plain) if pair % 2 == 0 else (plain, bn)
+        rates = {id(run): run.train(args.ratio_steps)["tokens_per_second"] for run in (first, second)}
+        ratios.append(rates[id(bn)] / rates[id(plain)])
+    quartiles = np.percentile(ratios, [25, 50, 75])
+    return {"pairs": args.ratio_pairs, "steps": args.ratio_steps, "per_pair": ratios,
+            "median": float(quartiles[1]), "quartiles": [float(quartiles[0]), float(quartiles[2])]}
+
+
 def step_profile(corpus, vocab_size, args, device, precision, steps):
     """Where a default-path training step spends its time: torch.profiler's self time
     per operator, in ms per step, largest first (the operators of the matrix products
@@ -348,6 +371,7 @@ def main(argv=None):
           f"training MFLOP/token: {flops['total'] / 1e6:.1f} ({sequential / 1e6:.1f} per time step)")
 
     results, ratio = throughput(corpus, vocab_size, args, device, default_precision)
+    paired = overhead_ratio(corpus, vocab_size, args, device, default_precision)
     profile = step_profile(corpus, vocab_size, args, device, default_precision, args.profile_steps)
     dense = sum(p.numel() for layer in TextVAE(vocab_size, args.embed_dim, args.hidden_dim,
                                                args.latent_dim).modules()
@@ -402,9 +426,11 @@ def main(argv=None):
     print_table([[o["name"][:40], f"{o['ms_per_step']:.2f}", f"{o['share']:.0%}",
                   f"{o['calls_per_step']:.0f}"] for o in profile["operators"]],
                 ["operator", "ms/step", "share", "calls/step"])
-    print(f"\nBN-VAE / VAE throughput ratio: {ratio['median']:.3f} wall (per repeat "
+    print(f"\nBN-VAE / VAE throughput ratio: {paired['median']:.3f} median of {paired['pairs']} "
+          f"back-to-back pairs of {paired['steps']} steps (quartiles {paired['quartiles'][0]:.3f}, "
+          f"{paired['quartiles'][1]:.3f}); from the repeats above {ratio['median']:.3f} wall (per repeat "
           f"{', '.join(f'{r:.3f}' for r in ratio['per_repeat'])}), {ratio['median_cpu']:.3f} "
-          f"per CPU second ({', '.join(f'{r:.3f}' for r in ratio['per_repeat_cpu'])})")
+          f"per CPU second")
     print(f"loss over the last {loss['last_steps']} of {args.loss_steps} steps: "
           + ", ".join(f"{k} {v:.3f}" for k, v in loss["mean_loss"].items()))
     print(f"{default_precision} - fp32 on the same seed: "
@@ -426,7 +452,7 @@ def main(argv=None):
                "matmul_gflops_per_time_step": step_rates, "sequential_flops_per_token": sequential,
                "shape_aware_ceiling_tokens_per_second": shape_aware,
                "target_tokens_per_second": TARGET_TOKENS_PER_SECOND,
-               "throughput": results, "bnvae_over_vae": ratio, "profile": profile,
+               "throughput": results, "bnvae_over_vae": ratio, "bnvae_over_vae_pairs": paired, "profile": profile,
                "loss": {**loss, "curves": curves, "chunk_steps": args.loss_chunk}}
     write_json(payload, out)
     figure(args.figure or os.path.splitext(out)[0] + ".png", results, ceilings, curves, args)
