@@ -176,10 +176,11 @@ def work_outside_kernels(device, tokens, vocab_size, dense_parameters):
 class Run:
     """One model trained by the package's epoch loop on successive random slices of the pool."""
 
-    def __init__(self, corpus, vocab_size, args, device, gamma, precision, seed, batch_seed=0):
+    def __init__(self, corpus, vocab_size, args, device, gamma, precision, seed, batch_seed=0,
+                 softmax="full"):
         torch.manual_seed(seed)
         self.module = TextVAE(vocab_size, args.embed_dim, args.hidden_dim, args.latent_dim,
-                              gamma).to(device)
+                              gamma, softmax=softmax).to(device)
         self.config = TrainingConfig(batch_size=args.batch_size, precision=precision, seed=seed,
                                      verbose=0)
         self.optimizer = make_optimizer("sgd", self.module.parameters(), self.config.lr)

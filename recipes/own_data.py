@@ -41,6 +41,7 @@ from sklearn.preprocessing import StandardScaler
 
 import ssl_textvae
 from ssl_textvae import BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier
+from ssl_textvae.model import SOFTMAXES
 
 UNLABELED = "-1"
 VAE_OPTIONS = {"gamma": float, "latent_dim": int, "embed_dim": int, "hidden_dim": int,
@@ -73,6 +74,9 @@ def build_parser():
     for name, kind in VAE_OPTIONS.items():
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
                             help=f"BNVAE {name} (default: the package default)")
+    parser.add_argument("--softmax", choices=SOFTMAXES, default=None,
+                        help="BNVAE softmax: 'adaptive' pretrains faster, another model than the "
+                             "paper's (default: the package default, full)")
     parser.add_argument("--fine-tune", action="store_true",
                         help="also cross-validate the encoder fine-tuned with the labels "
                              "(FineTunedBNVAEClassifier) and save that model instead of the head")
@@ -162,6 +166,8 @@ def write_rows(rows, path):
 def vae_params(args):
     params = {"tokenizer": args.tokenizer, "lowercase": args.lowercase}
     params.update({name: getattr(args, name) for name in VAE_OPTIONS if getattr(args, name) is not None})
+    if args.softmax is not None:
+        params["softmax"] = args.softmax
     return params
 
 

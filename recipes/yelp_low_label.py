@@ -48,6 +48,7 @@ from sklearn.semi_supervised import SelfTrainingClassifier
 import ssl_textvae
 from ssl_textvae import (BNVAE, BNVAEClassifier, ConcatTexts, FineTunedBNVAEClassifier, TextFile,
                          read_labeled_file)
+from ssl_textvae.model import SOFTMAXES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "short_yelp_li2019"
@@ -63,7 +64,8 @@ METHOD_LABELS = {
     "bnvae_fine_tuned": "BN-VAE, encoder fine-tuned",
 }
 C_GRID = np.logspace(-3, 3, 7)   # 0.001 ... 1000, the values of C the heads choose from
-VAE_OVERRIDES = ("gamma", "latent_dim", "embed_dim", "hidden_dim", "max_epochs", "batch_size", "lr")
+VAE_OVERRIDES = ("gamma", "latent_dim", "embed_dim", "hidden_dim", "max_epochs", "batch_size", "lr",
+                 "softmax")
 
 
 # -- command line -------------------------------------------------------------------------
@@ -93,8 +95,9 @@ def build_parser():
     parser.add_argument("--self-training-size", type=int, default=None,
                         help="unlabeled pool sentences for the self-training row (0 leaves it out)")
     for name in VAE_OVERRIDES:
-        kind = float if name in ("gamma", "lr") else int
+        kind = {"gamma": float, "lr": float, "softmax": str}.get(name, int)
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
+                            choices=SOFTMAXES if name == "softmax" else None,
                             help=f"override the config's VAE {name}")
     parser.add_argument("--no-fine-tune", dest="fine_tune", action="store_false",
                         help="leave out the row of the BN-VAE encoder fine-tuned with the labels")

@@ -23,7 +23,7 @@ from . import data as data_lib
 from ._validation import (Interval, Options, check_classes, check_labels, check_texts,
                           validate_params)
 from .metrics import encode_means
-from .model import TextVAE
+from .model import SOFTMAXES, TextVAE
 from .runtime import PRECISIONS, resolve_device
 from .tokenization import KINDS, UNK_ID, TextTokenizer
 from .training import KL_SCHEDULES, OBJECTIVES, OPTIMIZERS, TrainingConfig, pretrain
@@ -59,6 +59,7 @@ VAE_CONSTRAINTS = {
     "kl_cycles": Interval(_int, 1, None),
     "kl_cycle_ratio": Interval(_real, 0, 1, closed="right"),
     "free_bits": Interval(_real, 0, None),
+    "softmax": Options(*SOFTMAXES),
     "verbose": Interval(_int, 0, None, allow_bool=True),
 }
 
@@ -136,6 +137,13 @@ _VAE_PARAMS_DOC = """
         training loss each text's KL in each dimension counts as
         ``max(KL_d, free_bits)``, so a dimension below the target is not pushed
         toward the prior. 0 turns it off.
+    softmax : {"full", "adaptive"}, default="full"
+        The decoder's output distribution. "full" is the paper's softmax over the
+        whole vocabulary. "adaptive" is an adaptive softmax (Grave et al., ICML
+        2017): the 1,000 most frequent words in a head, the rest in two smaller
+        clusters; pretraining is faster (``benchmarks/bench_softmax.py``), and it
+        is another language model than the paper's (``recipes/README.md`` compares
+        the classifiers).
     device : str, default="auto"
         "auto" uses CUDA when present, else the CPU.
     checkpoint_dir : str or None, default=None
@@ -180,7 +188,7 @@ class BNVAE(TransformerMixin, BaseEstimator):
                  max_epochs=20, clip_grad_norm=5.0, lr_patience=2, max_lr_halvings=3,
                  validation_fraction=0.1, precision="auto", bn_eps=1e-12, objective="vae",
                  kl_schedule="constant", kl_start=0.0, kl_warmup_steps=10_000, kl_cycles=4,
-                 kl_cycle_ratio=0.5, free_bits=0.0, device="auto",
+                 kl_cycle_ratio=0.5, free_bits=0.0, softmax="full", device="auto",
                  checkpoint_dir=None, random_state=None, verbose=1):
         self.latent_dim = latent_dim
         self.gamma = gamma
@@ -210,6 +218,7 @@ class BNVAE(TransformerMixin, BaseEstimator):
         self.kl_cycles = kl_cycles
         self.kl_cycle_ratio = kl_cycle_ratio
         self.free_bits = free_bits
+        self.softmax = softmax
         self.device = device
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
@@ -243,7 +252,7 @@ class BNVAE(TransformerMixin, BaseEstimator):
             torch.manual_seed(seed)
             self.module_ = TextVAE(self.tokenizer_.vocab_size, self.embed_dim, self.hidden_dim,
                                    self.latent_dim, self.gamma, self.dropout_in, self.dropout_out,
-                                   self.bn_eps)
+                                   self.bn_eps, self.softmax)
         config = TrainingConfig(self.optimizer, self.lr, self.batch_size, self.max_epochs,
                                 self.clip_grad_norm, self.lr_patience, self.max_lr_halvings,
                                 self.precision, seed, self.verbose, objective=self.objective,
@@ -359,6 +368,7 @@ class BNVAE(TransformerMixin, BaseEstimator):
 
     def __setstate__(self, state):
         module_state = state.pop("_module_state", None)
+        state.setdefault("softmax", "full")  # pickled before the option existed
         self.__dict__.update(state)
         if module_state is not None:
             weights, kwargs = module_state
@@ -371,7 +381,8 @@ def module_kwargs(vae: BNVAE) -> dict:
     """The constructor arguments of ``vae.module_`` (for rebuilding it from weights)."""
     return {"vocab_size": vae.tokenizer_.vocab_size, "embed_dim": vae.embed_dim,
             "hidden_dim": vae.hidden_dim, "latent_dim": vae.latent_dim, "gamma": vae.gamma,
-            "dropout_in": vae.dropout_in, "dropout_out": vae.dropout_out, "bn_eps": vae.bn_eps}
+            "dropout_in": vae.dropout_in, "dropout_out": vae.dropout_out, "bn_eps": vae.bn_eps,
+            "softmax": vae.softmax}
 
 
 def _check_vocabulary_overlap(corpus):
@@ -425,7 +436,7 @@ class BNVAEClassifier(ClassifierMixin, BaseEstimator):
                  lr_patience=2, max_lr_halvings=3, validation_fraction=0.1, precision="auto",
                  bn_eps=1e-12, objective="vae", kl_schedule="constant", kl_start=0.0,
                  kl_warmup_steps=10_000, kl_cycles=4, kl_cycle_ratio=0.5, free_bits=0.0,
-                 device="auto", checkpoint_dir=None, random_state=None, verbose=1):
+                 softmax="full", device="auto", checkpoint_dir=None, random_state=None, verbose=1):
         self.estimator = estimator
         self.vae = vae
         self.latent_dim = latent_dim
@@ -456,6 +467,7 @@ class BNVAEClassifier(ClassifierMixin, BaseEstimator):
         self.kl_cycles = kl_cycles
         self.kl_cycle_ratio = kl_cycle_ratio
         self.free_bits = free_bits
+        self.softmax = softmax
         self.device = device
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state

@@ -39,7 +39,7 @@ def decode_latents(module, z: torch.Tensor, max_tokens: int = 40, temperature: f
             state, generated = None, []
             for _ in range(max_tokens + 1):  # the last step can only end the text
                 hidden, state = decoder.hidden_states(tokens, z, state)       # (n, 1, hidden)
-                logits = decoder.output(hidden[:, -1]).float()                # (n, vocab)
+                logits = decoder.next_token_scores(hidden[:, -1])              # (n, vocab)
                 logits[:, [PAD_ID, BOS_ID]] = -float("inf")
                 if temperature == 0:
                     tokens = logits.argmax(-1, keepdim=True)                 # (n, 1)

@@ -16,6 +16,51 @@ from torch.nn import functional as F
 
 from .tokenization import PAD_ID
 
+SOFTMAXES = ("full", "adaptive")
+
+
+def adaptive_cutoffs(vocab_size):
+    """Cluster boundaries of the adaptive softmax: word ids below 1,000 (or a quarter
+    of the vocabulary) in the head, up to 4,000 (or half) in the first tail cluster,
+    the rest in the second. Word-level ids are in order of frequency, so the head
+    holds the frequent words (about 89% of the short-Yelp tokens)."""
+    cutoffs = [c for c in sorted({min(1000, vocab_size // 4), min(4000, vocab_size // 2)})
+               if 0 < c < vocab_size - 1]
+    if not cutoffs:
+        raise ValueError(f"An adaptive softmax needs a vocabulary of at least 3 tokens, got {vocab_size}.")
+    return cutoffs
+
+
+# nn.AdaptiveLogSoftmaxWithLoss computes its log-softmaxes in the dtype of its linear
+# layers, bf16 under autocast, and fails mixing them with fp32; these two functions
+# use its weights with every log-softmax in fp32.
+def adaptive_log_probs(softmax: nn.AdaptiveLogSoftmaxWithLoss, hidden):
+    """Log-probabilities over the whole vocabulary: (rows, hidden) -> (rows, vocab), fp32."""
+    head = F.log_softmax(softmax.head(hidden).float(), -1)        # (rows, shortlist + clusters)
+    shortlist = softmax.shortlist_size
+    parts = [head[:, :shortlist]]
+    for i, cluster in enumerate(softmax.tail):
+        parts.append(F.log_softmax(cluster(hidden).float(), -1) + head[:, shortlist + i:shortlist + i + 1])
+    return torch.cat(parts, -1)
+
+
+def adaptive_nll(softmax: nn.AdaptiveLogSoftmaxWithLoss, hidden, targets):
+    """-log p(target) per row, computing each tail cluster only on the rows whose
+    target is in it: (rows, hidden), (rows,) -> (rows,), fp32."""
+    head = F.log_softmax(softmax.head(hidden).float(), -1)        # (rows, shortlist + clusters)
+    head_index = targets.clone()
+    in_cluster = torch.zeros(targets.shape, dtype=head.dtype, device=targets.device)
+    bounds = softmax.cutoffs                                      # [shortlist, ..., vocab]
+    for i, cluster in enumerate(softmax.tail):
+        rows = ((targets >= bounds[i]) & (targets < bounds[i + 1])).nonzero().squeeze(1)
+        if rows.numel() == 0:
+            continue
+        head_index[rows] = softmax.shortlist_size + i
+        log_probs = F.log_softmax(cluster(hidden[rows]).float(), -1)
+        picked = log_probs.gather(1, (targets[rows] - bounds[i]).unsqueeze(1)).squeeze(1)
+        in_cluster = in_cluster.index_copy(0, rows, picked)
+    return -(head.gather(1, head_index.unsqueeze(1)).squeeze(1) + in_cluster)
+
 
 class Dropout(nn.Dropout):
     """``nn.Dropout`` drawing its mask from uniforms on CPU: torch's CPU ``bernoulli_``
@@ -76,14 +121,41 @@ class MeanBatchNorm(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, vocab_size, embed_dim, hidden_dim, latent_dim, dropout_in, dropout_out):
+    """LSTM language model conditioned on z; ``softmax="adaptive"`` replaces the full
+    output layer by ``nn.AdaptiveLogSoftmaxWithLoss`` (Grave et al., 2017; cutoffs
+    from :func:`adaptive_cutoffs`): still a normalized distribution over the whole
+    vocabulary, at a fraction of the cost, but another model than the paper's."""
+
+    def __init__(self, vocab_size, embed_dim, hidden_dim, latent_dim, dropout_in, dropout_out,
+                 softmax="full"):
         super().__init__()
+        if softmax not in SOFTMAXES:
+            raise ValueError(f"softmax must be one of {SOFTMAXES}, got {softmax!r}.")
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
         self.dropout_in = Dropout(dropout_in)
         self.latent_to_state = nn.Linear(latent_dim, hidden_dim)
         self.lstm = nn.LSTM(embed_dim + latent_dim, hidden_dim, batch_first=True)
         self.dropout_out = Dropout(dropout_out)
-        self.output = nn.Linear(hidden_dim, vocab_size)
+        self.adaptive = softmax == "adaptive"
+        if self.adaptive:
+            self.output = nn.AdaptiveLogSoftmaxWithLoss(hidden_dim, vocab_size,
+                                                        adaptive_cutoffs(vocab_size), div_value=4.0)
+        else:
+            self.output = nn.Linear(hidden_dim, vocab_size)
+
+    def next_token_scores(self, hidden):
+        """Scores whose softmax is the next-token distribution, in fp32: the full output
+        layer's logits, or the adaptive softmax's log-probabilities.
+        (rows, hidden) -> (rows, vocab)."""
+        if self.adaptive:
+            return adaptive_log_probs(self.output, hidden)
+        return self.output(hidden).float()
+
+    def _token_nll(self, hidden, targets):
+        # hidden: (tokens, hidden), targets: (tokens,) -> (tokens,) in fp32
+        if self.adaptive:
+            return adaptive_nll(self.output, hidden, targets)
+        return F.cross_entropy(self.output(hidden).float(), targets, reduction="none")
 
     def hidden_states(self, inputs, z, state=None):
         # inputs: (batch, time) token ids; z: (batch, latent)
@@ -107,8 +179,7 @@ class Decoder(nn.Module):
         targets = targets.repeat_interleave(samples, 0)
         hidden, _ = self.hidden_states(inputs, z.reshape(batch * samples, latent))
         keep = targets != PAD_ID                                             # (batch * samples, time - 1)
-        logits = self.output(hidden[keep])                                   # (tokens, vocab)
-        token_nll = F.cross_entropy(logits.float(), targets[keep], reduction="none")  # (tokens,)
+        token_nll = self._token_nll(hidden[keep], targets[keep])              # (tokens,)
         rows = torch.arange(batch * samples, device=tokens.device).unsqueeze(1).expand_as(keep)[keep]
         nll = torch.zeros(batch * samples, device=tokens.device).index_add_(0, rows, token_nll)
         return nll.view(batch, samples)
@@ -129,21 +200,28 @@ class TextVAE(nn.Module):
         Dropout on the decoder's input embeddings and on its LSTM outputs.
     bn_eps : float
         Batch-norm epsilon (see :class:`MeanBatchNorm`).
+    softmax : {"full", "adaptive"}
+        The decoder's output distribution (see :class:`Decoder`).
     """
 
     def __init__(self, vocab_size, embed_dim=128, hidden_dim=512, latent_dim=32, gamma=0.7,
-                 dropout_in=0.5, dropout_out=0.5, bn_eps=1e-12):
+                 dropout_in=0.5, dropout_out=0.5, bn_eps=1e-12, softmax="full"):
         super().__init__()
         self.latent_dim = latent_dim
         self.encoder = Encoder(vocab_size, embed_dim, hidden_dim, latent_dim)
         self.mean_norm = MeanBatchNorm(latent_dim, gamma, bn_eps) if gamma else nn.Identity()
-        self.decoder = Decoder(vocab_size, embed_dim, hidden_dim, latent_dim, dropout_in, dropout_out)
+        self.decoder = Decoder(vocab_size, embed_dim, hidden_dim, latent_dim, dropout_in, dropout_out,
+                               softmax)
         self.reset_parameters()
 
     def reset_parameters(self):
         # He et al. (2019) / Zhu et al. (2020): small uniform weights, larger for embeddings.
+        # An adaptive softmax keeps torch's initialization: its tail clusters are two
+        # stacked linear maps, whose gradients would be products of two small weights.
         for name, parameter in self.named_parameters():
             if not parameter.requires_grad or name.startswith("mean_norm"):
+                continue
+            if self.decoder.adaptive and name.startswith("decoder.output."):
                 continue
             bound = 0.1 if "embedding" in name else 0.01
             nn.init.uniform_(parameter, -bound, bound)

@@ -90,6 +90,16 @@ def test_yelp_recipe_writes_results_table_and_plot(yelp_recipe, fake_yelp_dir, t
     assert saved["full_run_estimate"]["seconds_per_epoch"] > 0
 
 
+def test_yelp_recipe_takes_the_softmax_from_the_command_line(yelp_recipe, fake_yelp_dir):
+    args = yelp_recipe.build_parser().parse_args(["--data-dir", str(fake_yelp_dir), "--softmax",
+                                                  "adaptive"])
+    assert yelp_recipe.resolve_settings(args)["vae"]["softmax"] == "adaptive"
+    default = yelp_recipe.build_parser().parse_args(["--data-dir", str(fake_yelp_dir)])
+    assert "softmax" not in yelp_recipe.resolve_settings(default)["vae"]   # BNVAE's default: full
+    with pytest.raises(SystemExit):
+        yelp_recipe.build_parser().parse_args(["--softmax", "sampled"])
+
+
 @pytest.mark.slow
 def test_yelp_recipe_reports_spread_over_seeds(yelp_recipe, fake_yelp_dir, tmp_path):
     saved = run_yelp(yelp_recipe, fake_yelp_dir, tmp_path / "run", ["0", "1"])
@@ -176,6 +186,12 @@ def test_own_data_fits_reports_saves_and_predicts(own_data, tmp_path, suffix, fi
     written = own_data.read_rows(predictions_path)
     assert [row["body"] for row in written] == texts
     assert [row["prediction"] for row in written] == [row["prediction"] for row in output]
+
+
+def test_own_data_passes_the_softmax_to_the_vae(own_data):
+    assert own_data.vae_params(own_data.build_parser().parse_args(
+        ["rows.csv", "--softmax", "adaptive"]))["softmax"] == "adaptive"
+    assert "softmax" not in own_data.vae_params(own_data.build_parser().parse_args(["rows.csv"]))
 
 
 def test_own_data_treats_missing_and_minus_one_labels_as_unlabeled(own_data, tmp_path):
