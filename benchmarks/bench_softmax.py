@@ -57,8 +57,11 @@ def main(argv=None):
     vocab_size = tokenizer.vocab_size
     precision = resolve_precision(device, "auto")
     info = machine(device)
+    cutoffs = adaptive_cutoffs(vocab_size)
+    head_share = float(np.mean(corpus.ids < cutoffs[0]))   # word ids are in order of frequency
     print(f"{info['cpu']} ({info.get('gpu', 'no GPU')}), {args.threads} threads; vocabulary "
-          f"{vocab_size:,}, adaptive cutoffs {adaptive_cutoffs(vocab_size)}; precision {precision}")
+          f"{vocab_size:,}, adaptive cutoffs {cutoffs} (the head holds {head_share:.1%} of the "
+          f"pool's words); precision {precision}")
 
     runs = {softmax: Run(corpus, vocab_size, args, device, 0.7, precision, seed=0, softmax=softmax)
             for softmax in SOFTMAXES}
@@ -85,7 +88,8 @@ def main(argv=None):
                 "seconds": time.time() - started, "precision": precision,
                 "config": {"embed_dim": args.embed_dim, "hidden_dim": args.hidden_dim,
                            "latent_dim": args.latent_dim, "batch_size": args.batch_size,
-                           "vocab_size": vocab_size, "adaptive_cutoffs": adaptive_cutoffs(vocab_size),
+                           "vocab_size": vocab_size, "adaptive_cutoffs": cutoffs,
+                           "head_share_of_words": head_share,
                            "pairs": args.pairs, "steps": args.steps},
                 "samples": samples,
                 "median_tokens_per_second": {k: statistics.median(v) for k, v in samples.items()},
