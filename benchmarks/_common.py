@@ -24,6 +24,24 @@ def add_common_arguments(parser):
     parser.add_argument("--out", default=None, help="JSON file to write (default: benchmarks/results/)")
 
 
+def add_model_arguments(parser):
+    """The reference configuration of the pretraining benchmarks (short Yelp, Zhu et al.)."""
+    parser.add_argument("--embed-dim", type=int, default=128)
+    parser.add_argument("--hidden-dim", type=int, default=512)
+    parser.add_argument("--latent-dim", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32)
+
+
+def load_pool_corpus(data_dir):
+    """The short-Yelp pool, tokenized with a word vocabulary fitted on it: (corpus, vocab_size)."""
+    from ssl_textvae.data import EncodedCorpus, TextFile
+    from ssl_textvae.tokenization import TextTokenizer
+
+    pool = TextFile(os.path.join(data_dir, POOL_NAME))
+    tokenizer = TextTokenizer().fit(pool)
+    return EncodedCorpus.from_texts(tokenizer, pool, skip_empty=True), tokenizer.vocab_size
+
+
 def setup(args):
     """Set threads and offline mode; return the torch device after checking it exists."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

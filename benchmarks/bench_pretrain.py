@@ -37,23 +37,19 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks._common import (POOL_NAME, RESULTS_DIR, add_common_arguments, machine,  # noqa: E402
-                                median_seconds, print_table, setup, write_json)
-from ssl_textvae.data import EncodedCorpus, TextFile  # noqa: E402
+from benchmarks._common import (RESULTS_DIR, add_common_arguments, add_model_arguments,  # noqa: E402
+                                load_pool_corpus, machine, median_seconds, print_table, setup,
+                                write_json)
 from ssl_textvae.model import TextVAE  # noqa: E402
 from ssl_textvae.optim import AUTOCAST_LAYERS  # noqa: E402
 from ssl_textvae.runtime import flush_denormals, resolve_precision  # noqa: E402
-from ssl_textvae.tokenization import TextTokenizer  # noqa: E402
 from ssl_textvae.training import TrainingConfig, _train_epoch, make_optimizer  # noqa: E402
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_arguments(parser)
-    parser.add_argument("--embed-dim", type=int, default=128)
-    parser.add_argument("--hidden-dim", type=int, default=512)
-    parser.add_argument("--latent-dim", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=32)
+    add_model_arguments(parser)
     parser.add_argument("--steps", type=int, default=60, help="training steps per measurement")
     parser.add_argument("--warmup-steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=9, help="interleaved repetitions")
@@ -347,10 +343,7 @@ def main(argv=None):
     args = parse_args(argv)
     device = setup(args)
     started = time.time()
-    pool = TextFile(os.path.join(args.data_dir, POOL_NAME))
-    tokenizer = TextTokenizer().fit(pool)
-    corpus = EncodedCorpus.from_texts(tokenizer, pool, skip_empty=True)
-    vocab_size = tokenizer.vocab_size
+    corpus, vocab_size = load_pool_corpus(args.data_dir)
     mean_words = float(corpus.lengths.mean())
     tokens_per_batch = round(args.batch_size * (mean_words + 1))
     default_precision = resolve_precision(device, "auto")

@@ -21,22 +21,17 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks._common import (POOL_NAME, RESULTS_DIR, add_common_arguments, machine,  # noqa: E402
-                                print_table, setup, write_json)
+from benchmarks._common import (RESULTS_DIR, add_common_arguments, add_model_arguments,  # noqa: E402
+                                load_pool_corpus, machine, print_table, setup, write_json)
 from benchmarks.bench_pretrain import Run  # noqa: E402
-from ssl_textvae.data import EncodedCorpus, TextFile  # noqa: E402
 from ssl_textvae.model import SOFTMAXES, adaptive_cutoffs  # noqa: E402
 from ssl_textvae.runtime import resolve_precision  # noqa: E402
-from ssl_textvae.tokenization import TextTokenizer  # noqa: E402
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_arguments(parser)
-    parser.add_argument("--embed-dim", type=int, default=128)
-    parser.add_argument("--hidden-dim", type=int, default=512)
-    parser.add_argument("--latent-dim", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=32)
+    add_model_arguments(parser)
     parser.add_argument("--pairs", type=int, default=20, help="back-to-back pairs")
     parser.add_argument("--steps", type=int, default=30, help="training steps per run of a pair")
     parser.add_argument("--warmup-steps", type=int, default=20)
@@ -51,10 +46,7 @@ def main(argv=None):
     args = parse_args(argv)
     device = setup(args)
     started = time.time()
-    pool = TextFile(os.path.join(args.data_dir, POOL_NAME))
-    tokenizer = TextTokenizer().fit(pool)
-    corpus = EncodedCorpus.from_texts(tokenizer, pool, skip_empty=True)
-    vocab_size = tokenizer.vocab_size
+    corpus, vocab_size = load_pool_corpus(args.data_dir)
     precision = resolve_precision(device, "auto")
     info = machine(device)
     cutoffs = adaptive_cutoffs(vocab_size)
