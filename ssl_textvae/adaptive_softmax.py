@@ -17,7 +17,8 @@ def adaptive_cutoffs(vocab_size):
     """Cluster boundaries of the adaptive softmax: word ids below 1,000 (or a quarter
     of the vocabulary) in the head, up to 4,000 (or half) in the first tail cluster,
     the rest in the second. Word-level ids are in order of frequency, so the head
-    holds the frequent words (about 89% of the short-Yelp tokens)."""
+    holds the frequent words (89.2% of the short-Yelp pool's words, as
+    ``benchmarks/bench_softmax.py`` prints)."""
     cutoffs = [c for c in sorted({min(1000, vocab_size // 4), min(4000, vocab_size // 2)})
                if 0 < c < vocab_size - 1]
     if not cutoffs:
