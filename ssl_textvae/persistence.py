@@ -53,18 +53,7 @@ def save_model(estimator, path):
 def load_model(path, expected, trusted=None):
     from .estimator import BNVAE, BNVAEClassifier, module_kwargs
 
-    config = _read_json(path, CONFIG)
-    version = config.get("format_version") if isinstance(config, dict) else None
-    if version != FORMAT_VERSION:
-        raise ValueError(f"{path!r} holds model format version {version!r} (written by ssl_textvae "
-                         f"{config.get('ssl_textvae_version') if isinstance(config, dict) else '?'}); "
-                         f"this ssl_textvae ({__version__}) reads format {FORMAT_VERSION}.")
-    if "class" in config and config["class"] != expected.__name__:
-        raise ValueError(f"{path!r} holds a {config['class']}, not a {expected.__name__}; load it with "
-                         f"{config['class']}.load.")
-    missing = [key for key in ("class", "params", "vae_params", "history") if key not in config]
-    if missing:
-        raise ValueError(f"{os.path.join(path, CONFIG)!r} lacks {missing}; the model directory is corrupt.")
+    config = _read_config(path, expected, ("params", "vae_params", "history"))
     vae = BNVAE(**config["vae_params"])
     vae.tokenizer_ = TextTokenizer.from_dict(_read_json(path, TOKENIZER))
     vae.module_ = _load_module(path, module_kwargs(vae))
@@ -106,11 +95,7 @@ def load_fine_tuned(path, expected):
     from .estimator import BNVAE
     from .fine_tuning import _EncoderClassifier
 
-    config = _read_json(path, CONFIG)
-    if not isinstance(config, dict) or config.get("class") != expected.__name__:
-        found = config.get("class") if isinstance(config, dict) else None
-        raise ValueError(f"{path!r} holds a {found}, not a {expected.__name__}; load it with "
-                         f"{found}.load." if found else f"{path!r} is not a saved {expected.__name__}.")
+    config = _read_config(path, expected, ("params", "classes", "classes_dtype", "history", "best_epoch"))
     vae = load_model(os.path.join(path, FINE_TUNED_VAE), expected=BNVAE)
     model = expected(vae=vae, **config["params"])
     model.classes_ = np.asarray(config["classes"], dtype=np.dtype(config["classes_dtype"]))
@@ -124,6 +109,25 @@ def load_fine_tuned(path, expected):
     model.module_.eval()
     model.history_, model.best_epoch_ = config["history"], config["best_epoch"]
     return model
+
+
+def _read_config(path, expected, required):
+    """config.json of a model directory, checked: the format this version reads, the
+    class ``expected`` (the error names the class to load it with) and the keys
+    ``required`` besides "class"."""
+    config = _read_json(path, CONFIG)
+    version = config.get("format_version") if isinstance(config, dict) else None
+    if version != FORMAT_VERSION:
+        raise ValueError(f"{path!r} holds model format version {version!r} (written by ssl_textvae "
+                         f"{config.get('ssl_textvae_version') if isinstance(config, dict) else '?'}); "
+                         f"this ssl_textvae ({__version__}) reads format {FORMAT_VERSION}.")
+    if "class" in config and config["class"] != expected.__name__:
+        raise ValueError(f"{path!r} holds a {config['class']}, not a {expected.__name__}; load it with "
+                         f"{config['class']}.load.")
+    missing = [key for key in ("class", *required) if key not in config]
+    if missing:
+        raise ValueError(f"{os.path.join(path, CONFIG)!r} lacks {missing}; the model directory is corrupt.")
+    return config
 
 
 def _load_module(path, kwargs):

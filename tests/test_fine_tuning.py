@@ -124,6 +124,26 @@ def test_save_and_load_predict_the_same(fitted_vae, labeled, held_out, tmp_path,
         FineTunedBNVAEClassifier.load(tmp_path / "model" / "vae")
 
 
+
+@pytest.mark.parametrize("edit, message", [
+    ({"format_version": 99}, "model format version 99"),
+    ({"best_epoch": None}, r"lacks \['best_epoch'\]"),
+])
+def test_load_refuses_another_format_or_a_config_missing_keys(fine_tuned, tmp_path, edit, message):
+    import json
+
+    fine_tuned.save(tmp_path / "model")
+    config_file = tmp_path / "model" / "config.json"
+    config = json.loads(config_file.read_text())
+    for key, value in edit.items():
+        if value is None:
+            del config[key]
+        else:
+            config[key] = value
+    config_file.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=message):
+        FineTunedBNVAEClassifier.load(tmp_path / "model")
+
 def test_cross_validation_shares_the_pretrained_vae(fitted_vae, labeled):
     from sklearn.base import clone
     from sklearn.model_selection import cross_val_score
