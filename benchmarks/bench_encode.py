@@ -120,9 +120,9 @@ def main(argv=None):
 
 
 def batch_size_sweep(vae, texts, device, batch_sizes, repeats):
-    """Sentences/s of ``metrics.encode_means`` alone (tokenized once), per batch size,
+    """Sentences/s of ``inference.encode_means`` alone (tokenized once), per batch size,
     interleaved, in the default precision."""
-    from ssl_textvae.metrics import encode_means
+    from ssl_textvae.inference import encode_means
 
     corpus = vae.encode(texts)
     precision = resolve_precision(device, "auto")

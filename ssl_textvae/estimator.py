@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import data as data_lib
 from ._validation import (Interval, Options, check_classes, check_labels, check_texts,
                           validate_params)
-from .metrics import encode_means
+from .inference import encode_means
 from .model import SOFTMAXES, TextVAE
 from .runtime import PRECISIONS, resolve_device
 from .tokenization import KINDS, UNK_ID, TextTokenizer

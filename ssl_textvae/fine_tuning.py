@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from ._validation import Interval, Options, check_classes, check_labels, check_texts, validate_params
 from .data import bucket_batches, collate
 from .estimator import BNVAE, clone_sharing_vae
-from .metrics import ENCODE_BATCH_SIZE
+from .inference import ENCODE_BATCH_SIZE
 from .runtime import PRECISIONS, autocast_context, flush_denormals, resolve_device
 
 FINE_TUNING_CONSTRAINTS = {

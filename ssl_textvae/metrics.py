@@ -25,9 +25,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data import EncodedCorpus, bucket_batches, collate
+from .data import EncodedCorpus, n_batches
+from .inference import batches, encode_posteriors, eval_mode
 from .model import gaussian_kl, gaussian_log_density
-from .runtime import autocast_context, flush_denormals, resolve_device
+from .runtime import autocast_context, resolve_device
 
 ACTIVE_UNIT_THRESHOLD = 0.01
 
@@ -39,50 +40,15 @@ def active_units(means: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) 
     return int((means.double().var(0) > threshold).sum())
 
 
-@contextlib.contextmanager
-def eval_mode(module):
-    """Eval mode (batch norm on running statistics, no dropout) and no autograd,
-    restoring the module's previous mode afterwards."""
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.inference_mode(), flush_denormals():
-            yield
-    finally:
-        module.train(was_training)
-
-
-def _batches(corpus: EncodedCorpus, batch_size):
-    # Sorted by length: no padding waste; results are put back in corpus order.
-    for indices in bucket_batches(corpus.lengths, batch_size, shuffle=False):
-        yield indices, collate(corpus, indices)
-
-
-# On 2 CPU cores faster than 1024 (the LSTM's per-step state stays in cache):
-# benchmarks/bench_encode.py --batch-sizes 256 1024
-ENCODE_BATCH_SIZE = 256
-
-
-def encode_means(module, corpus: EncodedCorpus, device, batch_size=ENCODE_BATCH_SIZE, precision="fp32"):
-    """Posterior means (after batch norm) of every text, as a float32 numpy array (n, latent)."""
-    out = np.zeros((len(corpus), module.latent_dim), dtype=np.float32)
-    with eval_mode(module):
-        for indices, (tokens, lengths) in _batches(corpus, batch_size):
-            with autocast_context(device, precision):
-                mean, _ = module.posterior(tokens.to(device), lengths.to(device))
-            out[indices] = mean.float().cpu().numpy()
-    return out
-
-
 def evaluate_elbo(module, corpus: EncodedCorpus, device, batch_size=256, precision="fp32"):
     """Negative ELBO per text (one z sample), its reconstruction and KL terms, and
     the active units, all in eval mode."""
     sums = np.zeros(2)
     means = []
     with eval_mode(module):
-        for _, (tokens, lengths) in _batches(corpus, batch_size):
+        for _, tokens, lengths in batches(corpus, batch_size, device):
             with autocast_context(device, precision):
-                terms = module(tokens.to(device), lengths.to(device))
+                terms = module(tokens, lengths)
             sums += [terms["reconstruction"].sum().item(), terms["kl"].sum().item()]
             means.append(terms["mean"].float().cpu())
     reconstruction, kl = sums / max(len(corpus), 1)
@@ -95,25 +61,11 @@ def evaluate_reconstruction_at_mean(module, corpus: EncodedCorpus, device, batch
     """-log p(x | z = mu) per text, averaged: the loss of an autoencoder."""
     total = 0.0
     with eval_mode(module):
-        for _, (tokens, lengths) in _batches(corpus, batch_size):
+        for _, tokens, lengths in batches(corpus, batch_size, device):
             with autocast_context(device, precision):
-                terms = module.autoencode(tokens.to(device), lengths.to(device))
+                terms = module.autoencode(tokens, lengths)
             total += terms["reconstruction"].sum().item()
     return total / max(len(corpus), 1)
-
-
-def encode_posteriors(module, corpus: EncodedCorpus, device, batch_size=1024):
-    """Means (after batch norm) and log-variances of q(z|x) for every text, in corpus
-    order, as two float64 tensors of shape (n, latent) on the CPU (fp32 forward)."""
-    means = torch.zeros(len(corpus), module.latent_dim, dtype=torch.float64)
-    logvars = torch.zeros_like(means)
-    with eval_mode(module):
-        for indices, (tokens, lengths) in _batches(corpus, batch_size):
-            mean, logvar = module.posterior(tokens.to(device), lengths.to(device))
-            rows = torch.from_numpy(np.asarray(indices))
-            means[rows] = mean.double().cpu()
-            logvars[rows] = logvar.double().cpu()
-    return means, logvars
 
 
 def kl_per_dimension(means: torch.Tensor, logvars: torch.Tensor) -> np.ndarray:
@@ -175,12 +127,10 @@ def iw_nll(module, corpus: EncodedCorpus, device, n_samples=500, batch_size=16, 
     if not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
         raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}.")
     out = np.zeros(len(corpus))
-    batches = list(_batches(corpus, batch_size))
-    progress = tqdm(batches, desc=f"IW-NLL (k={n_samples})", unit="batch", leave=False,
+    progress = tqdm(batches(corpus, batch_size, device), total=n_batches(len(corpus), batch_size), desc=f"IW-NLL (k={n_samples})", unit="batch", leave=False,
                     disable=not verbose)
     with eval_mode(module), _seeded(random_state, device):
-        for indices, (tokens, lengths) in progress:
-            tokens, lengths = tokens.to(device), lengths.to(device)
+        for indices, tokens, lengths in progress:
             mean, logvar = module.posterior(tokens, lengths)                 # (batch, latent)
             log_weights = []
             for start in range(0, n_samples, chunk_size):

@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import EncodedCorpus, bucket_batches, collate, n_batches
+from .inference import batches, eval_mode
 from .metrics import evaluate_elbo, evaluate_reconstruction_at_mean
 from .optim import ClippedSGD
 from .runtime import autocast_context, flush_denormals, resolve_precision
@@ -215,17 +216,11 @@ def recalibrate_batch_norm(module, corpus, device, batch_size, rng, max_texts=50
     if len(indices) > max_texts:
         indices = np.sort(rng.choice(indices, max_texts, replace=False))
     sample = corpus.subset(indices)
-    was_training = module.training
-    module.eval()
-    means = []
-    with torch.no_grad():
-        for batch in bucket_batches(sample.lengths, batch_size, shuffle=False):
-            tokens, lengths = (t.to(device) for t in collate(sample, batch))
-            means.append(module.encoder(tokens, lengths)[0].float())   # (batch, latent), pre-BN
-        means = torch.cat(means)
+    with eval_mode(module):
+        means = torch.cat([module.encoder(tokens, lengths)[0].float()       # (batch, latent), pre-BN
+                           for _, tokens, lengths in batches(sample, batch_size, device)])
         norm.running_mean.copy_(means.mean(0))
         norm.running_var.copy_(means.var(0))
-    module.train(was_training)
 
 
 def _train_epoch(module, optimizer, corpus, config, device, rng, epoch, schedule=None, state=None):

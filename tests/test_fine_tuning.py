@@ -6,7 +6,7 @@ import torch
 from sklearn.exceptions import NotFittedError
 
 from ssl_textvae import BNVAE, FineTunedBNVAEClassifier
-from ssl_textvae.metrics import encode_means
+from ssl_textvae.inference import encode_means
 
 from conftest import TINY, make_corpus
 

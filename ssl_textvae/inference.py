@@ -1,0 +1,76 @@
+"""Batched inference in torch only: eval mode, precision, encoding in corpus order.
+
+Every pass that runs a model over a corpus without training it goes through
+here: ``transform`` of the estimators, the validation passes of pretraining and
+fine-tuning, the batch-norm recalibration and the metrics. Batches are sorted by
+length (no padding waste) and results are put back in corpus order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+from .data import EncodedCorpus, bucket_batches, collate
+from .runtime import autocast_context, flush_denormals
+
+# On 2 CPU cores faster than 1024 (the LSTM's per-step state stays in cache):
+# benchmarks/bench_encode.py --batch-sizes 256 1024
+ENCODE_BATCH_SIZE = 256
+
+
+@contextlib.contextmanager
+def eval_mode(module):
+    """Eval mode (batch norm on running statistics, no dropout), no autograd and
+    denormals flushed; the module's previous mode is restored afterwards."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.inference_mode(), flush_denormals():
+            yield
+    finally:
+        module.train(was_training)
+
+
+def batches(corpus: EncodedCorpus, batch_size: int, device):
+    """``(indices, tokens, lengths)`` per batch of texts of (nearly) equal length, in a
+    fixed order; ``tokens`` (batch, max_len + 2) and ``lengths`` (batch,) on ``device``.
+    ``indices`` are the rows of ``corpus`` the batch holds."""
+    for indices in bucket_batches(corpus.lengths, batch_size, shuffle=False):
+        tokens, lengths = collate(corpus, indices)
+        yield indices, tokens.to(device), lengths.to(device)
+
+
+def run_batched(module, corpus: EncodedCorpus, device, function, width, *, precision="fp32",
+                batch_size=ENCODE_BATCH_SIZE, dtype=np.float32) -> np.ndarray:
+    """``function(tokens, lengths)`` -> (batch, width) over every text of ``corpus`` with
+    ``module`` in eval mode, under ``precision`` ("fp32", "bf16" or "auto"): a numpy
+    array (n_texts, width) of ``dtype``, row i for text i."""
+    out = np.zeros((len(corpus), width), dtype=dtype)
+    cast = torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
+    with eval_mode(module):
+        for indices, tokens, lengths in batches(corpus, batch_size, device):
+            with autocast_context(device, precision):
+                values = function(tokens, lengths)                     # (batch, width)
+            out[indices] = values.to(cast).cpu().numpy()
+    return out
+
+
+def encode_means(module, corpus: EncodedCorpus, device, batch_size=ENCODE_BATCH_SIZE,
+                 precision="fp32") -> np.ndarray:
+    """Posterior means (after the batch norm) of every text of a ``TextVAE``: float32
+    array (n_texts, latent_dim) in corpus order."""
+    return run_batched(module, corpus, device, lambda tokens, lengths: module.posterior(tokens, lengths)[0],
+                       module.latent_dim, precision=precision, batch_size=batch_size)
+
+
+def encode_posteriors(module, corpus: EncodedCorpus, device, batch_size=1024):
+    """Means (after the batch norm) and log-variances of q(z|x) for every text, in
+    corpus order, as two float64 tensors (n_texts, latent_dim) on the CPU (fp32 forward)."""
+    both = run_batched(module, corpus, device,
+                       lambda tokens, lengths: torch.cat(module.posterior(tokens, lengths), 1),
+                       2 * module.latent_dim, batch_size=batch_size, dtype=np.float64)
+    both = torch.from_numpy(both)
+    return both[:, :module.latent_dim].contiguous(), both[:, module.latent_dim:].contiguous()
