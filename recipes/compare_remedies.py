@@ -24,9 +24,10 @@ import time
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from ssl_textvae import BNVAE, TextFile, __version__, read_labeled_file
+from ssl_textvae import BNVAE, __version__
 from ssl_textvae.metrics import evaluate_elbo
 from ssl_textvae.runtime import resolve_device
+from yelp_data import load_pool, load_split
 
 REMEDIES = ("bnvae", "vae", "autoencoder", "kl_annealing", "cyclical", "free_bits",
             "bnvae+annealing")
@@ -79,11 +80,6 @@ def remedy_params(name, args, steps_per_epoch):
         "bnvae+annealing": dict(gamma=args.gamma, kl_schedule="linear", kl_start=0.0,
                                 kl_warmup_steps=warmup),
     }[name]
-
-
-def load_split(data_dir, name, limit=None):
-    texts, labels = read_labeled_file(os.path.join(data_dir, f"short_yelp.{name}.txt"))
-    return texts[:limit], np.asarray(labels[:limit], dtype=int)
 
 
 def run_remedy(name, params, pool, splits, args):
@@ -149,8 +145,7 @@ def plot_kl(rows, path):
 def main(argv=None):
     args = parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    pool = TextFile(os.path.join(args.data_dir, "short_yelp.unlabeled.txt"))
-    pool = [text for _, text in zip(range(args.pool_size or 10**9), pool)]
+    pool = list(load_pool(args.data_dir, args.pool_size))
     splits = {"labeled": load_split(args.data_dir, f"train.{args.n_labels}"),
               "test": load_split(args.data_dir, "test"),
               "test_eval": load_split(args.data_dir, "test", args.n_eval),

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.dummy import DummyClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -226,7 +227,7 @@ def fit(args):
                                                      y, cv=folds)
         classifier = fine_tuned.fit(labeled_texts, y)
     else:
-        classifier = BNVAEClassifier(vae=vae, estimator=head, random_state=args.random_state)
+        classifier = BNVAEClassifier(vae=FrozenEstimator(vae), estimator=head)
         classifier.fit(labeled_texts, y)
     classifier.save(args.model_dir)
 
@@ -259,10 +260,9 @@ def fit(args):
 def predict(args):
     if not args.model:
         raise SystemExit("--predict needs --model DIR, a directory written by this recipe.")
-    saved_class = json.loads((Path(args.model) / "config.json").read_text(encoding="utf-8")).get("class") \
-        if (Path(args.model) / "config.json").is_file() else None
-    classifier = (FineTunedBNVAEClassifier.load(args.model) if saved_class == FineTunedBNVAEClassifier.__name__
-                  else BNVAEClassifier.load(args.model))
+    classifier = ssl_textvae.load(args.model)
+    if not hasattr(classifier, "classes_"):
+        raise ValueError(f"{args.model} holds a {type(classifier).__name__}, not a classifier.")
     rows = read_rows(args.predict)
     texts = column(rows, args.text_column, args.predict)
     for number, text in enumerate(texts, 1):

@@ -15,9 +15,11 @@ import sys
 import time
 
 import numpy as np
+from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 
-from ssl_textvae import BNVAE, BNVAEClassifier, TextFile, __version__, read_labeled_file
+from ssl_textvae import BNVAE, BNVAEClassifier, __version__
+from yelp_data import load_pool, load_split
 
 
 def parse_args(argv=None):
@@ -34,16 +36,9 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def load_split(data_dir, name):
-    texts, labels = read_labeled_file(os.path.join(data_dir, f"short_yelp.{name}.txt"))
-    return texts, np.asarray(labels, dtype=int)
-
-
 def main(argv=None):
     args = parse_args(argv)
-    pool = TextFile(os.path.join(args.data_dir, "short_yelp.unlabeled.txt"))
-    if args.pool_size:
-        pool = [text for _, text in zip(range(args.pool_size), pool)]
+    pool = load_pool(args.data_dir, args.pool_size or None)
     test_texts, test_labels = load_split(args.data_dir, "test")
     params = dict(gamma=args.gamma, latent_dim=args.latent_dim, random_state=args.random_state)
 
@@ -61,7 +56,7 @@ def main(argv=None):
         texts, labels = load_split(args.data_dir, f"train.{budget}")
         row = {"labels": budget, "majority": majority}
         for name, model in (("bnvae", vae), ("untrained", untrained)):
-            classifier = BNVAEClassifier(vae=model, estimator=head).fit(texts, labels)
+            classifier = BNVAEClassifier(vae=FrozenEstimator(model), estimator=head).fit(texts, labels)
             row[name] = classifier.score(test_texts, test_labels)
         rows.append(row)
         print(f"{budget:>6} labels: BN-VAE {row['bnvae']:.2%}, untrained {row['untrained']:.2%}, "

@@ -15,15 +15,14 @@ best parameters and the trial plot are copied to recipes/figures/.
 """
 
 import argparse
-import itertools
 import os
 import shutil
 import sys
 
 import torch
 
-from ssl_textvae import TextFile, read_labeled_file
 from ssl_textvae.tuning import save_results, tune
+from yelp_data import load_pool, load_split
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,11 +44,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    texts, labels = read_labeled_file(os.path.join(args.data_dir, f"short_yelp.train.{args.labels}.txt"))
-    pool = TextFile(os.path.join(args.data_dir, "short_yelp.unlabeled.txt"))
-    pool = list(itertools.islice(pool, args.pool_size))
+    texts, labels = load_split(args.data_dir, f"train.{args.labels}")
+    pool = load_pool(args.data_dir, args.pool_size)
     os.makedirs(args.out, exist_ok=True)
-    study = tune(texts, [int(label) for label in labels], n_trials=args.n_trials,
+    study = tune(texts, labels, n_trials=args.n_trials,
                  timeout=args.timeout, unlabeled=pool, random_state=args.random_state,
                  storage="sqlite:///" + os.path.join(os.path.abspath(args.out), "study.db"),
                  study_name=f"short-yelp-{args.labels}", model_dir=os.path.join(args.out, "models"),

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.dummy import DummyClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
@@ -46,15 +47,14 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.semi_supervised import SelfTrainingClassifier
 
 import ssl_textvae
-from ssl_textvae import (BNVAE, BNVAEClassifier, ConcatTexts, FineTunedBNVAEClassifier, TextFile,
-                         read_labeled_file)
+from ssl_textvae import BNVAE, BNVAEClassifier, ConcatTexts, FineTunedBNVAEClassifier
 from ssl_textvae.model import SOFTMAXES
+from yelp_data import load_pool, load_split
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "short_yelp_li2019"
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "short_yelp.json"
 BUDGETS = (100, 500, 1000, 2000, 10000)
-POOL_FILE = "short_yelp.unlabeled.txt"
 METHOD_LABELS = {
     "majority": "Majority class",
     "tfidf_lr": "TF-IDF + LR",
@@ -152,32 +152,6 @@ def _inside(path, root):
 
 
 # -- data ---------------------------------------------------------------------------------
-def load_split(data_dir, name):
-    path = Path(data_dir) / f"short_yelp.{name}.txt"
-    if not path.is_file():
-        raise FileNotFoundError(f"Expected {path} (label<TAB>text lines); check --data-dir. See "
-                                "data_cards/short_yelp.md for how to obtain the files.")
-    texts, labels = read_labeled_file(path)
-    try:
-        return texts, np.asarray([int(label) for label in labels])
-    except ValueError as error:
-        raise ValueError(f"{path}: labels must be integers such as 0 / 1 ({error}).") from None
-
-
-def load_pool(data_dir, size):
-    """The unlabeled pool: a streamed ``TextFile``, or a list of its first ``size`` lines."""
-    path = Path(data_dir) / POOL_FILE
-    pool = TextFile(path)
-    if size is None:
-        return pool
-    texts = []
-    for text in pool:
-        if len(texts) >= size:
-            break
-        texts.append(text)
-    return texts
-
-
 def count_tokens(texts):
     """Tokens the decoder predicts: whitespace words plus one end-of-sentence per text."""
     n_texts = n_words = 0
@@ -225,7 +199,7 @@ def evaluate_vae(name, vae, seed, splits, test_means, results, unlabeled_means=N
             record(results, "bnvae_fine_tuned", budget, float(tuned.score(test_texts, y_test)),
                    {"best_epoch": tuned.best_epoch_, "epochs": len(tuned.history_)})
         head = make_head(y, seed)
-        classifier = BNVAEClassifier(vae=vae, estimator=head, random_state=seed).fit(texts, y)
+        classifier = BNVAEClassifier(vae=FrozenEstimator(vae), estimator=head).fit(texts, y)
         accuracy = float(classifier.estimator_.score(test_means, y_test))
         record(results, name, budget, accuracy, {"C": chosen_c(classifier.estimator_)})
         if unlabeled_means is not None:
@@ -363,7 +337,7 @@ def estimate_full_cost(output, data_dir):
     with open(DEFAULT_CONFIG, encoding="utf-8") as handle:
         config = json.load(handle)
     per_token = output["timing"]["seconds_per_token_epoch"]
-    pool_texts, pool_tokens = count_tokens(TextFile(Path(data_dir) / POOL_FILE))
+    pool_texts, pool_tokens = count_tokens(load_pool(data_dir))
     tokens = pool_tokens + output["pretraining"]["n_tokens_labeled"]
     epochs = config["vae"]["max_epochs"]
     n_runs = 2 * len(config["full"]["seeds"])   # BN-VAE and plain VAE per seed

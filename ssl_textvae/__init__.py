@@ -1,12 +1,14 @@
 """Semi-supervised text classification with BN-VAE (Zhu et al., ACL 2020)."""
 
 from ._version import __version__
-from .data import ConcatTexts, TextFile, load_hf_texts, read_labeled_file
-from .estimator import BNVAE, BNVAEClassifier
+from .bnvae import BNVAE
+from .classifier import BNVAEClassifier
 from .fine_tuning import FineTunedBNVAEClassifier
+from .inputs import ConcatTexts, TextFile, load_hf_texts, read_labeled_file
+from .loading import load
 from .tokenization import TextTokenizer
 from .training import KLCollapseWarning
 
 __all__ = ["BNVAE", "BNVAEClassifier", "ConcatTexts", "FineTunedBNVAEClassifier",
            "KLCollapseWarning", "TextFile", "TextTokenizer",
-           "__version__", "load_hf_texts", "read_labeled_file"]
+           "__version__", "load", "load_hf_texts", "read_labeled_file"]

@@ -1,13 +1,11 @@
-"""Checks of parameters, texts and labels, worded as scikit-learn words them."""
+"""Checks of estimator parameters, worded as scikit-learn words them (texts and labels:
+:mod:`ssl_textvae.inputs`)."""
 
 from __future__ import annotations
 
 import numbers
 
 import numpy as np
-
-UNLABELED = -1
-
 
 class Interval:
     """Numbers of ``kind`` (int or float) between ``low`` and ``high`` (None: unbounded)."""
@@ -56,71 +54,3 @@ def validate_params(estimator, constraints):
         if value not in constraint:
             raise ValueError(f"The {name!r} parameter of {type(estimator).__name__} must be "
                              f"{constraint}. Got {value!r} instead.")
-
-
-def check_texts(X, name="X"):
-    """A list of str with the same length as the input, for labeled or predicted rows."""
-    if X is None:
-        raise ValueError(f"Expected {name} to be a list of texts, got None.")
-    if isinstance(X, (str, bytes)):
-        raise TypeError(f"Expected {name} to be a list of texts, got a single {type(X).__name__}; "
-                        "wrap it in a list: [text].")
-    if isinstance(X, np.ndarray) and X.ndim != 1:
-        raise ValueError(f"Expected {name} to be a 1-d list of texts, got an array of shape {X.shape}.")
-    if not hasattr(X, "__len__") or not hasattr(X, "__iter__"):
-        raise TypeError(f"Expected {name} to be a list of texts, got {type(X).__name__}.")
-    texts = list(X)
-    if not texts:
-        raise ValueError(f"Found 0 texts in {name}; expected at least 1.")
-    for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"Expected every item of {name} to be a str; item {index} is "
-                            f"{type(text).__name__} ({text!r:.40}).")
-        if not text.strip():
-            raise ValueError(f"Item {index} of {name} is empty or whitespace only; every text "
-                             "needs at least one token.")
-    return texts
-
-
-def check_labels(y, n_texts, allow_unlabeled=True):
-    """A 1-d array of int or str class labels; -1 (or '-1') marks an unlabeled row."""
-    if y is None:
-        raise ValueError("y is None; expected one label per text (-1 for unlabeled texts).")
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise ValueError(f"Expected y to be 1-d, got an array of shape {y.shape}.")
-    if len(y) != n_texts:
-        raise ValueError(f"X and y have inconsistent numbers of samples: {n_texts} texts, "
-                         f"{len(y)} labels.")
-    if y.dtype.kind == "f":
-        problem = "NaN" if np.isnan(y).any() else "float"
-        raise ValueError(f"y holds {problem} values; expected integer or string class labels. Mark "
-                         "unlabeled texts with -1 (not NaN) and cast y to int.")
-    if y.dtype.kind == "O":
-        kinds = {type(v) for v in y}
-        if not all(issubclass(k, (str, numbers.Integral)) for k in kinds) or len(
-                {issubclass(k, str) for k in kinds}) > 1:
-            raise ValueError(f"y mixes label types {sorted(k.__name__ for k in kinds)}; expected all "
-                             "int or all str labels.")
-        y = y.astype(str) if issubclass(next(iter(kinds)), str) else y.astype(np.int64)
-    if y.dtype.kind not in "iuU":
-        raise ValueError(f"Expected int or str class labels, got dtype {y.dtype}.")
-    unlabeled = is_unlabeled(y)
-    if unlabeled.any() and not allow_unlabeled:
-        raise ValueError("y contains -1 (unlabeled) entries; every text here needs a label.")
-    return y, unlabeled
-
-
-def is_unlabeled(y):
-    return y == (str(UNLABELED) if y.dtype.kind == "U" else UNLABELED)
-
-
-def check_classes(labels):
-    classes = np.unique(labels)
-    if len(classes) == 0:
-        raise ValueError("Every label is -1 (unlabeled); the classifier needs labeled texts of at "
-                         "least 2 classes.")
-    if len(classes) < 2:
-        raise ValueError(f"The labeled texts hold only one class ({classes[0]!r}); the classifier "
-                         "needs at least 2 classes.")
-    return classes

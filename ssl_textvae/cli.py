@@ -1,7 +1,10 @@
-"""Command line over the public API: ``ssl-textvae <command> ...``.
+"""Command line over the public API: ``ssl-textvae fit|predict|evaluate|tune``.
 
-Each command adds its parser in its own ``_add_<command>_parser`` function and
-runs in ``_run_<command>``; ``main`` only dispatches.
+Each command adds its parser in an ``_add_<command>_parser`` function and runs in
+``_run_<command>``; ``main`` only dispatches and turns input errors into a message
+and exit status 2. Training files are ``label<TAB>text`` lines, where the label
+-1, an empty label or a line without a tab marks an unlabeled text
+(:func:`ssl_textvae.read_labeled_file` with ``allow_unlabeled=True``).
 """
 
 from __future__ import annotations
@@ -12,69 +15,178 @@ import json
 import os
 import sys
 
+from ._version import __version__
 
-def add_evaluate_parser(subparsers):
+TRAIN_HELP = "training file: 'label<TAB>text' per line; label -1 or no tab = unlabeled"
+
+
+def _parse_param(text):
+    """``NAME=VALUE`` -> (NAME, VALUE); VALUE as JSON when it parses (8, 0.5, null, true), else a str."""
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE (for example vae__latent_dim=8), "
+                                         f"got {text!r}")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
+def _read_pool(path, max_texts):
+    from .inputs import TextFile
+
+    if path is None:
+        return None
+    pool = TextFile(path)
+    return pool if max_texts is None else list(itertools.islice(pool, max_texts))
+
+
+# -- fit ------------------------------------------------------------------------------------
+def _add_fit_parser(subparsers):
     parser = subparsers.add_parser(
-        "evaluate", help="language-model metrics of a saved model on a text file",
+        "fit", help="fit a classifier on a training file and save it",
+        description="Fit BNVAEClassifier (a head on the means of a BN-VAE pretrained on every "
+                    "text) or, with --fine-tune, FineTunedBNVAEClassifier, and save it to "
+                    "MODEL_DIR. Settings are the estimator's parameters, as set_params names "
+                    "them: --param vae__latent_dim=8 --param vae__max_epochs=5.")
+    parser.add_argument("train", metavar="TRAIN_FILE", help=TRAIN_HELP)
+    parser.add_argument("model_dir", metavar="MODEL_DIR", help="where to save the fitted model")
+    parser.add_argument("--fine-tune", action="store_true",
+                        help="fine-tune the encoder with the labels (FineTunedBNVAEClassifier)")
+    parser.add_argument("--vae", metavar="VAE_DIR",
+                        help="a saved, pretrained BNVAE to reuse as it is (FrozenEstimator); "
+                             "nothing is pretrained and vae__ parameters are refused")
+    parser.add_argument("--unlabeled", metavar="FILE", help="more pretraining texts, one per line")
+    parser.add_argument("--max-unlabeled", type=int, metavar="N",
+                        help="use only the first N lines of --unlabeled")
+    parser.add_argument("--param", type=_parse_param, action="append", default=[],
+                        metavar="NAME=VALUE", help="an estimator parameter (repeatable)")
+    parser.set_defaults(run=_run_fit)
+
+
+def _run_fit(args):
+    from sklearn.frozen import FrozenEstimator
+
+    from .bnvae import BNVAE
+    from .classifier import BNVAEClassifier
+    from .fine_tuning import FineTunedBNVAEClassifier
+    from .inputs import read_labeled_file
+
+    params = dict(args.param)
+    if args.vae and any(name.startswith("vae__") for name in params):
+        raise ValueError("--vae reuses a pretrained BNVAE as it is; its vae__ parameters cannot be set.")
+    texts, labels = read_labeled_file(args.train, allow_unlabeled=True)
+    vae = FrozenEstimator(BNVAE.load(args.vae)) if args.vae else BNVAE()
+    model = (FineTunedBNVAEClassifier if args.fine_tune else BNVAEClassifier)(vae=vae)
+    model.set_params(**params)
+    model.fit(texts, labels, unlabeled=_read_pool(args.unlabeled, args.max_unlabeled))
+    model.save(args.model_dir)
+    n_labeled = sum(label != "-1" for label in labels)
+    print(json.dumps({"model_dir": args.model_dir, "class": type(model).__name__,
+                      "n_texts": len(texts), "n_labeled": n_labeled,
+                      "classes": [str(c) for c in model.classes_]}, indent=2))
+    return 0
+
+
+# -- predict --------------------------------------------------------------------------------
+def _add_predict_parser(subparsers):
+    parser = subparsers.add_parser(
+        "predict", help="predict the labels of a text file with a saved classifier",
+        description="Print one predicted label per text of TEXT_FILE (one text a line, or "
+                    "'label<TAB>text' lines with --labeled), with --proba the probability of "
+                    "each class after a tab.")
+    parser.add_argument("model_dir", metavar="MODEL_DIR", help="a classifier written by save()")
+    parser.add_argument("text_file", metavar="TEXT_FILE")
+    parser.add_argument("--labeled", action="store_true", help="lines are label<TAB>text")
+    parser.add_argument("--proba", action="store_true", help="also print class probabilities")
+    parser.add_argument("--output", metavar="FILE", help="write there instead of to stdout")
+    parser.set_defaults(run=_run_predict)
+
+
+def _load_classifier(model_dir):
+    from .loading import load
+
+    model = load(model_dir)
+    if not hasattr(model, "classes_"):
+        raise ValueError(f"{model_dir!r} holds a {type(model).__name__}, not a classifier; fit "
+                         "one with 'ssl-textvae fit'.")
+    return model
+
+
+def _read_texts(path, labeled):
+    from .inputs import TextFile
+
+    texts = [text for text in TextFile(path, labeled=labeled) if text.strip()]
+    if not texts:
+        raise ValueError(f"{path} holds no texts.")
+    return texts
+
+
+def _run_predict(args):
+    model = _load_classifier(args.model_dir)
+    texts = _read_texts(args.text_file, args.labeled)
+    predicted = model.predict(texts)
+    rows = [str(label) for label in predicted]
+    if args.proba:
+        probabilities = model.predict_proba(texts)
+        header = "label\t" + "\t".join(f"p({c})" for c in model.classes_)
+        rows = [header] + [label + "\t" + "\t".join(f"{p:.4f}" for p in row)
+                           for label, row in zip(rows, probabilities)]
+    text = "\n".join(rows) + "\n"
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+# -- evaluate -------------------------------------------------------------------------------
+def _add_evaluate_parser(subparsers):
+    parser = subparsers.add_parser(
+        "evaluate", help="language-model metrics (and accuracy) of a saved model on a text file",
         description="Negative ELBO, reconstruction, KL, importance-weighted NLL and perplexity, "
-                    "mutual information, active units and KL per dimension of a saved BNVAE "
-                    "or BNVAEClassifier on TEXT_FILE. Prints a table.")
+                    "mutual information, active units and KL per dimension of the BNVAE in "
+                    "MODEL_DIR (a classifier's pretrained one) on TEXT_FILE, as a table; for a "
+                    "classifier with --labeled, also its accuracy.")
     parser.add_argument("model_dir", metavar="MODEL_DIR", help="a directory written by save()")
     parser.add_argument("text_file", metavar="TEXT_FILE",
                         help="one text a line, or label<TAB>text lines with --labeled")
-    parser.add_argument("--labeled", action="store_true",
-                        help="lines are label<TAB>text (the label is ignored)")
+    parser.add_argument("--labeled", action="store_true", help="lines are label<TAB>text")
     parser.add_argument("-k", "--n-importance-samples", type=int, default=500,
                         help="samples of the importance-weighted NLL (default: 500)")
-    parser.add_argument("--max-texts", type=int, default=None,
-                        help="evaluate the first N texts only")
+    parser.add_argument("--max-texts", type=int, default=None, help="evaluate the first N texts only")
     parser.add_argument("--random-state", type=int, default=0, help="seed of the z samples")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
-    parser.set_defaults(run=run_evaluate)
+    parser.set_defaults(run=_run_evaluate)
 
 
-def run_evaluate(args):
-    from .data import TextFile
-    from .estimator import BNVAE, BNVAEClassifier
-    from .persistence import CONFIG
+def _run_evaluate(args):
+    from .inputs import read_labeled_file
+    from .loading import load
 
     if args.n_importance_samples < 1:
-        raise SystemExit(f"error: -k must be >= 1, got {args.n_importance_samples}.")
-    config_path = os.path.join(args.model_dir, CONFIG)
-    if not os.path.isfile(config_path):
-        raise SystemExit(f"error: {config_path!r} not found; MODEL_DIR must be written by save().")
-    with open(config_path, encoding="utf-8") as handle:
-        kind = json.load(handle).get("class")
-    model = BNVAEClassifier.load(args.model_dir).vae_ if kind == "BNVAEClassifier" else \
-        BNVAE.load(args.model_dir)
-    texts = [text for text in TextFile(args.text_file, labeled=args.labeled) if text.strip()]
-    if args.max_texts is not None:
-        texts = texts[:args.max_texts]
-    results = model.evaluate(texts, n_importance_samples=args.n_importance_samples,
-                             random_state=args.random_state, verbose=1)
+        raise ValueError(f"-k must be >= 1, got {args.n_importance_samples}.")
+    model = load(args.model_dir)
+    if args.labeled:
+        texts, labels = read_labeled_file(args.text_file)
+    else:
+        texts, labels = _read_texts(args.text_file, False), None
+    texts, labels = texts[:args.max_texts], labels and labels[:args.max_texts]
+    vae = getattr(model, "vae_", model)
+    results = vae.evaluate(texts, n_importance_samples=args.n_importance_samples,
+                           random_state=args.random_state, verbose=1)
+    if labels is not None and hasattr(model, "classes_"):
+        labels = [type(model.classes_[0])(label) for label in labels]   # "1" -> 1 for int classes
+        results["accuracy"] = float(model.score(texts, labels))
+        print(f"accuracy ({type(model).__name__}): {results['accuracy']:.4f}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=2)
     return 0
 
 
-def read_training_file(path, encoding="utf-8"):
-    """Texts and string labels of a training file: ``label<TAB>text`` per line; a
-    line without a tab, or with label -1, is an unlabeled text (label "-1")."""
-    texts, labels = [], []
-    with open(path, encoding=encoding) as handle:
-        for line in handle:
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            label, text = line.split("\t", 1) if "\t" in line else ("-1", line)
-            texts.append(text)
-            labels.append(label.strip() or "-1")
-    if not texts:
-        raise ValueError(f"{path} holds no texts; expected 'label<TAB>text' lines.")
-    return texts, labels
-
-
+# -- tune -----------------------------------------------------------------------------------
 def _add_tune_parser(subparsers):
     parser = subparsers.add_parser(
         "tune", help="tune gamma and latent_dim with Optuna (cross-validation on labeled rows)",
@@ -83,8 +195,7 @@ def _add_tune_parser(subparsers):
                     "labeled rows of --train; never pass the test set. The study lives in "
                     "--storage (a SQLite file in --out by default), so rerunning the same "
                     "command resumes it; pretrained VAEs are kept in --out/models.")
-    parser.add_argument("--train", required=True,
-                        help="training file, 'label<TAB>text' per line; label -1 or no tab = unlabeled")
+    parser.add_argument("--train", required=True, help=TRAIN_HELP)
     parser.add_argument("--unlabeled", help="more pretraining texts, one per line")
     parser.add_argument("--max-unlabeled", type=int,
                         help="use only the first N lines of --unlabeled (a smaller budget)")
@@ -116,15 +227,10 @@ def _add_tune_parser(subparsers):
 
 
 def _run_tune(args):
-    from .data import TextFile
+    from .inputs import read_labeled_file
     from .tuning import default_search_space, save_results, tune
 
-    texts, labels = read_training_file(args.train)
-    unlabeled = None
-    if args.unlabeled:
-        unlabeled = TextFile(args.unlabeled)
-        if args.max_unlabeled is not None:
-            unlabeled = list(itertools.islice(unlabeled, args.max_unlabeled))
+    texts, labels = read_labeled_file(args.train, allow_unlabeled=True)
     os.makedirs(args.out, exist_ok=True)
     storage = args.storage or "sqlite:///" + os.path.abspath(os.path.join(args.out, "study.db"))
     fixed = {"max_epochs": args.max_epochs, "embed_dim": args.embed_dim,
@@ -135,7 +241,8 @@ def _run_tune(args):
                                  latent_dims=args.latent_dims)
     study = tune(texts, labels, n_trials=args.n_trials, timeout=args.timeout, storage=storage,
                  study_name=args.study_name, search_space=space, fixed_params=fixed,
-                 unlabeled=unlabeled, cv_splits=args.cv_splits, cv_repeats=args.cv_repeats,
+                 unlabeled=_read_pool(args.unlabeled, args.max_unlabeled),
+                 cv_splits=args.cv_splits, cv_repeats=args.cv_repeats,
                  random_state=args.random_state, model_dir=os.path.join(args.out, "models"),
                  heartbeat_interval=args.heartbeat_interval, verbose=0 if args.quiet else 1)
     paths = save_results(study, args.out)
@@ -148,9 +255,10 @@ def _run_tune(args):
 def build_parser():
     parser = argparse.ArgumentParser(prog="ssl-textvae",
                                      description="Semi-supervised text classification with BN-VAE.")
+    parser.add_argument("--version", action="version", version=f"ssl-textvae {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    add_evaluate_parser(subparsers)
-    _add_tune_parser(subparsers)
+    for add in (_add_fit_parser, _add_predict_parser, _add_evaluate_parser, _add_tune_parser):
+        add(subparsers)
     return parser
 
 

@@ -1,146 +1,23 @@
-"""Texts in (lists, local files, Hugging Face ``datasets``), length-bucketed batches out.
+"""Tokenized corpora and length-bucketed batches.
 
 A tokenized corpus is kept as one flat ``int32`` array of ids plus offsets, so
-its memory is the ids alone, whatever container the texts came from.
+its memory is the ids alone, whatever container the texts came from (the text
+sources and their checks are in :mod:`ssl_textvae.inputs`).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import os
-from collections.abc import Iterable, Iterator
 from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
 
+from .inputs import check_text, empty_text_error
 from .tokenization import BOS_ID, EOS_ID, PAD_ID
 
 ENCODE_CHUNK = 20_000
-
-
-# -- text sources ---------------------------------------------------------------------
-class TextFile:
-    """A text file read lazily, one text a line, re-iterable (so it can be read twice:
-    once to fit the vocabulary, once to encode). With ``labeled=True`` each line is
-    ``label<TAB>text`` and only the text is yielded."""
-
-    def __init__(self, path, labeled=False, encoding="utf-8"):
-        self.path = os.fspath(path)
-        if not os.path.isfile(self.path):
-            raise FileNotFoundError(f"No such text file: {self.path!r}.")
-        self.labeled = labeled
-        self.encoding = encoding
-
-    def __iter__(self) -> Iterator[str]:
-        with open(self.path, encoding=self.encoding) as handle:
-            for number, line in enumerate(handle, 1):
-                line = line.rstrip("\n")
-                if self.labeled and line.strip():  # a blank line is an empty text, as unlabeled
-                    if "\t" not in line:
-                        raise ValueError(f"{self.path}, line {number}: expected 'label<TAB>text', "
-                                         f"got {line[:60]!r}.")
-                    line = line.split("\t", 1)[1]
-                yield line
-
-    def __repr__(self):
-        return f"TextFile({self.path!r}, labeled={self.labeled})"
-
-
-def read_labeled_file(path, encoding="utf-8") -> Tuple[List[str], List[str]]:
-    """Read a ``label<TAB>text`` file; returns ``(texts, labels)`` with labels as strings."""
-    texts, labels = [], []
-    with open(path, encoding=encoding) as handle:
-        for number, line in enumerate(handle, 1):
-            line = line.rstrip("\n")
-            if not line:
-                continue
-            if "\t" not in line:
-                raise ValueError(f"{path}, line {number}: expected 'label<TAB>text', got {line[:60]!r}.")
-            label, text = line.split("\t", 1)
-            labels.append(label)
-            texts.append(text)
-    return texts, labels
-
-
-def load_hf_texts(path, split="train", text_column="text", label_column=None, **kwargs):
-    """Load a Hugging Face data set (a hub name when online, or a local file / folder
-    such as ``load_hf_texts("csv", data_files="pool.csv")``).
-
-    Returns the ``datasets.Dataset`` column of texts (re-iterable, Arrow-backed so it
-    is not held in memory) and, with ``label_column``, the list of labels.
-    """
-    import datasets
-
-    dataset = datasets.load_dataset(path, split=split, **kwargs)
-    if text_column not in dataset.column_names:
-        raise ValueError(f"Column {text_column!r} not in the data set; it has {dataset.column_names}.")
-    texts = dataset.select_columns([text_column])
-    if label_column is None:
-        return texts
-    return texts, list(dataset[label_column])
-
-
-def iterate_texts(X) -> Iterable[str]:
-    """A re-iterable of strings from a list, ``TextFile``, ``datasets.Dataset`` (first
-    string column) or any object whose ``__iter__`` returns a fresh iterator."""
-    if X is None:
-        raise ValueError("Expected an iterable of texts, got None.")
-    if isinstance(X, str):
-        raise TypeError("Expected an iterable of texts (for example a list of strings), "
-                        "got a single string.")
-    if _is_hf_dataset(X):
-        return _DatasetTexts(X)
-    if not isinstance(X, Iterable):
-        raise TypeError(f"Expected an iterable of texts, got {type(X).__name__}.")
-    if isinstance(X, Iterator):
-        raise TypeError("Got a one-shot iterator (for example a generator); the texts are read "
-                        "twice (vocabulary, then ids). Pass a list, a TextFile, a datasets.Dataset "
-                        "or an object whose __iter__ returns a fresh iterator.")
-    if isinstance(X, np.ndarray) and X.ndim != 1:
-        raise ValueError(f"Expected a 1-d array of texts, got shape {X.shape}.")
-    return X
-
-
-def _is_hf_dataset(X) -> bool:
-    return type(X).__module__.startswith("datasets") and hasattr(X, "column_names")
-
-
-class _DatasetTexts:
-    """Iterates the text column of a ``datasets.Dataset`` in Arrow batches."""
-
-    def __init__(self, dataset):
-        string_columns = [name for name, feature in dataset.features.items()
-                          if getattr(feature, "dtype", None) in ("string", "large_string")]
-        if not string_columns:
-            raise ValueError(f"The Dataset has no string column; columns: {dataset.column_names}.")
-        self.dataset, self.column = dataset, string_columns[0]
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __iter__(self):
-        for batch in self.dataset.iter(batch_size=ENCODE_CHUNK):
-            yield from batch[self.column]
-
-
-class ConcatTexts:
-    """Re-iterable chain of text sources (for example labeled texts, then a pool)."""
-
-    def __init__(self, *sources):
-        self.sources = sources
-
-    def __iter__(self):
-        for source in self.sources:
-            yield from source
-
-
-def check_text(text, index) -> str:
-    if not isinstance(text, str):
-        raise TypeError(f"Expected every text to be a str; item {index} is {type(text).__name__} "
-                        f"({text!r:.40}).")
-    return text
 
 
 # -- tokenized corpus -------------------------------------------------------------------
@@ -173,11 +50,9 @@ class EncodedCorpus:
             chunk.clear()
 
         for index, text in enumerate(texts):
-            check_text(text, index)
-            if not text.strip():
+            if not check_text(text, index).strip():
                 if not skip_empty:
-                    raise ValueError(f"Text {index} is empty or whitespace only; every text needs "
-                                     "at least one token.")
+                    raise empty_text_error(index)
                 n_skipped += 1
                 continue
             chunk.append(text)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import copy
 import numbers
+import os
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
@@ -25,12 +26,15 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from ._validation import Interval, Options, check_classes, check_labels, check_texts, validate_params
+from . import persistence
+from ._validation import Interval, Options, validate_params
 from .data import bucket_batches, collate
-from .estimator import BNVAE, clone_sharing_vae
+from .inputs import check_classes, check_labels, check_texts
+from .bnvae import BNVAE
 from .inference import ENCODE_BATCH_SIZE
 from .runtime import PRECISIONS, autocast_context, flush_denormals, resolve_device
 
+FINE_TUNED_WEIGHTS = "fine_tuned.safetensors"
 FINE_TUNING_CONSTRAINTS = {
     "max_epochs": Interval(numbers.Integral, 1, None),
     "lr": Interval(numbers.Real, 0, None, closed="neither"),
@@ -139,7 +143,9 @@ class FineTunedBNVAEClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
 
     def __sklearn_clone__(self):
-        return clone_sharing_vae(self)
+        params = {name: clone(value, safe=False)
+                  for name, value in self.get_params(deep=False).items() if name != "vae"}
+        return type(self)(vae=self.vae, **params)
 
     def fit(self, X, y):
         """Fine-tune on labeled texts ``X`` (list of str) with labels ``y`` (no -1:
@@ -249,16 +255,27 @@ class FineTunedBNVAEClassifier(ClassifierMixin, BaseEstimator):
     def save(self, path):
         """Write the model to directory ``path``: config.json, the fine-tuned weights
         (safetensors) and the BNVAE it started from in ``path/vae``."""
-        from .persistence import save_fine_tuned
-
-        save_fine_tuned(self, path)
+        check_is_fitted(self, "module_")
+        params = {k: v for k, v in self.get_params(deep=False).items() if k != "vae"}
+        persistence.write_config(path, type(self).__name__, params=persistence.jsonable(params),
+                                 classes=self.classes_.tolist(), classes_dtype=self.classes_.dtype.str,
+                                 history=self.history_, best_epoch=self.best_epoch_)
+        persistence.save_weights(self.module_, os.path.join(path, FINE_TUNED_WEIGHTS))
+        self.vae.save(os.path.join(path, persistence.VAE_DIR))
 
     @classmethod
     def load(cls, path):
         """Load what :meth:`save` wrote (no code is executed from the files)."""
-        from .persistence import load_fine_tuned
-
-        return load_fine_tuned(path, expected=cls)
+        config = persistence.read_config(path, cls.__name__, ("params", "classes", "classes_dtype",
+                                                              "history", "best_epoch"))
+        vae = BNVAE.load(os.path.join(path, persistence.VAE_DIR))
+        model = cls(vae=vae, **config["params"])
+        model.classes_ = np.asarray(config["classes"], dtype=np.dtype(config["classes_dtype"]))
+        model.module_ = persistence.load_weights(
+            _EncoderClassifier(vae.module_, len(model.classes_), model.dropout, model.features),
+            os.path.join(path, FINE_TUNED_WEIGHTS))
+        model.history_, model.best_epoch_ = config["history"], config["best_epoch"]
+        return model
 
     def transform(self, X):
         """The fine-tuned features: posterior means (n_texts, latent_dim), or the LSTM's

@@ -253,7 +253,7 @@ def _module_and_corpus(model, texts, device):
 
 def _as_list(texts):
     # TextFile / Dataset sources are read once into memory: evaluation sets are small.
-    from .data import iterate_texts
+    from .inputs import iterate_texts
 
     return texts if isinstance(texts, list) else list(iterate_texts(texts))
 

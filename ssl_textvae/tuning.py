@@ -49,9 +49,10 @@ from sklearn.model_selection import RepeatedStratifiedKFold, cross_val_score
 from sklearn.utils import check_random_state
 from tqdm.auto import tqdm
 
-from . import data as data_lib
-from ._validation import check_classes, check_labels, check_texts
-from .estimator import BNVAE, BNVAEClassifier, VAE_CONSTRAINTS
+from ._vae_params import VAE_CONSTRAINTS
+from .bnvae import BNVAE
+from .classifier import BNVAEClassifier
+from .inputs import ConcatTexts, check_classes, check_labels, check_texts, iterate_texts
 
 INSTALL_HINT = "pip install 'ssl_textvae[tuning]'"
 DEFAULT_GAMMA_RANGE = (0.1, 1.5)
@@ -208,7 +209,7 @@ class TuningObjective:
         self.model_dir = model_dir
         self.verbose = verbose
         source = (self.texts if unlabeled is None
-                  else data_lib.ConcatTexts(self.texts, data_lib.iterate_texts(unlabeled)))
+                  else ConcatTexts(self.texts, iterate_texts(unlabeled)))
         self._pretraining_texts = source
         self.data_fingerprint = _text_fingerprint(source)
         self._memory = {}
@@ -410,8 +411,9 @@ def tune(texts, y, n_trials=None, timeout=None, storage=None, study_name=None, s
     Returns
     -------
     optuna.Study
-        ``study.best_params`` can be passed to ``BNVAEClassifier`` (together with
-        ``fixed_params``); :func:`build_classifier` does both.
+        ``study.best_params`` are ``BNVAE`` (and ``estimator__``) parameters;
+        :func:`build_classifier` puts them, with ``fixed_params``, into an unfitted
+        ``BNVAEClassifier(vae=BNVAE(...))``.
     """
     optuna = _import_optuna()
     if n_trials is None and timeout is None:
@@ -497,15 +499,19 @@ def _short(value):
 
 
 def build_classifier(study, **overrides):
-    """An unfitted :class:`BNVAEClassifier` with the study's fixed and best parameters
-    (head parameters go to a ``LogisticRegression`` head); ``overrides`` win."""
+    """An unfitted :class:`BNVAEClassifier` with the study's fixed and best parameters:
+    the BNVAE ones in its ``vae`` (seeded with the study's ``random_state``), the head
+    ones (``estimator__<name>``) in a ``LogisticRegression`` head or in
+    ``overrides["estimator"]``; ``overrides`` win."""
     params = {**study.user_attrs.get("fixed_params", {}), **study.best_params, **overrides}
+    estimator = params.pop("estimator", None)
     head = {k[len(HEAD_PREFIX):]: params.pop(k) for k in list(params) if k.startswith(HEAD_PREFIX)}
-    if head and params.get("estimator") is None:
-        params["estimator"] = LogisticRegression(max_iter=1000, **head)
+    if estimator is None:
+        estimator = LogisticRegression(max_iter=1000, **head) if head else None
     elif head:
-        params["estimator"] = clone(params["estimator"]).set_params(**head)
-    return BNVAEClassifier(random_state=study.user_attrs.get("random_state"), **params)
+        estimator = clone(estimator).set_params(**head)
+    params.setdefault("random_state", study.user_attrs.get("random_state"))
+    return BNVAEClassifier(vae=BNVAE(**params), estimator=estimator)
 
 
 def plot_trials(study, path):

@@ -46,9 +46,9 @@ def semi_labels(corpus):
 
 @pytest.fixture(scope="session")
 def fitted_classifier(corpus, semi_labels):
-    from ssl_textvae import BNVAEClassifier
+    from ssl_textvae import BNVAE, BNVAEClassifier
 
-    return BNVAEClassifier(**TINY).fit(corpus[0], semi_labels)
+    return BNVAEClassifier(vae=BNVAE(**TINY)).fit(corpus[0], semi_labels)
 
 
 @pytest.fixture(scope="session")
@@ -61,5 +61,23 @@ def trained_vae(corpus):
 
 @pytest.fixture(scope="session")
 def fitted_vae(fitted_classifier):
-    """A pretrained BNVAE (the one inside ``fitted_classifier``), for ``vae=`` tests."""
+    """A pretrained BNVAE (the one inside ``fitted_classifier``), for
+    ``vae=FrozenEstimator(fitted_vae)`` tests."""
     return fitted_classifier.vae_
+
+
+@pytest.fixture
+def count_pretraining(monkeypatch):
+    """A list that grows by one each time a BNVAE is pretrained (``training.pretrain``
+    is still called)."""
+    from ssl_textvae import bnvae
+
+    calls = []
+    original = bnvae.pretrain
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(bnvae, "pretrain", counting)
+    return calls

@@ -93,8 +93,8 @@ def test_bnvae_trains_samples_and_round_trips(tmp_path):
     np.testing.assert_array_equal(restored.transform(texts[:20]), vae.transform(texts[:20]))
 
 
-def test_classifier_passes_the_softmax_to_its_vae(corpus, semi_labels):
-    classifier = BNVAEClassifier(**dict(TINY, max_epochs=1), softmax="adaptive")
+def test_classifier_on_an_adaptive_softmax_vae(corpus, semi_labels):
+    classifier = BNVAEClassifier(vae=BNVAE(**dict(TINY, max_epochs=1), softmax="adaptive"))
     classifier.fit(corpus[0][:200], semi_labels[:200])
     assert isinstance(classifier.vae_.module_.decoder.output, nn.AdaptiveLogSoftmaxWithLoss)
     assert set(classifier.predict(corpus[0][:10])) <= set(classifier.classes_)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from ssl_textvae.data import (EncodedCorpus, TextFile, bucket_batches, collate, iterate_texts,
-                              n_batches, padding_fraction, read_labeled_file)
+from ssl_textvae.data import EncodedCorpus, bucket_batches, collate, n_batches, padding_fraction
+from ssl_textvae.inputs import TextFile, iterate_texts, read_labeled_file
 from ssl_textvae.tokenization import BOS_ID, EOS_ID, PAD_ID, TextTokenizer
 
 from conftest import make_corpus
@@ -31,7 +31,7 @@ def test_text_file_is_re_iterable(tmp_path):
     texts = TextFile(path)
     assert list(texts) == ["the food was good", "the staff was rude"]
     assert list(texts) == list(texts)
-    assert iterate_texts(texts) is texts
+    assert list(iterate_texts(texts)) == list(texts)
     assert "plain.txt" in repr(texts)
 
 
@@ -87,7 +87,7 @@ def test_read_labeled_file_malformed_line_names_the_line(tmp_path):
 
 def test_iterate_texts_accepts_lists_and_arrays():
     texts = ["a b", "c"]
-    assert iterate_texts(texts) is texts
+    assert list(iterate_texts(texts)) == texts
     assert list(iterate_texts(np.array(texts, dtype=object))) == texts
 
 
@@ -139,7 +139,7 @@ def test_encoded_corpus_from_texts(tokenizer):
 @pytest.mark.parametrize("empty", ["", "   ", "\t"])
 def test_empty_text_raises_unless_skip_empty(tokenizer, empty):
     texts = ["the food", empty, "was good"]
-    with pytest.raises(ValueError, match="Text 1 is empty or whitespace only"):
+    with pytest.raises(ValueError, match="Item 1 of X is empty or whitespace only"):
         EncodedCorpus.from_texts(tokenizer, texts)
     corpus = EncodedCorpus.from_texts(tokenizer, texts, skip_empty=True)
     assert len(corpus) == 2 and corpus.n_skipped == 1

@@ -1,6 +1,5 @@
 """Language-model metrics on cases with a known answer, and the evaluate entry points."""
 
-import json
 import math
 
 import numpy as np
@@ -8,7 +7,6 @@ import pytest
 import torch
 
 from ssl_textvae import BNVAE
-from ssl_textvae.cli import main
 from ssl_textvae.metrics import (active_units, evaluate, evaluate_elbo, iw_nll, kl_per_dimension,
                                  mutual_information, perplexity)
 from ssl_textvae.runtime import resolve_device
@@ -118,20 +116,3 @@ def test_evaluate_takes_a_module_with_an_encoded_corpus(trained_vae, held_out):
         evaluate(trained_vae.module_, held_out, verbose=0)
     with pytest.raises(TypeError, match="Expected a fitted BNVAE"):
         evaluate(BNVAE(), held_out, verbose=0)
-
-
-def test_cli_evaluate_prints_and_writes_json(trained_vae, held_out, tmp_path, capsys):
-    model_dir, text_file, out = tmp_path / "model", tmp_path / "texts.txt", tmp_path / "out.json"
-    trained_vae.save(model_dir)
-    text_file.write_text("".join(f"1\t{text}\n" for text in held_out[:30]), encoding="utf-8")
-    main(["evaluate", str(model_dir), str(text_file), "--labeled", "-k", "2", "--json", str(out)])
-    assert "negative ELBO per text" in capsys.readouterr().out
-    saved = json.loads(out.read_text())
-    assert saved["n_texts"] == 30 and saved["n_importance_samples"] == 2
-
-
-def test_cli_evaluate_rejects_a_directory_without_a_model(tmp_path):
-    text_file = tmp_path / "texts.txt"
-    text_file.write_text("a b\n", encoding="utf-8")
-    with pytest.raises(SystemExit, match="must be written by save"):
-        main(["evaluate", str(tmp_path), str(text_file)])

@@ -1,16 +1,23 @@
-"""save/load: weights, JSON and a skops head; nothing executed or unpickled on load."""
+"""save/load: weights, JSON and a skops head; nothing executed or unpickled on load;
+format 1 directories (written before the nested layout) still load."""
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
 
+import ssl_textvae
 from ssl_textvae import BNVAE, BNVAEClassifier
-from ssl_textvae.persistence import CONFIG, FORMAT_VERSION, HEAD, TOKENIZER, WEIGHTS
+from ssl_textvae.persistence import CONFIG, FORMAT_VERSION, HEAD, TOKENIZER, VAE_DIR, WEIGHTS
 
-from conftest import TINY, make_corpus
+from conftest import make_corpus
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+PROBE = ["the food was good", "rude staff and cold food"]
 
 
 class UntrustedMarker:
@@ -40,37 +47,62 @@ def saved_vae(fitted_vae, tmp_path_factory):
 
 
 def copy_dir(source, target):
-    target.mkdir()
-    for name in os.listdir(source):
-        (target / name).write_bytes((source / name).read_bytes())
+    shutil.copytree(source, target)
     return target
 
 
 def test_bnvae_round_trip(fitted_vae, saved_vae, held_out):
     assert sorted(os.listdir(saved_vae)) == sorted([CONFIG, TOKENIZER, WEIGHTS])
-    loaded = BNVAE.load(saved_vae)
-    assert isinstance(loaded, BNVAE)
-    assert loaded.get_params() == fitted_vae.get_params()
-    assert loaded.history_ == fitted_vae.history_
-    assert not loaded.module_.training
-    np.testing.assert_array_equal(loaded.transform(held_out), fitted_vae.transform(held_out))
+    for loaded in (BNVAE.load(saved_vae), ssl_textvae.load(saved_vae)):
+        assert isinstance(loaded, BNVAE)
+        assert loaded.get_params() == fitted_vae.get_params()
+        assert loaded.history_ == fitted_vae.history_
+        assert not loaded.module_.training
+        np.testing.assert_array_equal(loaded.transform(held_out), fitted_vae.transform(held_out))
 
 
 def test_classifier_round_trip(fitted_classifier, saved_classifier, held_out):
-    assert sorted(os.listdir(saved_classifier)) == sorted([CONFIG, TOKENIZER, WEIGHTS, HEAD])
-    with open(saved_classifier / CONFIG, encoding="utf-8") as handle:
-        config = json.load(handle)
+    assert sorted(os.listdir(saved_classifier)) == sorted([CONFIG, HEAD, VAE_DIR])
+    config = json.loads((saved_classifier / CONFIG).read_text(encoding="utf-8"))
     assert config["format_version"] == FORMAT_VERSION and config["class"] == "BNVAEClassifier"
-    loaded = BNVAEClassifier.load(saved_classifier)
-    np.testing.assert_array_equal(loaded.classes_, fitted_classifier.classes_)
-    np.testing.assert_array_equal(loaded.predict_proba(held_out),
-                                  fitted_classifier.predict_proba(held_out))
-    assert loaded.history_ == fitted_classifier.history_
-    assert loaded.get_params(deep=False).keys() == fitted_classifier.get_params(deep=False).keys()
+    for loaded in (BNVAEClassifier.load(saved_classifier), ssl_textvae.load(saved_classifier)):
+        assert isinstance(loaded, BNVAEClassifier)
+        np.testing.assert_array_equal(loaded.classes_, fitted_classifier.classes_)
+        np.testing.assert_array_equal(loaded.predict_proba(held_out),
+                                      fitted_classifier.predict_proba(held_out))
+        assert loaded.history_ == fitted_classifier.history_
+        # get_params describes the fitted model truthfully after a load
+        assert loaded.get_params()["vae__latent_dim"] == fitted_classifier.vae_.latent_dim
+        assert loaded.vae.get_params() == fitted_classifier.vae.get_params()
+
+
+def test_a_frozen_vae_stays_frozen_after_a_load(fitted_vae, tmp_path, held_out):
+    texts, labels = make_corpus(60, seed=4)
+    classifier = BNVAEClassifier(vae=FrozenEstimator(fitted_vae)).fit(texts, labels)
+    classifier.save(tmp_path / "model")
+    loaded = ssl_textvae.load(tmp_path / "model")
+    assert isinstance(loaded.vae, FrozenEstimator) and loaded.vae.estimator is loaded.vae_
+    np.testing.assert_array_equal(loaded.predict(held_out), classifier.predict(held_out))
+
+
+def test_format_1_directories_still_load():
+    """Written by ssl_textvae 0.1.0 (format 1), before the VAE moved into vae/."""
+    path = os.path.join(DATA, "format1_bnvae")
+    for vae in (BNVAE.load(path), ssl_textvae.load(path)):
+        assert vae.latent_dim == 4 and vae.hidden_dim == 8
+        np.testing.assert_allclose(vae.transform(PROBE),
+                                   np.load(os.path.join(DATA, "format1_bnvae_means.npy")), atol=1e-6)
+    path = os.path.join(DATA, "format1_classifier")
+    for classifier in (BNVAEClassifier.load(path), ssl_textvae.load(path)):
+        assert classifier.get_params()["vae__latent_dim"] == 4
+        np.testing.assert_allclose(classifier.predict_proba(PROBE),
+                                   np.load(os.path.join(DATA, "format1_classifier_proba.npy")),
+                                   atol=1e-6)
 
 
 def test_plain_vae_round_trip(tmp_path, held_out):
-    vae = BNVAE(**dict(TINY, gamma=0, max_epochs=1)).fit(make_corpus(100)[0])
+    vae = BNVAE(embed_dim=8, hidden_dim=8, latent_dim=4, gamma=0, max_epochs=1, verbose=0,
+                random_state=0).fit(make_corpus(100)[0])
     vae.save(tmp_path)
     np.testing.assert_array_equal(BNVAE.load(tmp_path).transform(held_out), vae.transform(held_out))
 
@@ -83,8 +115,9 @@ def test_save_before_fit_raises(tmp_path):
 
 
 def test_missing_directory_raises(tmp_path):
-    with pytest.raises(FileNotFoundError, match="is .* a directory written by save"):
-        BNVAE.load(tmp_path / "nothing")
+    for load in (BNVAE.load, ssl_textvae.load):
+        with pytest.raises(FileNotFoundError, match="is .* a directory written by save"):
+            load(tmp_path / "nothing")
 
 
 def test_wrong_format_version_raises(saved_vae, tmp_path):
@@ -92,15 +125,25 @@ def test_wrong_format_version_raises(saved_vae, tmp_path):
     config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
     config["format_version"] = 99
     (path / CONFIG).write_text(json.dumps(config), encoding="utf-8")
-    with pytest.raises(ValueError, match=f"model format version 99 .* reads format {FORMAT_VERSION}"):
-        BNVAE.load(path)
+    for load in (BNVAE.load, ssl_textvae.load):
+        with pytest.raises(ValueError, match="model format version 99 .* reads formats 1, 2"):
+            load(path)
+
+
+def test_unknown_class_raises(saved_vae, tmp_path):
+    path = copy_dir(saved_vae, tmp_path / "copy")
+    config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+    config["class"] = "Pipeline"
+    (path / CONFIG).write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(ValueError, match="holds a 'Pipeline'; ssl_textvae.load reads"):
+        ssl_textvae.load(path)
 
 
 @pytest.mark.parametrize("content, match", [
     (b"{not json", "config.json' is not valid JSON"),
     (b"\xff\xfe\x00", "config.json' is not valid JSON"),
     (b"[1, 2]", "format version None"),
-    (b'{"format_version": 1}', r"config.json' lacks \['class', 'params', 'vae_params', 'history'\]"),
+    (b'{"format_version": 2, "class": "BNVAE"}', r"config.json' lacks \['params', 'history'\]"),
 ])
 def test_corrupt_config_raises(saved_vae, tmp_path, content, match):
     path = copy_dir(saved_vae, tmp_path / "copy")
@@ -126,7 +169,7 @@ def test_corrupt_weights_raise(saved_vae, tmp_path, corrupt):
 def test_weights_that_do_not_match_the_config_raise(saved_vae, tmp_path):
     path = copy_dir(saved_vae, tmp_path / "copy")
     config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
-    config["vae_params"]["hidden_dim"] += 1
+    config["params"]["hidden_dim"] += 1
     (path / CONFIG).write_text(json.dumps(config), encoding="utf-8")
     with pytest.raises(ValueError, match="does not match config.json"):
         BNVAE.load(path)
@@ -150,14 +193,15 @@ def test_untrusted_type_in_head_is_refused_unless_trusted(fitted_classifier, sav
         BNVAEClassifier.load(path)
     with pytest.raises(ValueError, match="not trusted"):
         BNVAEClassifier.load(path, trusted=["some.OtherType"])
-    loaded = BNVAEClassifier.load(path, trusted=[name])
-    np.testing.assert_array_equal(loaded.predict_proba(held_out),
-                                  fitted_classifier.predict_proba(held_out))
+    for load in (BNVAEClassifier.load, ssl_textvae.load):
+        loaded = load(path, trusted=[name])
+        np.testing.assert_array_equal(loaded.predict_proba(held_out),
+                                      fitted_classifier.predict_proba(held_out))
 
 
 def test_loading_with_the_other_class_raises(saved_classifier, saved_vae):
     with pytest.raises(ValueError, match="holds a BNVAEClassifier, not a BNVAE; load it with "
-                                         "BNVAEClassifier.load"):
+                                         "BNVAEClassifier.load or ssl_textvae.load"):
         BNVAE.load(saved_classifier)
     with pytest.raises(ValueError, match="holds a BNVAE, not a BNVAEClassifier"):
         BNVAEClassifier.load(saved_vae)

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ TINY_ARGS = ["--max-epochs", "1", "--latent-dim", "4", "--embed-dim", "16", "--h
 
 
 def load_recipe(name):
+    if str(RECIPES) not in sys.path:   # as when a recipe runs as a script: its folder on sys.path
+        sys.path.insert(0, str(RECIPES))
     spec = importlib.util.spec_from_file_location(f"recipe_{name}", RECIPES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -127,13 +127,13 @@ def test_remedy_parameters_are_validated(texts, params, match):
         BNVAE(**SMALL, **params).fit(texts)
 
 
-def test_classifier_passes_the_remedy_parameters_to_its_vae(texts):
+def test_remedy_parameters_are_nested_vae_parameters(texts):
     labels = np.full(len(texts), -1)
     labels[:10] = [0, 1] * 5
-    classifier = BNVAEClassifier(**SMALL, gamma=0, kl_schedule="linear", kl_warmup_steps=7,
-                                 free_bits=0.25)
+    classifier = BNVAEClassifier(vae=BNVAE(**SMALL, gamma=0, kl_schedule="linear",
+                                           kl_warmup_steps=7, free_bits=0.25))
     cloned = clone(classifier)
-    assert cloned.get_params()["kl_warmup_steps"] == 7
+    assert cloned.get_params()["vae__kl_warmup_steps"] == 7
     cloned.fit(texts, labels)
     assert cloned.vae_.kl_schedule == "linear" and cloned.vae_.free_bits == 0.25
     assert cloned.history_[0]["kl_weight"] < 1.0

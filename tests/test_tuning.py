@@ -86,8 +86,8 @@ def test_three_trial_study_with_real_samplers(small, sampler):
         if "valid_loss" in trial.user_attrs:   # pretrained in this trial: one report per epoch
             assert list(trial.intermediate_values) == [1]
     classifier = build_classifier(study)
-    assert classifier.get_params()["gamma"] == study.best_params["gamma"]
-    assert classifier.get_params()["hidden_dim"] == FAST["hidden_dim"]
+    assert classifier.get_params()["vae__gamma"] == study.best_params["gamma"]
+    assert classifier.get_params()["vae__hidden_dim"] == FAST["hidden_dim"]
 
 
 def test_same_random_state_gives_the_same_trials(small, tmp_path):

@@ -1,0 +1,339 @@
+"""``BNVAE``, the pretrained language model as a scikit-learn transformer.
+
+``fit`` pretrains the VAE on (unlabeled) texts and ``transform`` returns the
+posterior means. The classifiers take a ``BNVAE`` as their ``vae`` parameter
+(:func:`fit_or_reuse_vae`): an unfitted one is cloned and pretrained in their
+``fit`` (its settings tunable as ``vae__gamma``), a fitted one wrapped in
+``sklearn.frozen.FrozenEstimator`` is used as it is.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import warnings
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.frozen import FrozenEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from . import persistence
+from ._validation import validate_params
+from ._vae_params import VAE_CONSTRAINTS, VAE_PARAMS_DOC
+from .data import EncodedCorpus
+from .inference import encode_means
+from .inputs import ConcatTexts, check_texts, iterate_texts
+from .model import TextVAE
+from .runtime import resolve_device
+from .tokenization import UNK_ID, TextTokenizer
+from .training import TrainingConfig, pretrain
+
+
+class BNVAE(TransformerMixin, BaseEstimator):
+    __doc__ = ("""BN-VAE language model as a transformer: texts -> posterior means.
+
+    Parameters
+    ----------""" + VAE_PARAMS_DOC + """
+    Attributes
+    ----------
+    tokenizer_ : TextTokenizer
+    module_ : TextVAE
+        The trained torch module (on the CPU after unpickling).
+    history_ : list of dict
+        Per epoch: train/valid loss, reconstruction, KL, valid active units, lr,
+        seconds, tokens per second, smallest pre-BN variance.
+    n_features_out_ : int
+        ``latent_dim``.
+
+    See Also
+    --------
+    BNVAEClassifier : a head on the means of a BNVAE (``vae=BNVAE(...)``).
+    FineTunedBNVAEClassifier : a BNVAE's encoder fine-tuned with the labels.
+    sklearn.frozen.FrozenEstimator : wrap a fitted BNVAE to reuse it as it is.
+
+    Examples
+    --------
+    >>> from ssl_textvae import BNVAE
+    >>> texts = ["the food was good", "the staff was rude", "great place", "cold food"] * 4
+    >>> vae = BNVAE(latent_dim=4, embed_dim=8, hidden_dim=8, max_epochs=1, verbose=0,
+    ...             random_state=0).fit(texts)
+    >>> vae.transform(["good food"]).shape
+    (1, 4)
+    """)
+
+    def __init__(self, latent_dim=32, gamma=0.7, embed_dim=128, hidden_dim=512, dropout_in=0.5,
+                 dropout_out=0.5, tokenizer="word", max_vocab_size=None, min_frequency=1,
+                 lowercase=False, max_length=None, optimizer="sgd", lr=1.0, batch_size=32,
+                 max_epochs=20, clip_grad_norm=5.0, lr_patience=2, max_lr_halvings=3,
+                 validation_fraction=0.1, precision="auto", bn_eps=1e-12, objective="vae",
+                 kl_schedule="constant", kl_start=0.0, kl_warmup_steps=10_000, kl_cycles=4,
+                 kl_cycle_ratio=0.5, free_bits=0.0, softmax="full", device="auto",
+                 checkpoint_dir=None, random_state=None, verbose=1):
+        self.latent_dim = latent_dim
+        self.gamma = gamma
+        self.embed_dim = embed_dim
+        self.hidden_dim = hidden_dim
+        self.dropout_in = dropout_in
+        self.dropout_out = dropout_out
+        self.tokenizer = tokenizer
+        self.max_vocab_size = max_vocab_size
+        self.min_frequency = min_frequency
+        self.lowercase = lowercase
+        self.max_length = max_length
+        self.optimizer = optimizer
+        self.lr = lr
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.clip_grad_norm = clip_grad_norm
+        self.lr_patience = lr_patience
+        self.max_lr_halvings = max_lr_halvings
+        self.validation_fraction = validation_fraction
+        self.precision = precision
+        self.bn_eps = bn_eps
+        self.objective = objective
+        self.kl_schedule = kl_schedule
+        self.kl_start = kl_start
+        self.kl_warmup_steps = kl_warmup_steps
+        self.kl_cycles = kl_cycles
+        self.kl_cycle_ratio = kl_cycle_ratio
+        self.free_bits = free_bits
+        self.softmax = softmax
+        self.device = device
+        self.checkpoint_dir = checkpoint_dir
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, X, y=None, epoch_callback=None):
+        """Pretrain on texts ``X``: a list of str, a :class:`~ssl_textvae.data.TextFile`,
+        a ``datasets.Dataset`` (its first string column), or any re-iterable of str.
+        ``y`` is ignored. Empty lines are skipped with a warning.
+
+        ``epoch_callback``, optional, is called as ``epoch_callback(self, record)``
+        after each epoch, ``record`` being that epoch's history entry; ``transform``
+        works inside it (at the current weights) without changing the training run.
+        An exception it raises stops ``fit`` and propagates: ``ssl_textvae.tuning``
+        uses it to report a score per epoch to Optuna and to prune hopeless trials."""
+        validate_params(self, VAE_CONSTRAINTS)
+        texts = iterate_texts(X)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        self.tokenizer_ = TextTokenizer(self.tokenizer, self.max_vocab_size, self.min_frequency,
+                                        self.lowercase, self.max_length).fit(texts)
+        corpus = EncodedCorpus.from_texts(self.tokenizer_, texts, skip_empty=True)
+        if corpus.n_skipped:
+            warnings.warn(f"Skipped {corpus.n_skipped} empty or whitespace-only texts.", UserWarning)
+        if len(corpus) < 4:
+            raise ValueError(f"Found {len(corpus)} non-empty texts to pretrain on; expected at least 4 "
+                             "(batch norm needs 2 per batch, plus a validation split).")
+        _check_vocabulary_overlap(corpus)
+        order = np.random.default_rng(seed).permutation(len(corpus))
+        n_valid = min(max(1, round(self.validation_fraction * len(corpus))), len(corpus) - 2)
+        with torch.random.fork_rng(devices=[]):  # seeded initialization, global RNG untouched
+            torch.manual_seed(seed)
+            self.module_ = TextVAE(self.tokenizer_.vocab_size, self.embed_dim, self.hidden_dim,
+                                   self.latent_dim, self.gamma, self.dropout_in, self.dropout_out,
+                                   self.bn_eps, self.softmax)
+        config = TrainingConfig(self.optimizer, self.lr, self.batch_size, self.max_epochs,
+                                self.clip_grad_norm, self.lr_patience, self.max_lr_halvings,
+                                self.precision, seed, self.verbose, objective=self.objective,
+                                kl_schedule=self.kl_schedule, kl_start=self.kl_start,
+                                kl_warmup_steps=self.kl_warmup_steps, kl_cycles=self.kl_cycles,
+                                kl_cycle_ratio=self.kl_cycle_ratio, free_bits=self.free_bits)
+        train, valid = corpus.subset(order[n_valid:]), corpus.subset(order[:n_valid])
+        del corpus  # only the split copies stay in memory while training
+        self.history_ = pretrain(self.module_, train, valid, config,
+                                 resolve_device(self.device), self.checkpoint_dir,
+                                 None if epoch_callback is None
+                                 else lambda record: epoch_callback(self, record))
+        self.n_features_out_ = self.latent_dim
+        return self
+
+    def transform(self, X):
+        """Posterior means (after the batch norm, in eval mode): array (n_texts, latent_dim)."""
+        check_is_fitted(self, "module_")
+        corpus = self.encode(X)
+        device = resolve_device(self.device)
+        return encode_means(self.module_.to(device), corpus, device, precision=self.precision)
+
+    def encode(self, X):
+        """Token ids of texts ``X`` as an :class:`~ssl_textvae.data.EncodedCorpus`
+        (every text must be non-empty, so rows line up with ``X``)."""
+        check_is_fitted(self, "tokenizer_")
+        corpus = EncodedCorpus.from_texts(self.tokenizer_, check_texts(X))
+        _check_vocabulary_overlap(corpus)
+        return corpus
+
+    def get_feature_names_out(self, input_features=None):
+        check_is_fitted(self, "module_")
+        return np.asarray([f"bnvae_mu{i}" for i in range(self.latent_dim)], dtype=object)
+
+    def evaluate(self, X, n_importance_samples=500, random_state=0, verbose=1):
+        """Language-model metrics on texts ``X`` (see :func:`ssl_textvae.metrics.evaluate`):
+        negative ELBO, reconstruction, KL, importance-weighted NLL with
+        ``n_importance_samples`` samples and its perplexity, mutual information,
+        active units and KL per dimension. Prints a table when ``verbose``; returns a dict."""
+        from .metrics import evaluate
+
+        check_is_fitted(self, "module_")
+        return evaluate(self, X, n_importance_samples, random_state=random_state, verbose=verbose)
+
+    def sample(self, n_samples=1, temperature=0.0, max_tokens=40, random_state=None):
+        """Generate ``n_samples`` texts from z ~ N(0, I), the prior.
+
+        ``temperature`` 0 decodes greedily; above 0 each token is sampled from the
+        decoder's softmax at that temperature. Texts stop at ``</s>`` or after
+        ``max_tokens`` tokens. Returns a list of str.
+        """
+        check_is_fitted(self, "module_")
+        if not isinstance(n_samples, numbers.Integral) or isinstance(n_samples, bool) or n_samples < 1:
+            raise ValueError(f"n_samples must be an int >= 1, got {n_samples!r}.")
+        device = resolve_device(self.device)
+        seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+        z = torch.randn(n_samples, self.latent_dim, generator=torch.Generator().manual_seed(seed))
+        return self._decode(z, temperature, max_tokens, seed, device)
+
+    def reconstruct(self, X, temperature=0.0, max_tokens=40, random_state=None):
+        """Decode each text of ``X`` from its posterior mean (greedy by default):
+        a list of str, one per text."""
+        check_is_fitted(self, "module_")
+        seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+        z = torch.from_numpy(self.transform(X))
+        return self._decode(z, temperature, max_tokens, seed, resolve_device(self.device))
+
+    def interpolate(self, start, end, steps=5, temperature=0.0, max_tokens=40, random_state=None):
+        """Texts decoded at ``steps`` evenly spaced points between the posterior means of
+        the texts ``start`` and ``end``, endpoints included (greedy by default, so the
+        first and last equal ``reconstruct([start, end])``). Returns a list of str."""
+        from .generation import interpolation_path
+
+        check_is_fitted(self, "module_")
+        for name, text in (("start", start), ("end", end)):
+            if not isinstance(text, str):
+                raise TypeError(f"{name} must be a str, got {type(text).__name__}.")
+        if not isinstance(steps, numbers.Integral) or isinstance(steps, bool):
+            raise TypeError(f"steps must be an int, got {type(steps).__name__}.")
+        means = torch.from_numpy(self.transform([start, end]))               # (2, latent)
+        seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+        return self._decode(interpolation_path(means[0], means[1], int(steps)), temperature,
+                            max_tokens, seed, resolve_device(self.device))
+
+    def _decode(self, z, temperature, max_tokens, seed, device):
+        from .generation import decode_latents
+
+        generator = torch.Generator(device=device).manual_seed(seed)
+        ids = decode_latents(self.module_.to(device), z, max_tokens, temperature, generator)
+        return [self.tokenizer_.decode(row) for row in ids]
+
+    def save(self, path):
+        """Write weights (safetensors), configuration and vocabulary (JSON) to directory ``path``."""
+        check_is_fitted(self, "module_")
+        persistence.write_config(path, "BNVAE", params=persistence.jsonable(self.get_params()),
+                                 history=self.history_)
+        persistence.save_tokenizer(self.tokenizer_, path)
+        persistence.save_weights(self.module_, os.path.join(path, persistence.WEIGHTS))
+
+    @classmethod
+    def load(cls, path):
+        """Load what :meth:`save` wrote (format 1 or 2); no code is executed from the directory."""
+        config = persistence.read_config(path, "BNVAE", ("params", "history"))
+        return cls._from_directory(path, config["params"], config["history"])
+
+    @classmethod
+    def _from_directory(cls, path, params, history):
+        """The fitted BNVAE of ``params`` whose vocabulary and weights are in ``path``."""
+        vae = cls(**params)
+        vae.tokenizer_ = persistence.load_tokenizer(path)
+        vae.module_ = persistence.load_weights(TextVAE(**module_kwargs(vae)),
+                                               os.path.join(path, persistence.WEIGHTS))
+        vae.history_ = history
+        vae.n_features_out_ = vae.latent_dim
+        return vae
+
+    def __sklearn_tags__(self):
+        return string_input_tags(super().__sklearn_tags__())
+
+    def __getstate__(self):
+        # Store a CPU state dict so a GPU-trained model unpickles on a CPU-only machine.
+        state = dict(self.__dict__)
+        if "module_" in state:
+            module = state.pop("module_")
+            state["_module_state"] = ({k: v.detach().cpu() for k, v in module.state_dict().items()},
+                                      module_kwargs(self))
+        return state
+
+    def __setstate__(self, state):
+        module_state = state.pop("_module_state", None)
+        state.setdefault("softmax", "full")  # pickled before the option existed
+        self.__dict__.update(state)
+        if module_state is not None:
+            weights, kwargs = module_state
+            self.module_ = TextVAE(**kwargs)
+            self.module_.load_state_dict(weights)
+            self.module_.eval()
+
+
+def module_kwargs(vae: BNVAE) -> dict:
+    """The constructor arguments of ``vae.module_`` (for rebuilding it from weights)."""
+    return {"vocab_size": vae.tokenizer_.vocab_size, "embed_dim": vae.embed_dim,
+            "hidden_dim": vae.hidden_dim, "latent_dim": vae.latent_dim, "gamma": vae.gamma,
+            "dropout_in": vae.dropout_in, "dropout_out": vae.dropout_out, "bn_eps": vae.bn_eps,
+            "softmax": vae.softmax}
+
+
+def _check_vocabulary_overlap(corpus):
+    """Refuse input where every text is unknown words only; warn when some are."""
+    unknown = np.add.reduceat(corpus.ids != UNK_ID, corpus.offsets[:-1]) == 0 if len(corpus) else []
+    n_unknown = int(np.sum(unknown))
+    if n_unknown and n_unknown == len(corpus):
+        raise ValueError(f"All {n_unknown} texts consist of out-of-vocabulary tokens only; the "
+                         "model cannot tell them apart. Check the language and tokenization of "
+                         "the input against the pretraining texts.")
+    if n_unknown:
+        warnings.warn(f"{n_unknown} of {len(corpus)} texts consist of out-of-vocabulary tokens "
+                      "only; they all get the same representation.", UserWarning)
+
+
+def string_input_tags(tags):
+    """scikit-learn tags of an estimator whose X is a list of texts."""
+    tags.input_tags.two_d_array = False
+    tags.input_tags.string = True
+    if tags.transformer_tags is not None:
+        tags.transformer_tags.preserves_dtype = []   # float32 means, whatever the input
+    return tags
+
+
+def fit_or_reuse_vae(vae, texts, unlabeled=None):
+    """The pretrained BNVAE (``vae_``) of a classifier whose ``vae`` parameter is ``vae``.
+
+    - None: a ``BNVAE()`` with its defaults, pretrained on ``texts`` (and ``unlabeled``);
+    - a ``BNVAE``: cloned and pretrained likewise (a fitted one is pretrained
+      again, with a warning saying how to reuse it);
+    - ``FrozenEstimator(fitted_bnvae)``: used as it is, never pretrained again.
+    """
+    if isinstance(vae, FrozenEstimator):
+        inner = vae.estimator
+        if not isinstance(inner, BNVAE):
+            raise TypeError("vae=FrozenEstimator(...) must wrap a fitted BNVAE, got "
+                            f"FrozenEstimator({type(inner).__name__}).")
+        check_is_fitted(inner, "module_", msg="The BNVAE inside FrozenEstimator is not fitted yet; "
+                        "fit it first, or pass the unfitted BNVAE itself to pretrain it here.")
+        if unlabeled is not None:
+            warnings.warn("unlabeled texts are ignored: vae is a frozen, already pretrained BNVAE.",
+                          UserWarning, stacklevel=3)
+        return inner
+    if vae is None:
+        vae = BNVAE()
+    if not isinstance(vae, BNVAE):
+        raise TypeError("vae must be a BNVAE (pretrained in fit), FrozenEstimator(fitted_bnvae) "
+                        f"(used as it is) or None, got {type(vae).__name__}.")
+    if hasattr(vae, "module_"):
+        warnings.warn("The BNVAE passed as vae is already fitted; fit clones it and pretrains it "
+                      "again. To reuse it as it is, pass vae=FrozenEstimator(vae) "
+                      "(from sklearn.frozen import FrozenEstimator).", UserWarning, stacklevel=3)
+    return clone(vae).fit(texts if unlabeled is None else ConcatTexts(texts, iterate_texts(unlabeled)))
+
+
+def is_frozen(vae) -> bool:
+    return isinstance(vae, FrozenEstimator)

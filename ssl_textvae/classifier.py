@@ -1,0 +1,179 @@
+"""``BNVAEClassifier``: a head fitted on the posterior means of a BNVAE.
+
+The VAE is a parameter (``vae``), as ``estimator`` is in scikit-learn's
+``SelfTrainingClassifier``: an unfitted ``BNVAE`` is cloned and pretrained in
+``fit`` on every text (``y == -1`` rows too), ``FrozenEstimator(fitted_bnvae)``
+is used as it is. Every setting of the VAE lives in that one object, reachable
+as ``vae__gamma``; the pretrained one is ``vae_``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils.validation import check_is_fitted
+
+from . import persistence
+from .bnvae import BNVAE, fit_or_reuse_vae, is_frozen, string_input_tags
+from .inputs import check_classes, check_labels, check_texts
+
+VAE_PARAMETER_DOC = """
+    vae : BNVAE, FrozenEstimator or None, default=None
+        The BN-VAE whose posterior means the classifier reads. An unfitted
+        :class:`BNVAE` holds every pretraining setting (``vae__gamma``,
+        ``vae__latent_dim``, ... in ``set_params`` and searches); ``fit`` clones it
+        and pretrains the clone on all texts, unlabeled rows included, into
+        ``vae_``. ``sklearn.frozen.FrozenEstimator(fitted_bnvae)`` reuses an
+        already pretrained BNVAE as it is: ``fit`` never pretrains it again and
+        ``clone`` (so ``GridSearchCV``) shares it. None means ``BNVAE()``."""
+
+
+def labeled_rows(X, y):
+    """``(texts, labels, unlabeled)``: the checked texts and labels of ``fit`` and the
+    mask of the rows marked -1; at least two classes among the labeled ones."""
+    texts = check_texts(X)
+    labels, unlabeled = check_labels(y, len(texts))
+    check_classes(labels[~unlabeled])
+    return texts, labels, unlabeled
+
+
+class BNVAEClassifier(ClassifierMixin, BaseEstimator):
+    __doc__ = ("""Semi-supervised text classifier: a head on the posterior means of a BN-VAE.
+
+    The VAE is pretrained (without labels) on every text, ``y == -1`` (or
+    ``"-1"``) marking the unlabeled ones as in scikit-learn's
+    ``SelfTrainingClassifier``; the head is then fitted on the frozen means of the
+    labeled texts. This is the paper's protocol and the better choice with few
+    labels (up to a few hundred); with thousands, fine-tune the encoder
+    (:class:`FineTunedBNVAEClassifier`).
+
+    Parameters
+    ----------""" + VAE_PARAMETER_DOC + """
+    estimator : classifier or None, default=None
+        The head, cloned into ``estimator_``; None means
+        ``LogisticRegression(max_iter=1000)``. Pass one explicitly to tune it as
+        ``estimator__C``.
+
+    Attributes
+    ----------
+    vae_ : BNVAE
+        The pretrained VAE used by ``transform`` and ``predict``.
+    estimator_ : classifier
+        The fitted head.
+    classes_ : ndarray
+        Class labels, without the unlabeled marker.
+    history_ : list of dict
+        ``vae_.history_``.
+
+    See Also
+    --------
+    BNVAE : the pretrained language model alone (a transformer).
+    FineTunedBNVAEClassifier : the encoder fine-tuned with the labels.
+    sklearn.frozen.FrozenEstimator : reuse a pretrained BNVAE for many heads.
+
+    Examples
+    --------
+    >>> from ssl_textvae import BNVAE, BNVAEClassifier
+    >>> texts = ["good food", "great staff", "rude staff", "cold food"] * 4
+    >>> y = [1, 1, 0, 0] * 2 + [-1] * 8          # -1: unlabeled
+    >>> clf = BNVAEClassifier(vae=BNVAE(latent_dim=4, embed_dim=8, hidden_dim=8, max_epochs=1,
+    ...                                 verbose=0, random_state=0)).fit(texts, y)
+    >>> clf.predict(["good staff"]).shape
+    (1,)
+    >>> clf.get_params()["vae__latent_dim"]
+    4
+
+    Reusing a pretrained VAE for another head, without pretraining again:
+
+    >>> from sklearn.frozen import FrozenEstimator
+    >>> other = BNVAEClassifier(vae=FrozenEstimator(clf.vae_)).fit(texts, y)
+    >>> other.vae_ is clf.vae_
+    True
+    """)
+
+    def __init__(self, vae=None, estimator=None):
+        self.vae = vae
+        self.estimator = estimator
+
+    def fit(self, X, y, unlabeled=None):
+        """Pretrain the VAE on ``X`` (and ``unlabeled``) unless it is frozen, then fit
+        the head on the labeled rows of ``X``.
+
+        Parameters
+        ----------
+        X : list of str
+        y : array-like of int or str, shape (n_texts,)
+            -1 (or "-1") marks unlabeled texts.
+        unlabeled : re-iterable of str, optional
+            More texts for pretraining only: a list, ``TextFile`` or ``datasets.Dataset``,
+            which may be too large for memory.
+
+        Returns
+        -------
+        self
+        """
+        texts, labels, unlabeled_rows = labeled_rows(X, y)
+        self.vae_ = fit_or_reuse_vae(self.vae, texts, unlabeled)
+        labeled = [text for text, skip in zip(texts, unlabeled_rows) if not skip]
+        self.estimator_ = clone(self.estimator if self.estimator is not None
+                                else LogisticRegression(max_iter=1000))
+        self.estimator_.fit(self.vae_.transform(labeled), labels[~unlabeled_rows])
+        self.classes_ = self.estimator_.classes_
+        self.history_ = self.vae_.history_
+        return self
+
+    def transform(self, X):
+        """Posterior means of the pretrained VAE: array (n_texts, latent_dim)."""
+        check_is_fitted(self, "vae_")
+        return self.vae_.transform(X)
+
+    def predict(self, X):
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.predict(self.transform(X))
+
+    def predict_proba(self, X):
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.predict_proba(self.transform(X))
+
+    def decision_function(self, X):
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.decision_function(self.transform(X))
+
+    def score(self, X, y, sample_weight=None):
+        """Accuracy on labeled texts; ``y`` may not contain the unlabeled marker."""
+        texts = check_texts(X)
+        y, _ = check_labels(y, len(texts), allow_unlabeled=False)
+        return super().score(texts, y, sample_weight)
+
+    def __sklearn_tags__(self):
+        return string_input_tags(super().__sklearn_tags__())
+
+    def save(self, path):
+        """Write the head (skops) and the pretrained VAE (in ``path/vae``) to directory ``path``."""
+        check_is_fitted(self, "estimator_")
+        persistence.write_config(path, type(self).__name__, vae_frozen=is_frozen(self.vae))
+        persistence.save_head({"estimator": self.estimator, "estimator_": self.estimator_}, path)
+        self.vae_.save(os.path.join(path, persistence.VAE_DIR))
+
+    @classmethod
+    def load(cls, path, trusted=None):
+        """Load what :meth:`save` wrote (format 1 or 2). The head loads through
+        ``skops.io`` with its default trusted types plus ``trusted`` (a list of type
+        names) and nothing else; no code is executed from the directory."""
+        config = persistence.read_config(path, cls.__name__, ())
+        if config["format_version"] == 1:   # the VAE at the top of the directory
+            config = persistence.read_config(path, cls.__name__, ("vae_params", "history"))
+            vae = BNVAE._from_directory(path, config["vae_params"], config["history"])
+            frozen = False
+        else:
+            vae = BNVAE.load(os.path.join(path, persistence.VAE_DIR))
+            frozen = bool(config.get("vae_frozen", False))
+        head = persistence.load_head(path, trusted)
+        classifier = cls(vae=FrozenEstimator(vae) if frozen else clone(vae), estimator=head["estimator"])
+        classifier.vae_, classifier.estimator_ = vae, head["estimator_"]
+        classifier.classes_ = classifier.estimator_.classes_
+        classifier.history_ = vae.history_
+        return classifier

@@ -1,0 +1,269 @@
+"""The input layer: where texts and labels come from, and their checks.
+
+Every text that enters the package passes :func:`check_text` (one message for a
+non-string), lists of texts :func:`check_texts`, streamed sources
+:func:`iterate_texts`, labels :func:`check_labels`; ``label<TAB>text`` files are
+read by :func:`read_labeled_file` (and streamed by :class:`TextFile`), which
+split each line with the same :func:`split_labeled_line`.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from collections.abc import Iterable, Iterator
+from typing import List, Tuple
+
+import numpy as np
+
+UNLABELED = -1
+READ_CHUNK = 20_000
+
+
+# -- texts -------------------------------------------------------------------------------
+def check_text(text, index, name="X") -> str:
+    """``text`` itself when it is a str; else a ``TypeError`` naming item ``index`` of ``name``."""
+    if not isinstance(text, str):
+        raise TypeError(f"Expected every item of {name} to be a str; item {index} is "
+                        f"{type(text).__name__} ({text!r:.40}).")
+    return text
+
+
+def check_texts(X, name="X") -> List[str]:
+    """A list of non-empty str, one per row of ``X`` (labeled or predicted rows)."""
+    if X is None:
+        raise ValueError(f"Expected {name} to be a list of texts, got None.")
+    if isinstance(X, (str, bytes)):
+        raise TypeError(f"Expected {name} to be a list of texts, got a single {type(X).__name__}; "
+                        "wrap it in a list: [text].")
+    if isinstance(X, np.ndarray) and X.ndim != 1:
+        raise ValueError(f"Expected {name} to be a 1-d list of texts, got an array of shape {X.shape}.")
+    if not hasattr(X, "__len__") or not hasattr(X, "__iter__"):
+        raise TypeError(f"Expected {name} to be a list of texts, got {type(X).__name__}.")
+    texts = list(X)
+    if not texts:
+        raise ValueError(f"Found 0 texts in {name}; expected at least 1.")
+    for index, text in enumerate(texts):
+        if not check_text(text, index, name).strip():
+            raise empty_text_error(index, name)
+    return texts
+
+
+def empty_text_error(index, name="X") -> ValueError:
+    return ValueError(f"Item {index} of {name} is empty or whitespace only; every text needs "
+                      "at least one token.")
+
+
+def iterate_texts(X) -> Iterable[str]:
+    """A re-iterable of strings from a list, ``TextFile``, ``datasets.Dataset`` (first
+    string column) or any object whose ``__iter__`` returns a fresh iterator (for
+    pretraining pools, which may not fit in memory; items are checked as they are read)."""
+    if X is None:
+        raise ValueError("Expected an iterable of texts, got None.")
+    if isinstance(X, str):
+        raise TypeError("Expected an iterable of texts (for example a list of strings), "
+                        "got a single string.")
+    if _is_hf_dataset(X):
+        return _CheckedTexts(_DatasetTexts(X))
+    if not isinstance(X, Iterable):
+        raise TypeError(f"Expected an iterable of texts, got {type(X).__name__}.")
+    if isinstance(X, Iterator):
+        raise TypeError("Got a one-shot iterator (for example a generator); the texts are read "
+                        "twice (vocabulary, then ids). Pass a list, a TextFile, a datasets.Dataset "
+                        "or an object whose __iter__ returns a fresh iterator.")
+    if isinstance(X, np.ndarray) and X.ndim != 1:
+        raise ValueError(f"Expected a 1-d array of texts, got shape {X.shape}.")
+    return X if isinstance(X, _CheckedTexts) else _CheckedTexts(X)
+
+
+class _CheckedTexts:
+    """Re-iterates ``source``, passing each item through :func:`check_text`."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def __len__(self):
+        return len(self.source)
+
+    def __iter__(self):
+        for index, text in enumerate(self.source):
+            yield check_text(text, index)
+
+
+# -- labels ------------------------------------------------------------------------------
+def check_labels(y, n_texts, allow_unlabeled=True):
+    """``(labels, unlabeled)``: a 1-d array of int or str class labels and the mask of
+    its unlabeled rows, -1 (or "-1")."""
+    if y is None:
+        raise ValueError("y is None; expected one label per text (-1 for unlabeled texts).")
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"Expected y to be 1-d, got an array of shape {y.shape}.")
+    if len(y) != n_texts:
+        raise ValueError(f"X and y have inconsistent numbers of samples: {n_texts} texts, "
+                         f"{len(y)} labels.")
+    if y.dtype.kind == "f":
+        problem = "NaN" if np.isnan(y).any() else "float"
+        raise ValueError(f"y holds {problem} values; expected integer or string class labels. Mark "
+                         "unlabeled texts with -1 (not NaN) and cast y to int.")
+    if y.dtype.kind == "O":
+        kinds = {type(v) for v in y}
+        if not all(issubclass(k, (str, numbers.Integral)) for k in kinds) or len(
+                {issubclass(k, str) for k in kinds}) > 1:
+            raise ValueError(f"y mixes label types {sorted(k.__name__ for k in kinds)}; expected all "
+                             "int or all str labels.")
+        y = y.astype(str) if issubclass(next(iter(kinds)), str) else y.astype(np.int64)
+    if y.dtype.kind not in "iuU":
+        raise ValueError(f"Expected int or str class labels, got dtype {y.dtype}.")
+    unlabeled = is_unlabeled(y)
+    if unlabeled.any() and not allow_unlabeled:
+        raise ValueError("y contains -1 (unlabeled) entries; every text here needs a label.")
+    return y, unlabeled
+
+
+def is_unlabeled(y):
+    return y == (str(UNLABELED) if y.dtype.kind == "U" else UNLABELED)
+
+
+def check_classes(labels):
+    """The sorted classes of the labeled rows; at least two."""
+    classes = np.unique(labels)
+    if len(classes) == 0:
+        raise ValueError("Every label is -1 (unlabeled); the classifier needs labeled texts of at "
+                         "least 2 classes.")
+    if len(classes) < 2:
+        raise ValueError(f"The labeled texts hold only one class ({classes[0]!r}); the classifier "
+                         "needs at least 2 classes.")
+    return classes
+
+
+# -- files -------------------------------------------------------------------------------
+def split_labeled_line(line, where, allow_unlabeled=False) -> Tuple[str, str]:
+    """``(label, text)`` of a ``label<TAB>text`` line (the text may hold more tabs).
+
+    With ``allow_unlabeled`` a line without a tab, or with an empty label, is an
+    unlabeled text (label "-1"); otherwise it raises a ``ValueError`` naming ``where``.
+    """
+    label, tab, text = line.partition("\t")
+    if tab and label.strip():
+        return label.strip(), text
+    if allow_unlabeled:
+        return str(UNLABELED), text if tab else line
+    raise ValueError(f"{where}: expected 'label<TAB>text', got {line[:60]!r}. Mark unlabeled "
+                     "texts with the label -1.")
+
+
+def read_labeled_file(path, encoding="utf-8", allow_unlabeled=False) -> Tuple[List[str], List[str]]:
+    """``(texts, labels)`` of a ``label<TAB>text`` file, labels as strings; blank lines
+    are skipped. A line without a tab raises, unless ``allow_unlabeled`` (then it is
+    an unlabeled text, label "-1"). The label -1 marks an unlabeled text either way."""
+    texts, labels = [], []
+    with open(path, encoding=encoding) as handle:
+        for number, line in enumerate(handle, 1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            label, text = split_labeled_line(line, f"{path}, line {number}", allow_unlabeled)
+            labels.append(label)
+            texts.append(text)
+    if not texts:
+        raise ValueError(f"{path} holds no texts; expected 'label<TAB>text' lines.")
+    return texts, labels
+
+
+class TextFile:
+    """A text file read lazily, one text a line, re-iterable (so it can be read twice:
+    once to fit the vocabulary, once to encode). With ``labeled=True`` each line is
+    ``label<TAB>text`` (split as :func:`read_labeled_file` splits it) and only the
+    text is yielded.
+
+    See Also
+    --------
+    read_labeled_file : texts and labels of a small labeled file, in memory.
+    ConcatTexts : several sources chained.
+
+    Examples
+    --------
+    >>> from ssl_textvae import BNVAE, TextFile
+    >>> vae = BNVAE().fit(TextFile("pool.txt"))  # doctest: +SKIP
+    """
+
+    def __init__(self, path, labeled=False, encoding="utf-8"):
+        self.path = os.fspath(path)
+        if not os.path.isfile(self.path):
+            raise FileNotFoundError(f"No such text file: {self.path!r}.")
+        self.labeled = labeled
+        self.encoding = encoding
+
+    def __iter__(self) -> Iterator[str]:
+        with open(self.path, encoding=self.encoding) as handle:
+            for number, line in enumerate(handle, 1):
+                line = line.rstrip("\n")
+                if self.labeled and line.strip():  # a blank line is an empty text, as unlabeled
+                    line = split_labeled_line(line, f"{self.path}, line {number}")[1]
+                yield line
+
+    def __repr__(self):
+        return f"TextFile({self.path!r}, labeled={self.labeled})"
+
+
+class ConcatTexts:
+    """Re-iterable chain of text sources (for example labeled texts, then a pool).
+
+    See Also
+    --------
+    TextFile : a text file streamed line by line.
+
+    Examples
+    --------
+    >>> from ssl_textvae import ConcatTexts
+    >>> list(ConcatTexts(["a b"], ["c"]))
+    ['a b', 'c']
+    """
+
+    def __init__(self, *sources):
+        self.sources = sources
+
+    def __iter__(self):
+        for source in self.sources:
+            yield from source
+
+
+def load_hf_texts(path, split="train", text_column="text", label_column=None, **kwargs):
+    """Load a Hugging Face data set (a hub name when online, or a local file / folder
+    such as ``load_hf_texts("csv", data_files="pool.csv")``).
+
+    Returns the ``datasets.Dataset`` column of texts (re-iterable, Arrow-backed so it
+    is not held in memory) and, with ``label_column``, the list of labels.
+    """
+    import datasets
+
+    dataset = datasets.load_dataset(path, split=split, **kwargs)
+    if text_column not in dataset.column_names:
+        raise ValueError(f"Column {text_column!r} not in the data set; it has {dataset.column_names}.")
+    texts = dataset.select_columns([text_column])
+    if label_column is None:
+        return texts
+    return texts, list(dataset[label_column])
+
+
+def _is_hf_dataset(X) -> bool:
+    return type(X).__module__.startswith("datasets") and hasattr(X, "column_names")
+
+
+class _DatasetTexts:
+    """Iterates the text column of a ``datasets.Dataset`` in Arrow batches."""
+
+    def __init__(self, dataset):
+        string_columns = [name for name, feature in dataset.features.items()
+                          if getattr(feature, "dtype", None) in ("string", "large_string")]
+        if not string_columns:
+            raise ValueError(f"The Dataset has no string column; columns: {dataset.column_names}.")
+        self.dataset, self.column = dataset, string_columns[0]
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __iter__(self):
+        for batch in self.dataset.iter(batch_size=READ_CHUNK):
+            yield from batch[self.column]

@@ -1,0 +1,40 @@
+"""``ssl_textvae.load``: any saved model, by the class its directory names."""
+
+from __future__ import annotations
+
+from . import persistence
+from .bnvae import BNVAE
+from .classifier import BNVAEClassifier
+from .fine_tuning import FineTunedBNVAEClassifier
+
+LOADERS = {cls.__name__: cls for cls in (BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier)}
+
+
+def load(path, trusted=None):
+    """Load the model that ``save`` wrote to directory ``path``, whatever its class.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A directory written by ``BNVAE.save``, ``BNVAEClassifier.save`` or
+        ``FineTunedBNVAEClassifier.save`` (format 1 or 2).
+    trusted : list of str or None, default=None
+        More types to trust in a classifier's ``head.skops`` (see
+        :meth:`BNVAEClassifier.load`).
+
+    Returns
+    -------
+    BNVAE, BNVAEClassifier or FineTunedBNVAEClassifier
+        The fitted model; no code is executed from the directory.
+
+    Examples
+    --------
+    >>> import ssl_textvae
+    >>> model = ssl_textvae.load("model_dir")  # doctest: +SKIP
+    """
+    name = persistence.saved_class(path)
+    if name not in LOADERS:
+        raise ValueError(f"{path!r} holds a {name!r}; ssl_textvae.load reads {sorted(LOADERS)}.")
+    if name == "BNVAEClassifier":
+        return BNVAEClassifier.load(path, trusted=trusted)
+    return LOADERS[name].load(path)

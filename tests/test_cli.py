@@ -1,0 +1,93 @@
+"""The command line end to end on a tiny corpus: fit, predict, evaluate, tune, --version."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import ssl_textvae
+from ssl_textvae.cli import main
+
+from conftest import make_corpus
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_VAE = ["vae__embed_dim=8", "vae__hidden_dim=16", "vae__latent_dim=4", "vae__max_epochs=1",
+            "vae__batch_size=16", "vae__verbose=0", "vae__random_state=0"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    texts, labels = make_corpus(160, seed=21)
+    lines = [f"{label}\t{text}" if index < 40 else (text if index % 2 else f"-1\t{text}")
+             for index, (text, label) in enumerate(zip(texts, labels))]   # both unlabeled forms
+    (folder / "train.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    test_texts, test_labels = make_corpus(30, seed=22)
+    (folder / "test.txt").write_text("".join(f"{label}\t{text}\n" for text, label in
+                                             zip(test_texts, test_labels)), encoding="utf-8")
+    (folder / "new.txt").write_text("\n".join(test_texts[:5]) + "\n", encoding="utf-8")
+    return folder
+
+
+def _params(names):
+    return [argument for name in names for argument in ("--param", name)]
+
+
+def test_fit_predict_evaluate_tune(files, capsys):
+    model_dir = files / "model"
+    assert main(["fit", str(files / "train.txt"), str(model_dir), *_params(TINY_VAE)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["class"] == "BNVAEClassifier" and report["n_labeled"] == 40
+    model = ssl_textvae.load(model_dir)
+    assert model.get_params()["vae__latent_dim"] == 4 and list(model.classes_) == ["0", "1"]
+
+    assert main(["predict", str(model_dir), str(files / "new.txt"), "--proba"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "label\tp(0)\tp(1)" and len(lines) == 6
+    assert all(line.split("\t")[0] in {"0", "1"} for line in lines[1:])
+
+    out = files / "metrics.json"
+    assert main(["evaluate", str(model_dir), str(files / "test.txt"), "--labeled", "-k", "2",
+                 "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "negative ELBO per text" in printed and "accuracy (BNVAEClassifier)" in printed
+    saved = json.loads(out.read_text())
+    assert saved["n_texts"] == 30 and 0 <= saved["accuracy"] <= 1
+
+    # the pretrained VAE reused as it is for a second head: same means, nothing pretrained
+    model.vae_.save(files / "vae")
+    assert main(["fit", str(files / "train.txt"), str(files / "model2"), "--vae", str(files / "vae"),
+                 "--param", "estimator=null"]) == 0
+    capsys.readouterr()
+    again = ssl_textvae.load(files / "model2")
+    assert again.vae_.history_ == model.vae_.history_
+
+    tune_dir = files / "tune"
+    assert main(["tune", "--train", str(files / "train.txt"), "--out", str(tune_dir), "--n-trials",
+                 "1", "--max-epochs", "1", "--embed-dim", "8", "--hidden-dim", "16",
+                 "--batch-size", "16", "--latent-dims", "4", "--gamma-range", "0.5", "0.6",
+                 "--cv-splits", "2", "--cv-repeats", "1", "--quiet"]) == 0
+    assert set(json.loads(capsys.readouterr().out)["best_params"]) == {"gamma", "latent_dim"}
+    assert (tune_dir / "best_params.json").exists()
+
+
+def test_errors_are_a_message_and_status_2(files, capsys, tmp_path):
+    assert main(["predict", str(tmp_path), str(files / "new.txt")]) == 2
+    assert "config.json' not found" in capsys.readouterr().err
+    assert main(["fit", str(files / "train.txt"), str(tmp_path / "m"), "--param", "vae__nope=1"]) == 2
+    assert "Invalid parameter 'nope'" in capsys.readouterr().err
+    assert main(["fit", str(files / "train.txt"), str(tmp_path / "m"), "--vae", str(tmp_path),
+                 "--param", "vae__latent_dim=2"]) == 2
+    assert "its vae__ parameters cannot be set" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["fit", str(files / "train.txt"), str(tmp_path / "m"), "--param", "no-equals-sign"])
+    assert "expected NAME=VALUE" in capsys.readouterr().err
+
+
+def test_version_through_the_module_entry_point():
+    result = subprocess.run([sys.executable, "-m", "ssl_textvae.cli", "--version"], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == f"ssl-textvae {ssl_textvae.__version__}"
