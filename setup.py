@@ -16,7 +16,7 @@ setup(
     install_requires=[
         "torch>=2.2",
         "numpy>=1.23",
-        "scikit-learn>=1.3",
+        "scikit-learn>=1.6",
         "tokenizers>=0.15",
         "datasets>=2.14",
         "safetensors>=0.4",
