@@ -51,10 +51,10 @@ def build_parser():
     return parser
 
 
-def pretraining_corpus(data_dir):
+def pretraining_corpus(data_dir, largest=10000):
     """The pool plus the texts (not the labels) of the largest labeled subset, as the paper."""
     data_dir = Path(data_dir)
-    labeled, _ = read_labeled_file(data_dir / "short_yelp.train.10000.txt")
+    labeled, _ = read_labeled_file(data_dir / f"short_yelp.train.{largest}.txt")
     return ConcatTexts(TextFile(data_dir / "short_yelp.unlabeled.txt"), labeled)
 
 

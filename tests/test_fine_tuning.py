@@ -152,3 +152,41 @@ def test_cross_validation_shares_the_pretrained_vae(fitted_vae, labeled):
     assert clone(model).vae is fitted_vae
     scores = cross_val_score(model, np.asarray(labeled[0], dtype=object), labeled[1], cv=3)
     assert scores.shape == (3,) and (scores > 0.5).all()
+
+
+def test_paper_protocol_selects_on_validation_data_and_halves_the_lr(fitted_vae, labeled, held_out):
+    # The official code's classifier: SGD, clipping, dropout on the means, a plateau of 1 epoch
+    # halves the learning rate, selection on the loss of a separate labeled set.
+    valid_texts, valid_labels = held_out
+    model = FineTunedBNVAEClassifier(fitted_vae, max_epochs=12, optimizer="sgd", lr=1.0, batch_size=16,
+                                     clip_grad_norm=5.0, head_dropout=0.5, patience=1, max_lr_halvings=2,
+                                     selection="loss", random_state=0, verbose=0)
+    model.fit(*labeled, validation_data=(valid_texts, valid_labels))
+    rates = [epoch["lr"] for epoch in model.history_]
+    assert rates[0] == 1.0
+    assert set(rates) <= {1.0, 0.5, 0.25}
+    assert rates == sorted(rates, reverse=True)
+    # selection on the loss: the kept epoch has the smallest validation loss seen (or the start)
+    losses = [epoch["valid_loss"] for epoch in model.history_]
+    if model.best_epoch_:
+        assert losses[model.best_epoch_ - 1] == min(losses)
+    assert model.score(valid_texts, valid_labels) > 0.8
+
+
+def test_a_plateau_stops_after_the_allowed_halvings(fitted_vae, labeled):
+    # lr so small that nothing improves: every epoch is a plateau of 1, so 2 halvings give 3 epochs
+    model = FineTunedBNVAEClassifier(fitted_vae, max_epochs=20, optimizer="sgd", lr=1e-12, patience=1,
+                                     max_lr_halvings=2, selection="loss", random_state=0,
+                                     verbose=0).fit(*labeled)
+    assert [epoch["lr"] for epoch in model.history_] == [1e-12, 5e-13, 2.5e-13]
+    assert model.best_epoch_ == 0
+
+
+@pytest.mark.parametrize("validation_data, error, match", [
+    (["a b"], TypeError, "pair"),
+    ((["good food"], [7]), ValueError, "absent from y"),
+])
+def test_bad_validation_data_is_refused(fitted_vae, labeled, validation_data, error, match):
+    with pytest.raises(error, match=match):
+        FineTunedBNVAEClassifier(fitted_vae, max_epochs=1, verbose=0).fit(
+            *labeled, validation_data=validation_data)

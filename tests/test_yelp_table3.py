@@ -1,0 +1,134 @@
+"""recipes/yelp_table3.py and yelp_pretrain.py end to end on tiny data: both protocols, the
+combined table, the pretraining curve and the quick run."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY, make_corpus
+
+from ssl_textvae import BNVAE
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+TINY_VAE = {k: v for k, v in TINY.items() if k not in ("random_state", "verbose", "max_epochs")}
+
+
+class FakeEncoder:
+    """Stands in for the sentence encoder: a count of the positive words as the embedding."""
+
+    def encode(self, texts, batch_size=None):
+        import numpy as np
+        from conftest import POSITIVE
+
+        return np.asarray([[sum(w in POSITIVE for w in t.split()), len(t)] for t in texts], dtype=float)
+
+
+@pytest.fixture(scope="module")
+def table3(tmp_path_factory):
+    sys.path.insert(0, str(RECIPES))   # the recipes import each other, as when run as scripts
+    try:
+        import yelp_pretrain
+        import yelp_table3
+    finally:
+        sys.path.remove(str(RECIPES))
+    patch = pytest.MonkeyPatch()
+    patch.setattr(yelp_table3, "PAPER_FINE_TUNING", dict(yelp_table3.PAPER_FINE_TUNING, max_epochs=2))
+    patch.setattr(yelp_table3, "PAPER_VAE", dict(yelp_table3.PAPER_VAE, **TINY_VAE))
+    patch.setattr(yelp_pretrain, "PAPER_VAE", dict(yelp_pretrain.PAPER_VAE, **TINY_VAE))
+    patch.setattr(yelp_table3, "SINGLE_MODEL_FROM", 60)
+    patch.setattr(yelp_table3, "SELF_TRAINING", {"pool_sentences": 50, "per_labeled": 1})
+    patch.setattr(yelp_table3, "sentence_encoder", lambda: FakeEncoder())
+    yield yelp_table3, yelp_pretrain
+    patch.undo()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    data = tmp_path_factory.mktemp("short_yelp")
+    for name, (n, seed) in {"train.60": (60, 1), "valid": (80, 4), "test": (80, 2)}.items():
+        texts, labels = make_corpus(n, seed=seed)
+        (data / f"short_yelp.{name}.txt").write_text(
+            "".join(f"{label}\t{text}\n" for text, label in zip(texts, labels)), encoding="utf-8")
+    lines = (data / "short_yelp.train.60.txt").read_text().splitlines(keepends=True)
+    (data / "short_yelp.train.20.txt").write_text("".join(lines[:20]), encoding="utf-8")
+    pool, _ = make_corpus(300, seed=3)
+    (data / "short_yelp.unlabeled.txt").write_text("\n".join(pool) + "\n", encoding="utf-8")
+    return data
+
+
+@pytest.fixture(scope="module")
+def pretrained(table3, data_dir, tmp_path_factory):
+    _, yelp_pretrain = table3
+    runs = tmp_path_factory.mktemp("runs")
+    args = ["--seed", "0", "--max-epochs", "2", "--data-dir", str(data_dir), "--run-dir", str(runs), "--verbose", "0"]
+    yelp_pretrain.pretraining_corpus.__defaults__ = (60,)
+    try:
+        yelp_pretrain.main(args)
+    finally:
+        yelp_pretrain.pretraining_corpus.__defaults__ = (10000,)
+    return runs
+
+
+def test_pretraining_writes_a_loadable_snapshot_per_epoch(pretrained):
+    seed = pretrained / "seed0"
+    assert [p.name for p in sorted(seed.glob("epoch*"))] == ["epoch001", "epoch002"]
+    first = BNVAE.load(seed / "epoch001")
+    assert len(first.history_) == 1 and first.gamma == 0.7
+    assert BNVAE.load(seed / "final").transform(["good food"]).shape == (1, TINY["latent_dim"])
+    assert len((seed / "progress.jsonl").read_text().splitlines()) == 2
+
+
+def test_evaluate_then_combine_gives_the_table3_json(table3, data_dir, pretrained, tmp_path):
+    yelp_table3, _ = table3
+    seeds = tmp_path / "seeds"
+    common = ["--data-dir", str(data_dir), "--budgets", "20", "60"]
+    for seed in (0, 1):
+        yelp_table3.main(["evaluate", *common, "--seed", str(seed), "--model",
+                          str(pretrained / "seed0" / "epoch002"), "--out", str(seeds / f"seed{seed}.json")])
+    yelp_table3.main(["combine", "--seed-dir", str(seeds), "--out-prefix", str(tmp_path / "table3")])
+    table = json.loads((tmp_path / "table3.json").read_text())
+    assert set(table["protocol"]) == {"paper", "few-label"}
+    assert table["protocol"]["paper"]["selection_data"].startswith("short_yelp.valid.txt")
+    expected = {"paper/bnvae_fine_tuned", "few-label/bnvae_frozen_lr", "few-label/bnvae_fine_tuned",
+                "few-label/bnvae_self_training", "few-label/tfidf_lr", "few-label/majority",
+                "few-label/minilm_lr"}
+    assert expected <= set(table["rows"])
+    for row, values in table["rows"].items():
+        assert set(values) <= {"20", "60"}
+        assert all(len(accuracies) == 2 and all(0 <= a <= 100 for a in accuracies)
+                   for accuracies in values.values()), row
+    assert "20" in table["rows"]["few-label/bnvae_self_training"]
+    assert "60" not in table["rows"]["few-label/bnvae_self_training"]   # SINGLE_MODEL_FROM
+    assert [s["seed"] for s in table["seeds"]] == [0, 1]
+    assert "--seed 1" in table["seeds"][1]["command"]
+    markdown = (tmp_path / "table3.md").read_text()
+    assert "| paper/bnvae_fine_tuned |" in markdown
+    assert "BN-VAE (paper)" not in markdown   # the paper's row only beside its own budgets
+    assert (tmp_path / "table3.png").stat().st_size > 0
+
+
+def test_curve_reads_validation_only_and_resumes(table3, data_dir, pretrained, tmp_path):
+    yelp_table3, _ = table3
+    out = tmp_path / "curve.json"
+    args = ["curve", "--data-dir", str(data_dir), "--budgets", "20", "60", "--seed", "0",
+            "--run-dir", str(pretrained), "--out", str(out)]
+    yelp_table3.main([*args, "--epochs", "1", "3"])        # epoch 3 does not exist: skipped
+    points = json.loads(out.read_text())["points"]
+    assert [p["epoch"] for p in points] == [1]
+    assert set(points[0]["accuracy"]) == {"frozen_lr/20", "fine_tuned/20", "frozen_lr/60", "fine_tuned/60"}
+    yelp_table3.main([*args, "--epochs", "1", "2"])        # epoch 1 kept, epoch 2 added
+    assert [p["epoch"] for p in json.loads(out.read_text())["points"]] == [1, 2]
+    assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_quick_run_writes_the_few_label_table(table3, data_dir, tmp_path):
+    yelp_table3, _ = table3
+    yelp_table3.main(["quick", "--data-dir", str(data_dir), "--budgets", "20", "60", "--verbose", "0",
+                      "--out-prefix", str(tmp_path / "quick")])
+    quick = json.loads((tmp_path / "quick.json").read_text())
+    assert set(quick["protocol"]) == {"few-label"}
+    assert quick["protocol"]["few-label"]["pretraining"]["softmax"] == "adaptive"
+    assert not any(row.startswith("paper/") for row in quick["rows"])
+    assert quick["seconds"]["total"] >= quick["seconds"]["pretraining"] > 0
