@@ -21,7 +21,6 @@ import shlex
 import sys
 import time
 
-import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from ssl_textvae import BNVAE, __version__

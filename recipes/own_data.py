@@ -221,8 +221,8 @@ def fit(args):
             LogisticRegression(C=10.0, max_iter=2000)), np.asarray(labeled_texts, dtype=object), y, cv=folds),
     }
     if args.fine_tune:
-        fine_tuned = FineTunedBNVAEClassifier(vae, random_state=args.random_state, device=args.device,
-                                              verbose=0)
+        fine_tuned = FineTunedBNVAEClassifier(FrozenEstimator(vae), random_state=args.random_state,
+                                              device=args.device, verbose=0)
         scores["bnvae_fine_tuned"] = cross_val_score(fine_tuned, np.asarray(labeled_texts, dtype=object),
                                                      y, cv=folds)
         classifier = fine_tuned.fit(labeled_texts, y)

@@ -195,7 +195,8 @@ def evaluate_vae(name, vae, seed, splits, test_means, results, unlabeled_means=N
     for budget in splits["budgets"]:
         texts, y = splits[budget]
         if fine_tune:
-            tuned = FineTunedBNVAEClassifier(vae, random_state=seed, verbose=0).fit(texts, y)
+            tuned = FineTunedBNVAEClassifier(FrozenEstimator(vae), random_state=seed,
+                                             verbose=0).fit(texts, y)
             record(results, "bnvae_fine_tuned", budget, float(tuned.score(test_texts, y_test)),
                    {"best_epoch": tuned.best_epoch_, "epochs": len(tuned.history_)})
         head = make_head(y, seed)

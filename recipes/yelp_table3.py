@@ -46,9 +46,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 FIGURES = REPO_ROOT / "recipes" / "figures"
 SEED_RESULTS = FIGURES / "yelp_table3_seeds"
 BUDGETS = (100, 500, 1000, 2000, 10000)
-PAPER_FINE_TUNING = {"optimizer": "sgd", "lr": 1.0, "batch_size": 16, "clip_grad_norm": 5.0,
-                     "head_dropout": 0.5, "patience": 2, "max_lr_halvings": 5, "selection": "loss",
-                     "max_epochs": 40}
+PAPER_FINE_TUNING = {"fine_tuning_optimizer": "sgd", "fine_tuning_lr": 1.0,
+                     "fine_tuning_batch_size": 16, "fine_tuning_clip_grad_norm": 5.0,
+                     "head_dropout": 0.5, "fine_tuning_patience": 2,
+                     "fine_tuning_max_lr_halvings": 5, "fine_tuning_selection": "loss",
+                     "fine_tuning_max_epochs": 40}
 N_FOLDS, SINGLE_MODEL_FROM = 5, 10000
 SELF_TRAINING = {"pool_sentences": 20000, "per_labeled": 4}   # pseudo-labels: 4 per label at most
 # Zhu et al. (2020), Table 3, at BUDGETS: references beside our rows, never inputs.
@@ -83,10 +85,11 @@ def fine_tune_few_label(vae, texts, y, seed):
     """Selection on the N labels only: a model per fold (``N_FOLDS``), or one with 10% held out."""
     texts = np.asarray(texts, dtype=object)
     if len(texts) >= SINGLE_MODEL_FROM:
-        return Ensemble([FineTunedBNVAEClassifier(vae, **PAPER_FINE_TUNING, validation_fraction=0.1,
+        return Ensemble([FineTunedBNVAEClassifier(FrozenEstimator(vae), **PAPER_FINE_TUNING,
+                                                  fine_tuning_validation_fraction=0.1,
                                                   random_state=seed, verbose=0).fit(list(texts), y)])
     folds = StratifiedKFold(N_FOLDS, shuffle=True, random_state=seed).split(texts, y)
-    return Ensemble([FineTunedBNVAEClassifier(vae, **PAPER_FINE_TUNING, random_state=seed + k, verbose=0)
+    return Ensemble([FineTunedBNVAEClassifier(FrozenEstimator(vae), **PAPER_FINE_TUNING, random_state=seed + k, verbose=0)
                      .fit(list(texts[train]), y[train], validation_data=(list(texts[valid]), y[valid]))
                      for k, (train, valid) in enumerate(folds)])
 
@@ -114,7 +117,7 @@ def self_train(vae, texts, y, model, pool, seed):
     folds = StratifiedKFold(N_FOLDS, shuffle=True, random_state=seed).split(texts, y)
     models = []
     for k, (train, valid) in enumerate(folds):
-        models.append(FineTunedBNVAEClassifier(vae, **PAPER_FINE_TUNING, random_state=seed + k, verbose=0).fit(
+        models.append(FineTunedBNVAEClassifier(FrozenEstimator(vae), **PAPER_FINE_TUNING, random_state=seed + k, verbose=0).fit(
             list(texts[train]) + extra_texts, np.concatenate([y[train], extra_y]),
             validation_data=(list(texts[valid]), y[valid])))
     return Ensemble(models), len(extra_texts)
@@ -144,7 +147,7 @@ def evaluate_vae(vae, data, seed, budgets, protocols, pool=None, log=print):
         texts, y = data[budget]
         start = time.perf_counter()
         if "paper" in protocols:
-            model = FineTunedBNVAEClassifier(vae, **PAPER_FINE_TUNING, random_state=seed, verbose=0)
+            model = FineTunedBNVAEClassifier(FrozenEstimator(vae), **PAPER_FINE_TUNING, random_state=seed, verbose=0)
             model.fit(texts, y, validation_data=data["valid"])
             put("paper/bnvae_fine_tuned", budget, model.score(test_texts, y_test),
                 best_epoch=model.best_epoch_, epochs=len(model.history_),

@@ -3,7 +3,7 @@
 from ._version import __version__
 from .bnvae import BNVAE
 from .classifier import BNVAEClassifier
-from .fine_tuning import FineTunedBNVAEClassifier
+from .fine_tuned import FineTunedBNVAEClassifier
 from .inputs import ConcatTexts, TextFile, load_hf_texts, read_labeled_file
 from .loading import load
 from .tokenization import TextTokenizer

@@ -137,3 +137,14 @@ VAE_PARAMS_DOC = """
     verbose : int, default=1
         0 is silent; 1 shows a tqdm progress bar and one line per epoch.
 """
+
+
+VAE_PARAMETER_DOC = """
+    vae : BNVAE, FrozenEstimator or None, default=None
+        The BN-VAE whose posterior means the classifier reads. An unfitted
+        :class:`BNVAE` holds every pretraining setting (``vae__gamma``,
+        ``vae__latent_dim``, ... in ``set_params`` and searches); ``fit`` clones it
+        and pretrains the clone on all texts, unlabeled rows included, into
+        ``vae_``. ``sklearn.frozen.FrozenEstimator(fitted_bnvae)`` reuses an
+        already pretrained BNVAE as it is: ``fit`` never pretrains it again and
+        ``clone`` (so ``GridSearchCV``) shares it. None means ``BNVAE()``."""

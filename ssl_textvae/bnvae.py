@@ -337,3 +337,11 @@ def fit_or_reuse_vae(vae, texts, unlabeled=None):
 
 def is_frozen(vae) -> bool:
     return isinstance(vae, FrozenEstimator)
+
+
+def load_nested_vae(path, frozen):
+    """``(vae, vae_)`` of a classifier saved with its pretrained BNVAE in ``path/vae``:
+    the fitted BNVAE, and the ``vae`` parameter it was fitted from (the BNVAE
+    itself, frozen, or an unfitted clone with its parameters)."""
+    fitted = BNVAE.load(os.path.join(path, persistence.VAE_DIR))
+    return (FrozenEstimator(fitted) if frozen else clone(fitted)), fitted

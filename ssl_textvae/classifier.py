@@ -12,33 +12,13 @@ from __future__ import annotations
 import os
 
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
 from . import persistence
-from .bnvae import BNVAE, fit_or_reuse_vae, is_frozen, string_input_tags
-from .inputs import check_classes, check_labels, check_texts
-
-VAE_PARAMETER_DOC = """
-    vae : BNVAE, FrozenEstimator or None, default=None
-        The BN-VAE whose posterior means the classifier reads. An unfitted
-        :class:`BNVAE` holds every pretraining setting (``vae__gamma``,
-        ``vae__latent_dim``, ... in ``set_params`` and searches); ``fit`` clones it
-        and pretrains the clone on all texts, unlabeled rows included, into
-        ``vae_``. ``sklearn.frozen.FrozenEstimator(fitted_bnvae)`` reuses an
-        already pretrained BNVAE as it is: ``fit`` never pretrains it again and
-        ``clone`` (so ``GridSearchCV``) shares it. None means ``BNVAE()``."""
-
-
-def labeled_rows(X, y):
-    """``(texts, labels, unlabeled)``: the checked texts and labels of ``fit`` and the
-    mask of the rows marked -1; at least two classes among the labeled ones."""
-    texts = check_texts(X)
-    labels, unlabeled = check_labels(y, len(texts))
-    check_classes(labels[~unlabeled])
-    return texts, labels, unlabeled
-
+from ._vae_params import VAE_PARAMETER_DOC
+from .bnvae import BNVAE, fit_or_reuse_vae, is_frozen, load_nested_vae, string_input_tags
+from .inputs import check_labels, check_semi_supervised, check_texts
 
 class BNVAEClassifier(ClassifierMixin, BaseEstimator):
     __doc__ = ("""Semi-supervised text classifier: a head on the posterior means of a BN-VAE.
@@ -88,8 +68,7 @@ class BNVAEClassifier(ClassifierMixin, BaseEstimator):
 
     Reusing a pretrained VAE for another head, without pretraining again:
 
-    >>> from sklearn.frozen import FrozenEstimator
-    >>> other = BNVAEClassifier(vae=FrozenEstimator(clf.vae_)).fit(texts, y)
+    >>>     >>> other = BNVAEClassifier(vae=FrozenEstimator(clf.vae_)).fit(texts, y)
     >>> other.vae_ is clf.vae_
     True
     """)
@@ -115,7 +94,7 @@ class BNVAEClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        texts, labels, unlabeled_rows = labeled_rows(X, y)
+        texts, labels, unlabeled_rows = check_semi_supervised(X, y)
         self.vae_ = fit_or_reuse_vae(self.vae, texts, unlabeled)
         labeled = [text for text, skip in zip(texts, unlabeled_rows) if not skip]
         self.estimator_ = clone(self.estimator if self.estimator is not None
@@ -166,14 +145,13 @@ class BNVAEClassifier(ClassifierMixin, BaseEstimator):
         config = persistence.read_config(path, cls.__name__, ())
         if config["format_version"] == 1:   # the VAE at the top of the directory
             config = persistence.read_config(path, cls.__name__, ("vae_params", "history"))
-            vae = BNVAE._from_directory(path, config["vae_params"], config["history"])
-            frozen = False
+            fitted = BNVAE._from_directory(path, config["vae_params"], config["history"])
+            vae = clone(fitted)
         else:
-            vae = BNVAE.load(os.path.join(path, persistence.VAE_DIR))
-            frozen = bool(config.get("vae_frozen", False))
+            vae, fitted = load_nested_vae(path, config.get("vae_frozen", False))
         head = persistence.load_head(path, trusted)
-        classifier = cls(vae=FrozenEstimator(vae) if frozen else clone(vae), estimator=head["estimator"])
-        classifier.vae_, classifier.estimator_ = vae, head["estimator_"]
+        classifier = cls(vae=vae, estimator=head["estimator"])
+        classifier.vae_, classifier.estimator_ = fitted, head["estimator_"]
         classifier.classes_ = classifier.estimator_.classes_
-        classifier.history_ = vae.history_
+        classifier.history_ = fitted.history_
         return classifier

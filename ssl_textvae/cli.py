@@ -69,7 +69,7 @@ def _run_fit(args):
 
     from .bnvae import BNVAE
     from .classifier import BNVAEClassifier
-    from .fine_tuning import FineTunedBNVAEClassifier
+    from .fine_tuned import FineTunedBNVAEClassifier
     from .inputs import read_labeled_file
 
     params = dict(args.param)

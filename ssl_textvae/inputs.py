@@ -125,6 +125,15 @@ def is_unlabeled(y):
     return y == (str(UNLABELED) if y.dtype.kind == "U" else UNLABELED)
 
 
+def check_semi_supervised(X, y):
+    """``(texts, labels, unlabeled)`` of a classifier's ``fit``: the checked texts and
+    labels and the mask of the rows marked -1; at least two classes among the others."""
+    texts = check_texts(X)
+    labels, unlabeled = check_labels(y, len(texts))
+    check_classes(labels[~unlabeled])
+    return texts, labels, unlabeled
+
+
 def check_classes(labels):
     """The sorted classes of the labeled rows; at least two."""
     classes = np.unique(labels)

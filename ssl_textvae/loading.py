@@ -5,7 +5,7 @@ from __future__ import annotations
 from . import persistence
 from .bnvae import BNVAE
 from .classifier import BNVAEClassifier
-from .fine_tuning import FineTunedBNVAEClassifier
+from .fine_tuned import FineTunedBNVAEClassifier
 
 LOADERS = {cls.__name__: cls for cls in (BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier)}
 

@@ -63,6 +63,11 @@ def test_fit_predict_evaluate_tune(files, capsys):
     capsys.readouterr()
     again = ssl_textvae.load(files / "model2")
     assert again.vae_.history_ == model.vae_.history_
+    assert main(["fit", str(files / "train.txt"), str(files / "tuned"), "--fine-tune", "--vae",
+                 str(files / "vae"), "--param", "fine_tuning_max_epochs=1", "--param", "verbose=0"]) == 0
+    assert json.loads(capsys.readouterr().out)["class"] == "FineTunedBNVAEClassifier"
+    assert main(["predict", str(files / "tuned"), str(files / "test.txt"), "--labeled"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 30
 
     tune_dir = files / "tune"
     assert main(["tune", "--train", str(files / "train.txt"), "--out", str(tune_dir), "--n-trials",

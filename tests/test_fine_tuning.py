@@ -1,9 +1,11 @@
-"""Fine-tuning the pretrained encoder with the labels (FineTunedBNVAEClassifier)."""
+"""Fine-tuning the pretrained encoder with the labels (FineTunedBNVAEClassifier and the
+torch-only loop of ssl_textvae.fine_tuning)."""
 
 import numpy as np
 import pytest
 import torch
 from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
 
 from ssl_textvae import BNVAE, FineTunedBNVAEClassifier
 from ssl_textvae.inference import encode_means
@@ -24,7 +26,7 @@ def held_out():
 
 @pytest.fixture(scope="module")
 def fine_tuned(fitted_vae, labeled):
-    return FineTunedBNVAEClassifier(fitted_vae, max_epochs=4, lr=1e-3, random_state=0,
+    return FineTunedBNVAEClassifier(FrozenEstimator(fitted_vae), fine_tuning_max_epochs=4, fine_tuning_lr=1e-3, random_state=0,
                                     verbose=0).fit(*labeled)
 
 
@@ -48,7 +50,7 @@ def test_history_and_best_epoch(fine_tuned):
 def test_the_pretrained_vae_is_not_modified(fitted_vae, labeled):
     before = {k: v.clone() for k, v in fitted_vae.module_.state_dict().items()}
     means = fitted_vae.transform(labeled[0][:10])
-    model = FineTunedBNVAEClassifier(fitted_vae, max_epochs=2, lr=1e-2, random_state=0,
+    model = FineTunedBNVAEClassifier(FrozenEstimator(fitted_vae), fine_tuning_max_epochs=2, fine_tuning_lr=1e-2, random_state=0,
                                      verbose=0).fit(*labeled)
     for name, value in fitted_vae.module_.state_dict().items():
         assert torch.equal(value, before[name]), name
@@ -58,7 +60,7 @@ def test_the_pretrained_vae_is_not_modified(fitted_vae, labeled):
 
 def test_epoch_zero_is_the_frozen_start_head(fitted_vae, labeled):
     # lr so small that no epoch changes the validation result: the frozen start is kept
-    model = FineTunedBNVAEClassifier(fitted_vae, max_epochs=2, lr=1e-12, patience=1, random_state=0,
+    model = FineTunedBNVAEClassifier(FrozenEstimator(fitted_vae), fine_tuning_max_epochs=2, fine_tuning_lr=1e-12, fine_tuning_patience=1, random_state=0,
                                      precision="fp32", verbose=0).fit(*labeled)
     assert model.best_epoch_ == 0
     frozen = encode_means(fitted_vae.module_, fitted_vae.encode(labeled[0]), torch.device("cpu"),
@@ -67,15 +69,15 @@ def test_epoch_zero_is_the_frozen_start_head(fitted_vae, labeled):
 
 
 def test_same_random_state_same_model(fitted_vae, labeled):
-    first = FineTunedBNVAEClassifier(fitted_vae, max_epochs=2, random_state=5, verbose=0).fit(*labeled)
-    second = FineTunedBNVAEClassifier(fitted_vae, max_epochs=2, random_state=5, verbose=0).fit(*labeled)
+    first = FineTunedBNVAEClassifier(FrozenEstimator(fitted_vae), fine_tuning_max_epochs=2, random_state=5, verbose=0).fit(*labeled)
+    second = FineTunedBNVAEClassifier(FrozenEstimator(fitted_vae), fine_tuning_max_epochs=2, random_state=5, verbose=0).fit(*labeled)
     np.testing.assert_array_equal(first.decision_function(labeled[0]), second.decision_function(labeled[0]))
 
 
 def test_string_labels_and_three_classes(fitted_vae, labeled):
     texts, labels = labeled
     names = np.array(["neg", "pos", "other"])[np.where(np.arange(len(labels)) % 5 == 0, 2, labels)]
-    model = FineTunedBNVAEClassifier(fitted_vae, max_epochs=1, random_state=0, verbose=0).fit(texts, names)
+    model = FineTunedBNVAEClassifier(FrozenEstimator(fitted_vae), fine_tuning_max_epochs=1, random_state=0, verbose=0).fit(texts, names)
     assert list(model.classes_) == ["neg", "other", "pos"]
     assert set(model.predict(texts)) <= set(model.classes_)
     assert model.decision_function(texts).shape == (len(texts), 3)
@@ -83,18 +85,53 @@ def test_string_labels_and_three_classes(fitted_vae, labeled):
 
 def test_bad_input_is_refused_with_a_clear_error(fitted_vae, labeled):
     texts, labels = labeled
-    with pytest.raises(TypeError, match="fitted BNVAE"):
-        FineTunedBNVAEClassifier(None).fit(texts, labels)
-    with pytest.raises(NotFittedError, match="not fitted"):
-        FineTunedBNVAEClassifier(BNVAE()).fit(texts, labels)
-    with pytest.raises(ValueError, match="unlabeled"):
-        FineTunedBNVAEClassifier(fitted_vae, verbose=0).fit(texts, np.r_[labels[:-1], -1])
+    frozen = FrozenEstimator(fitted_vae)
+    with pytest.raises(TypeError, match="vae must be a BNVAE .* or None, got str"):
+        FineTunedBNVAEClassifier("vae").fit(texts, labels)
+    with pytest.raises(NotFittedError, match="The BNVAE inside FrozenEstimator is not fitted yet"):
+        FineTunedBNVAEClassifier(FrozenEstimator(BNVAE())).fit(texts, labels)
+    with pytest.raises(ValueError, match="only one class"):
+        FineTunedBNVAEClassifier(frozen, verbose=0).fit(texts[:3], [0, -1, -1])
     with pytest.raises(ValueError, match="at least 2 labeled texts"):
-        FineTunedBNVAEClassifier(fitted_vae, verbose=0).fit(texts[:5], [0, 0, 0, 0, 1])
-    with pytest.raises(ValueError, match="'lr' parameter"):
-        FineTunedBNVAEClassifier(fitted_vae, lr=0).fit(texts, labels)
+        FineTunedBNVAEClassifier(frozen, verbose=0).fit(texts[:5], [0, 0, 0, 0, 1])
+    with pytest.raises(ValueError, match="The 'fine_tuning_lr' parameter of FineTunedBNVAEClassifier"):
+        FineTunedBNVAEClassifier(frozen, fine_tuning_lr=0).fit(texts, labels)
     with pytest.raises(NotFittedError):
-        FineTunedBNVAEClassifier(fitted_vae).predict(texts)
+        FineTunedBNVAEClassifier(frozen).predict(texts)
+
+
+def test_unlabeled_rows_pretrain_the_vae_and_are_not_fine_tuned_on(corpus, semi_labels, held_out,
+                                                                   count_pretraining):
+    vae = BNVAE(**dict(TINY, max_epochs=2))
+    model = FineTunedBNVAEClassifier(vae, fine_tuning_max_epochs=1, random_state=0, verbose=0)
+    model.fit(corpus[0], semi_labels)
+    assert len(count_pretraining) == 1 and not hasattr(vae, "module_")
+    assert model.vae_.tokenizer_.vocab_size > 4 and list(model.classes_) == [0, 1]
+    assert model.get_params()["vae__max_epochs"] == 2
+    # the same vae semantics as BNVAEClassifier: frozen means reused, nothing pretrained
+    again = FineTunedBNVAEClassifier(FrozenEstimator(model.vae_), fine_tuning_max_epochs=1,
+                                     random_state=0, verbose=0).fit(corpus[0], semi_labels)
+    assert len(count_pretraining) == 1 and again.vae_ is model.vae_
+    np.testing.assert_array_equal(again.predict(held_out[0]), model.predict(held_out[0]))
+
+
+def test_no_parameter_name_is_shared_with_the_pretraining_ones():
+    fine_tuning = set(FineTunedBNVAEClassifier().get_params(deep=False)) - {"vae"}
+    runtime = {"device", "precision", "random_state", "verbose"}   # of each estimator's own phase
+    assert not (fine_tuning - runtime) & set(BNVAE().get_params())
+
+
+def test_format_1_directories_still_load():
+    """Written by ssl_textvae 0.1.0 (format 1), before the fine-tuning settings got their prefix."""
+    import os
+
+    data = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+    model = FineTunedBNVAEClassifier.load(os.path.join(data, "format1_fine_tuned"))
+    params = model.get_params()
+    assert params["fine_tuning_lr"] == 0.5 and params["fine_tuning_optimizer"] == "sgd"
+    assert params["head_dropout"] == 0.1 and isinstance(model.vae, FrozenEstimator)
+    np.testing.assert_allclose(model.decision_function(["the food was good", "rude staff and cold food"]),
+                               np.load(os.path.join(data, "format1_fine_tuned_decision.npy")), atol=1e-5)
 
 
 def test_pickle_round_trip_predicts_the_same(fine_tuned, held_out):
@@ -109,7 +146,7 @@ def test_pickle_round_trip_predicts_the_same(fine_tuned, held_out):
 def test_save_and_load_predict_the_same(fitted_vae, labeled, held_out, tmp_path, string_labels):
     texts, labels = labeled
     y = np.array(["neg", "pos"])[labels] if string_labels else labels
-    model = FineTunedBNVAEClassifier(fitted_vae, max_epochs=1, features="hidden", random_state=0,
+    model = FineTunedBNVAEClassifier(FrozenEstimator(fitted_vae), fine_tuning_max_epochs=1, features="hidden", random_state=0,
                                      verbose=0).fit(texts, y)
     model.save(tmp_path / "model")
     loaded = FineTunedBNVAEClassifier.load(tmp_path / "model")
@@ -148,8 +185,8 @@ def test_cross_validation_shares_the_pretrained_vae(fitted_vae, labeled):
     from sklearn.base import clone
     from sklearn.model_selection import cross_val_score
 
-    model = FineTunedBNVAEClassifier(fitted_vae, max_epochs=1, random_state=0, verbose=0)
-    assert clone(model).vae is fitted_vae
+    model = FineTunedBNVAEClassifier(FrozenEstimator(fitted_vae), fine_tuning_max_epochs=1, random_state=0, verbose=0)
+    assert clone(model).vae is model.vae   # a frozen BNVAE is shared, never pretrained again
     scores = cross_val_score(model, np.asarray(labeled[0], dtype=object), labeled[1], cv=3)
     assert scores.shape == (3,) and (scores > 0.5).all()
 
@@ -158,9 +195,9 @@ def test_paper_protocol_selects_on_validation_data_and_halves_the_lr(fitted_vae,
     # The official code's classifier: SGD, clipping, dropout on the means, a plateau of 1 epoch
     # halves the learning rate, selection on the loss of a separate labeled set.
     valid_texts, valid_labels = held_out
-    model = FineTunedBNVAEClassifier(fitted_vae, max_epochs=12, optimizer="sgd", lr=1.0, batch_size=16,
-                                     clip_grad_norm=5.0, head_dropout=0.5, patience=1, max_lr_halvings=2,
-                                     selection="loss", random_state=0, verbose=0)
+    model = FineTunedBNVAEClassifier(FrozenEstimator(fitted_vae), fine_tuning_max_epochs=12, fine_tuning_optimizer="sgd", fine_tuning_lr=1.0, fine_tuning_batch_size=16,
+                                     fine_tuning_clip_grad_norm=5.0, head_dropout=0.5, fine_tuning_patience=1, fine_tuning_max_lr_halvings=2,
+                                     fine_tuning_selection="loss", random_state=0, verbose=0)
     model.fit(*labeled, validation_data=(valid_texts, valid_labels))
     rates = [epoch["lr"] for epoch in model.history_]
     assert rates[0] == 1.0
@@ -175,8 +212,8 @@ def test_paper_protocol_selects_on_validation_data_and_halves_the_lr(fitted_vae,
 
 def test_a_plateau_stops_after_the_allowed_halvings(fitted_vae, labeled):
     # lr so small that nothing improves: every epoch is a plateau of 1, so 2 halvings give 3 epochs
-    model = FineTunedBNVAEClassifier(fitted_vae, max_epochs=20, optimizer="sgd", lr=1e-12, patience=1,
-                                     max_lr_halvings=2, selection="loss", random_state=0,
+    model = FineTunedBNVAEClassifier(FrozenEstimator(fitted_vae), fine_tuning_max_epochs=20, fine_tuning_optimizer="sgd", fine_tuning_lr=1e-12, fine_tuning_patience=1,
+                                     fine_tuning_max_lr_halvings=2, fine_tuning_selection="loss", random_state=0,
                                      verbose=0).fit(*labeled)
     assert [epoch["lr"] for epoch in model.history_] == [1e-12, 5e-13, 2.5e-13]
     assert model.best_epoch_ == 0
@@ -188,5 +225,5 @@ def test_a_plateau_stops_after_the_allowed_halvings(fitted_vae, labeled):
 ])
 def test_bad_validation_data_is_refused(fitted_vae, labeled, validation_data, error, match):
     with pytest.raises(error, match=match):
-        FineTunedBNVAEClassifier(fitted_vae, max_epochs=1, verbose=0).fit(
+        FineTunedBNVAEClassifier(FrozenEstimator(fitted_vae), fine_tuning_max_epochs=1, verbose=0).fit(
             *labeled, validation_data=validation_data)

@@ -34,7 +34,7 @@ def table3(tmp_path_factory):
     finally:
         sys.path.remove(str(RECIPES))
     patch = pytest.MonkeyPatch()
-    patch.setattr(yelp_table3, "PAPER_FINE_TUNING", dict(yelp_table3.PAPER_FINE_TUNING, max_epochs=2))
+    patch.setattr(yelp_table3, "PAPER_FINE_TUNING", dict(yelp_table3.PAPER_FINE_TUNING, fine_tuning_max_epochs=2))
     patch.setattr(yelp_table3, "PAPER_VAE", dict(yelp_table3.PAPER_VAE, **TINY_VAE))
     patch.setattr(yelp_pretrain, "PAPER_VAE", dict(yelp_pretrain.PAPER_VAE, **TINY_VAE))
     patch.setattr(yelp_table3, "SINGLE_MODEL_FROM", 60)

@@ -1,0 +1,181 @@
+"""The study: :func:`tune` runs it (resuming a stored one), :func:`build_classifier`
+turns its best trial into an unfitted classifier."""
+
+from __future__ import annotations
+
+import json
+import numbers
+import warnings
+
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from tqdm.auto import tqdm
+
+from ..bnvae import BNVAE
+from ..classifier import BNVAEClassifier
+from ._optuna import import_optuna
+from .objective import HEAD_PREFIX, TuningObjective, _derive_seed
+from .storage import make_storage
+
+
+def tune(texts, y, n_trials=None, timeout=None, storage=None, study_name=None, search_space=None,
+         fixed_params=None, estimator=None, unlabeled=None, cv_splits=5, cv_repeats=3,
+         random_state=None, model_dir=None, sampler=None, pruner=None, heartbeat_interval=30,
+         max_failures=3, verbose=1):
+    """Tune ``gamma`` and ``latent_dim`` (or ``search_space``) with Optuna.
+
+    Parameters
+    ----------
+    texts : list of str
+        Training texts only (never the test set).
+    y : array-like of shape (n_texts,)
+        Labels; -1 (or "-1") marks unlabeled texts, which are used for pretraining only.
+    n_trials : int or None, default=None
+        Number of finished (complete or pruned) trials the study should hold; a
+        resumed study runs only the rest. Several workers may overshoot by one
+        trial each.
+    timeout : float or None, default=None
+        Stop starting trials after this many seconds. At least one of
+        ``n_trials`` and ``timeout`` is required.
+    storage : str, optuna storage or None, default=None
+        None keeps the study in memory; an RDB URL (``sqlite:///study.db``,
+        ``postgresql+psycopg2://...``) resumes and can be shared by workers.
+    study_name : str or None, default=None
+        Name of the study in ``storage``; an existing study of that name is resumed.
+    search_space : dict or None, default=None
+        Parameter name -> Optuna distribution, list of choices or ``(low, high)``.
+        Names are ``BNVAE`` parameters or head parameters ``estimator__<name>``.
+        None means :func:`default_search_space`: ``gamma`` on [0.1, 1.5] in steps
+        of 0.1 and ``latent_dim`` in {8, 16, 32, 64}.
+    fixed_params : dict or None, default=None
+        Other ``BNVAE`` (or ``estimator__``) parameters held fixed, such as
+        ``max_epochs``, ``embed_dim`` or ``hidden_dim``.
+    estimator : classifier or None, default=None
+        The head; None means ``LogisticRegression(max_iter=1000)``.
+    unlabeled : re-iterable of str or None, default=None
+        More pretraining texts (a list, ``TextFile`` or ``datasets.Dataset``).
+    cv_splits, cv_repeats : int, default=5, 3
+        ``RepeatedStratifiedKFold`` on the labeled rows (``cv_splits`` is lowered to
+        the size of the smallest class when that is smaller).
+    random_state : int, RandomState instance or None, default=None
+        One integer derived from it seeds the sampler, the pretraining of every
+        VAE and the folds. The same value on a fresh storage gives the same trials.
+    model_dir : str or None, default=None
+        Keep pretrained VAEs there (one directory per cache key) and reuse them
+        across calls and workers; None keeps them in memory for this call only.
+    sampler, pruner : optuna sampler and pruner, default=None
+        None means ``TPESampler(seed=...)`` and ``MedianPruner(n_startup_trials=4,
+        n_warmup_steps=1)`` on the accuracy reported after each epoch.
+    heartbeat_interval : int, default=30
+        Seconds between heartbeats of a running trial in an RDB storage; a trial
+        silent for twice as long is marked failed (and retried once).
+    max_failures : int, default=3
+        This call stops after that many of its trials failed (the errors are logged).
+    verbose : int, default=1
+        0 is silent; 1 shows a progress bar and one line per trial; 2 also shows
+        pretraining progress.
+
+    Returns
+    -------
+    optuna.Study
+        ``study.best_params`` are ``BNVAE`` (and ``estimator__``) parameters;
+        :func:`build_classifier` puts them, with ``fixed_params``, into an unfitted
+        ``BNVAEClassifier(vae=BNVAE(...))``.
+    """
+    optuna = import_optuna()
+    if n_trials is None and timeout is None:
+        raise ValueError("Pass n_trials, timeout or both; otherwise the study would never stop.")
+    if n_trials is not None and (not isinstance(n_trials, numbers.Integral) or n_trials < 1):
+        raise ValueError(f"n_trials must be a positive int or None, got {n_trials!r}.")
+    if timeout is not None and (not isinstance(timeout, numbers.Real) or timeout <= 0):
+        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}.")
+    storage = make_storage(storage, heartbeat_interval)
+    seed = _derive_seed(random_state)
+    study = optuna.create_study(
+        storage=storage, study_name=study_name, direction="maximize", load_if_exists=True,
+        sampler=sampler or optuna.samplers.TPESampler(seed=seed),
+        pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1))
+    stored = study.user_attrs.get("random_state")
+    if stored is None:
+        study.set_user_attr("random_state", seed)
+    elif random_state is None:
+        seed = int(stored)   # a resumed study keeps its seed, so its cached VAEs stay valid
+    elif stored != seed:
+        warnings.warn(f"Study {study.study_name!r} was started with random_state {stored}; this "
+                      f"call uses {seed}, so its VAEs are pretrained with another seed.", UserWarning)
+    objective = TuningObjective(texts, y, search_space, fixed_params, estimator, unlabeled,
+                                cv_splits, cv_repeats, seed, model_dir, verbose)
+    if "fixed_params" not in study.user_attrs:
+        study.set_user_attr("fixed_params", json.loads(json.dumps(objective.fixed_params,
+                                                                  default=repr)))
+
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    n_done = len(study.get_trials(deepcopy=False, states=finished))
+    if n_trials is not None and n_done >= n_trials:
+        if verbose:
+            tqdm.write(f"Study {study.study_name!r} already holds {n_done} finished trials.")
+        return study
+    progress = tqdm(total=n_trials, initial=n_done, desc="trials", unit="trial",
+                    disable=not verbose)
+    failures = []
+
+    def after_trial(study, trial):
+        if trial.state == optuna.trial.TrialState.FAIL:
+            failures.append(trial.number)
+        if verbose:
+            progress.update(1 if trial.state in finished else 0)
+            tqdm.write(_describe_trial(study, trial))
+        done = len(study.get_trials(deepcopy=False, states=finished))
+        if (n_trials is not None and done >= n_trials) or len(failures) >= max_failures:
+            study.stop()
+
+    logger = optuna.logging.get_logger("optuna")
+    level = logger.level
+    # Our line per trial replaces Optuna's; its warnings (failed trials) still show.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study.optimize(objective, timeout=timeout, catch=(Exception,), callbacks=[after_trial],
+                       gc_after_trial=True)
+    finally:
+        progress.close()
+        logger.setLevel(level)
+    if len(failures) >= max_failures:
+        warnings.warn(f"Stopped after {len(failures)} failed trials ({failures}); their errors "
+                      "were logged by Optuna.", UserWarning)
+    if verbose:
+        complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if complete:
+            best = study.best_trial
+            tqdm.write(f"Best trial {best.number}: accuracy {best.value:.4f} with {best.params}")
+    return study
+
+
+def _describe_trial(study, trial):
+    value = "" if trial.value is None else f" accuracy {trial.value:.4f}"
+    params = ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
+    line = f"trial {trial.number} {trial.state.name.lower()}:{value} ({params})"
+    try:
+        line += f"; best {study.best_value:.4f} (trial {study.best_trial.number})"
+    except ValueError:
+        pass   # no complete trial yet
+    return line
+
+
+def _short(value):
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def build_classifier(study, **overrides):
+    """An unfitted :class:`BNVAEClassifier` with the study's fixed and best parameters:
+    the BNVAE ones in its ``vae`` (seeded with the study's ``random_state``), the head
+    ones (``estimator__<name>``) in a ``LogisticRegression`` head or in
+    ``overrides["estimator"]``; ``overrides`` win."""
+    params = {**study.user_attrs.get("fixed_params", {}), **study.best_params, **overrides}
+    estimator = params.pop("estimator", None)
+    head = {k[len(HEAD_PREFIX):]: params.pop(k) for k in list(params) if k.startswith(HEAD_PREFIX)}
+    if estimator is None:
+        estimator = LogisticRegression(max_iter=1000, **head) if head else None
+    elif head:
+        estimator = clone(estimator).set_params(**head)
+    params.setdefault("random_state", study.user_attrs.get("random_state"))
+    return BNVAEClassifier(vae=BNVAE(**params), estimator=estimator)

@@ -1,0 +1,63 @@
+"""Where tuning keeps things: Optuna's study storage (in memory, SQLite or PostgreSQL,
+with heartbeats) and the pretrained VAEs of the trials (saved atomically)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+import warnings
+
+from ._optuna import import_optuna
+
+
+def make_storage(storage, heartbeat_interval=30):
+    """An Optuna storage for ``storage``: None (in memory), an RDB URL (with a
+    heartbeat that fails trials of killed workers and retries their parameters
+    once), or a storage object, returned as is."""
+    optuna = import_optuna()
+    if storage is None or not isinstance(storage, str):
+        return storage
+    if "://" not in storage:
+        raise ValueError(f"storage must be an RDB URL such as 'sqlite:///study.db' or "
+                         f"'postgresql+psycopg2://user@host/db', got {storage!r}.")
+    engine_kwargs = {"pool_pre_ping": True}
+    if storage.startswith("sqlite"):
+        # Several worker processes on one SQLite file wait for its lock instead of failing.
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    with warnings.catch_warnings():   # heartbeats are "experimental" in Optuna's words
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):   # Optuna >= 4.9
+            retry = {"heartbeat_stale_trial_callback":
+                     optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
+        else:
+            retry = {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)}
+        for attempt in range(3):
+            try:
+                return optuna.storages.RDBStorage(storage, engine_kwargs=engine_kwargs,
+                                                  heartbeat_interval=heartbeat_interval,
+                                                  grace_period=2 * heartbeat_interval, **retry)
+            except Exception as error:
+                # Workers that start together on a new database race to create its
+                # tables; the loser gets an integrity error and simply tries again.
+                if attempt == 2 or not type(error).__module__.startswith("sqlalchemy"):
+                    raise
+                time.sleep(1.0 + attempt)
+
+
+def save_atomically(vae, path):
+    """Save into a temporary sibling and rename it, so a killed worker leaves no
+    half-written model and two workers that pretrained the same VAE do not clash."""
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    temporary = tempfile.mkdtemp(prefix=".partial-", dir=parent)
+    try:
+        vae.save(temporary)
+        try:
+            os.rename(temporary, path)
+        except OSError:
+            if not os.path.isfile(os.path.join(path, "config.json")):
+                raise
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)

@@ -1,0 +1,119 @@
+"""The package's layers as STYLE.md draws them: no import circle, torch-only lower layers,
+no module over about 400 lines."""
+
+import ast
+import os
+
+PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ssl_textvae")
+TORCH_ONLY = ("tokenization", "data", "inputs", "model", "adaptive_softmax", "optim", "runtime",
+              "inference", "training", "fine_tuning", "metrics", "generation", "persistence")
+MAX_LINES = 400
+
+
+def module_names():
+    """Dotted names inside the package ("bnvae", "tuning.search"); the package itself is "__init__"."""
+    names = []
+    for root, _, files in os.walk(PACKAGE):
+        for file in files:
+            if file.endswith(".py"):
+                parts = os.path.relpath(os.path.join(root, file), PACKAGE)[:-3].split(os.sep)
+                names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts) or "__init__")
+    return sorted(names)
+
+
+def path_of(name):
+    base = os.path.join(PACKAGE, *([] if name == "__init__" else name.split(".")))
+    return os.path.join(base, "__init__.py") if os.path.isdir(base) else base + ".py"
+
+
+def package_of(name):
+    if name == "__init__":
+        return []
+    parts = name.split(".")
+    return parts if os.path.isdir(os.path.join(PACKAGE, *parts)) else parts[:-1]
+
+
+def imports(name):
+    """Package modules and third-party roots that ``name`` imports anywhere, functions included."""
+    known = set(module_names())
+    tree = ast.parse(open(path_of(name), encoding="utf-8").read())
+    local, external = set(), set()
+
+    def add(parts):   # the deepest known module among parts, else the package itself
+        for end in range(len(parts), 0, -1):
+            if ".".join(parts[:end]) in known:
+                local.add(".".join(parts[:end]))
+                return
+        local.add("__init__")
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "ssl_textvae":
+                    add(alias.name.split(".")[1:])
+                else:
+                    external.add(alias.name.split(".")[0])
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0 and (node.module or "").split(".")[0] != "ssl_textvae":
+                external.add(node.module.split(".")[0])
+                continue
+            if node.level == 0:
+                base = node.module.split(".")[1:]
+            else:
+                package = package_of(name)
+                base = package[:len(package) - node.level + 1] + (node.module.split(".") if node.module else [])
+            for alias in node.names:
+                add(base + [alias.name] if ".".join(base + [alias.name]) in known else base)
+    local.discard(name)
+    return local, external
+
+
+def find_cycles(graph):
+    """Import circles of ``graph`` (module -> modules it imports), each as a path."""
+    state, cycles = {}, []
+
+    def visit(node, stack):
+        state[node] = "open"
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == "open":
+                cycles.append(stack[stack.index(target):] + [node, target])
+            elif target not in state:
+                visit(target, stack + [node])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
+    return cycles
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = {name: imports(name)[0] for name in module_names()}
+    assert find_cycles(graph) == []
+
+
+def test_find_cycles_finds_a_circle_through_lazy_imports():
+    # the circle issue 13 found: estimator -> persistence -> fine_tuning -> estimator
+    graph = {"estimator": {"persistence"}, "persistence": {"fine_tuning"},
+             "fine_tuning": {"estimator", "data"}, "data": set()}
+    assert find_cycles(graph) == [["estimator", "persistence", "fine_tuning", "estimator"]]
+
+
+def test_the_graph_is_read_correctly():
+    local, external = imports("bnvae")
+    assert {"persistence", "inference", "training", "model"} <= local and "sklearn" in external
+    assert {"bnvae", "classifier", "fine_tuned", "loading"} <= imports("__init__")[0]
+
+
+def test_lower_layers_never_import_scikit_learn():
+    for name in TORCH_ONLY:
+        local, external = imports(name)
+        assert "sklearn" not in external, f"{name} imports scikit-learn"
+        upper = local & {"bnvae", "classifier", "fine_tuned", "loading", "tuning", "cli"}
+        assert not upper, f"{name} imports the layer above it: {upper}"
+
+
+def test_no_module_is_longer_than_about_400_lines():
+    long = {name: n for name in module_names()
+            if (n := sum(1 for _ in open(path_of(name), encoding="utf-8"))) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines: {long}"
