@@ -8,7 +8,7 @@ Measures, in one run:
   * the training FLOPs per token of the configuration (forward + backward = 3 x forward),
     and two ceilings: all FLOPs at the output-layer-shape rate, and shape-aware (the
     LSTM's per-time-step products at their own rate);
-  * tokens/s of ``ssl_textvae.training._train_epoch`` on the short-Yelp pool, for
+  * tokens/s of ``ssl_textvae.training.train_epoch`` on the short-Yelp pool, for
     gamma = 0.7 (BN-VAE) and gamma = 0 (VAE) under the default precision, and fp32
     for comparison, interleaved over several repetitions (medians reported); and the
     BN-VAE / VAE ratio from many short back-to-back pairs;
@@ -43,7 +43,7 @@ from benchmarks._common import (RESULTS_DIR, add_common_arguments, add_model_arg
 from ssl_textvae.model import TextVAE  # noqa: E402
 from ssl_textvae.optim import AUTOCAST_LAYERS  # noqa: E402
 from ssl_textvae.runtime import flush_denormals, resolve_precision  # noqa: E402
-from ssl_textvae.training import TrainingConfig, _train_epoch, make_optimizer  # noqa: E402
+from ssl_textvae.training import TrainingConfig, make_optimizer, train_epoch  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -191,7 +191,7 @@ class Run:
         torch.set_rng_state(self.torch_state)  # each run keeps its own dropout stream
         cpu_start = time.process_time()
         with flush_denormals():
-            record = _train_epoch(self.module, self.optimizer, chunk, self.config, self.device,
+            record = train_epoch(self.module, self.optimizer, chunk, self.config, self.device,
                                   self.rng, 0)
         # CPU seconds per thread: what a machine free of other jobs would take (the
         # benchmark machine is shared, so wall time also counts waiting for a core).

@@ -68,7 +68,8 @@ class BNVAEClassifier(ClassifierMixin, BaseEstimator):
 
     Reusing a pretrained VAE for another head, without pretraining again:
 
-    >>>     >>> other = BNVAEClassifier(vae=FrozenEstimator(clf.vae_)).fit(texts, y)
+    >>> from sklearn.frozen import FrozenEstimator
+    >>> other = BNVAEClassifier(vae=FrozenEstimator(clf.vae_)).fit(texts, y)
     >>> other.vae_ is clf.vae_
     True
     """)

@@ -39,6 +39,17 @@ class TextTokenizer:
     max_length : int or None, default=None
         Truncate each text to its first ``max_length`` tokens (``</s>`` is added
         after truncation, so a sequence holds at most ``max_length + 2`` ids).
+
+    See Also
+    --------
+    BNVAE : fits one on its pretraining texts (``tokenizer_``), with the same options.
+
+    Examples
+    --------
+    >>> from ssl_textvae import TextTokenizer
+    >>> tokenizer = TextTokenizer().fit(["the food was good", "the staff was rude"])
+    >>> tokenizer.decode(tokenizer.encode_batch(["the food was rude"])[0])
+    'the food was rude'
     """
 
     def __init__(self, kind="word", max_vocab_size=None, min_frequency=1, lowercase=False,

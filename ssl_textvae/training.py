@@ -32,7 +32,19 @@ KL_SCHEDULES = ("constant", "linear", "cyclical")
 
 class KLCollapseWarning(UserWarning):
     """The pre-batch-norm variance of the posterior means fell near batch norm's eps,
-    where BN-VAE's lower bound on the KL no longer holds."""
+    where BN-VAE's lower bound on the KL no longer holds.
+
+    See Also
+    --------
+    BNVAE : its ``bn_eps`` and ``optimizer`` parameters (the default SGD keeps the bound).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from ssl_textvae import KLCollapseWarning
+    >>> warnings.simplefilter("error", KLCollapseWarning)   # make a collapse stop training
+    >>> warnings.resetwarnings()
+    """
 
 
 @dataclass
@@ -171,7 +183,7 @@ def pretrain(module, train: EncodedCorpus, valid: EncodedCorpus, config: Trainin
         rng = np.random.default_rng()
         rng.bit_generator.state = state["rng"]
         while state["epoch"] < config.max_epochs and state["halvings"] <= config.max_lr_halvings:
-            record = _train_epoch(module, optimizer, train, config, device, rng, state["epoch"],
+            record = train_epoch(module, optimizer, train, config, device, rng, state["epoch"],
                                   schedule, state)
             recalibrate_batch_norm(module, train, device, config.batch_size * 8, rng)
             record.update({f"valid_{k}": v for k, v in
@@ -223,7 +235,10 @@ def recalibrate_batch_norm(module, corpus, device, batch_size, rng, max_texts=50
         norm.running_var.copy_(means.var(0))
 
 
-def _train_epoch(module, optimizer, corpus, config, device, rng, epoch, schedule=None, state=None):
+def train_epoch(module, optimizer, corpus, config, device, rng, epoch, schedule=None, state=None):
+    """One pretraining epoch over ``corpus`` in length-bucketed batches drawn with ``rng``;
+    returns its history record (train loss, reconstruction, KL, KL weight, lr, seconds,
+    tokens per second). ``schedule`` and ``state`` carry the KL weight across epochs."""
     schedule = schedule or KLSchedule.from_config(config, 1)
     state = state if state is not None else {"step": 0}
     weights = []

@@ -113,6 +113,23 @@ def test_lower_layers_never_import_scikit_learn():
         assert not upper, f"{name} imports the layer above it: {upper}"
 
 
+def test_recipes_and_benchmarks_import_no_private_name():
+    root = os.path.dirname(PACKAGE)
+    private = []
+    for folder in ("recipes", "benchmarks"):
+        for file in sorted(os.listdir(os.path.join(root, folder))):
+            if not file.endswith(".py"):
+                continue
+            tree = ast.parse(open(os.path.join(root, folder, file), encoding="utf-8").read())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ssl_textvae"):
+                    module_path = node.module.split(".")
+                    names = module_path[1:] + [alias.name for alias in node.names]
+                    private += [f"{folder}/{file}: {node.module}.{n}" for n in names
+                                if n.startswith("_") and n != "__version__"]
+    assert not private, private
+
+
 def test_no_module_is_longer_than_about_400_lines():
     long = {name: n for name in module_names()
             if (n := sum(1 for _ in open(path_of(name), encoding="utf-8"))) > MAX_LINES}

@@ -91,7 +91,7 @@ def test_checkpoint_resume_continues_the_run(three_epochs, texts, tmp_path):
 
 
 def test_interrupted_run_resumes_from_its_checkpoint(three_epochs, texts, tmp_path, monkeypatch):
-    real_epoch = training._train_epoch
+    real_epoch = training.train_epoch
 
     def interrupt_in_epoch_two(module, optimizer, corpus, config, device, rng, epoch, *args):
         if epoch == 1:
@@ -99,13 +99,13 @@ def test_interrupted_run_resumes_from_its_checkpoint(three_epochs, texts, tmp_pa
         return real_epoch(module, optimizer, corpus, config, device, rng, epoch, *args)
 
     params = dict(PARAMS, max_epochs=3, checkpoint_dir=str(tmp_path))
-    monkeypatch.setattr(training, "_train_epoch", interrupt_in_epoch_two)
+    monkeypatch.setattr(training, "train_epoch", interrupt_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         BNVAE(**params).fit(texts)
     saved = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
     assert saved["epoch"] == 1 and len(saved["history"]) == 1
     assert not os.path.exists(tmp_path / (CHECKPOINT_NAME + ".tmp"))
-    monkeypatch.setattr(training, "_train_epoch", real_epoch)
+    monkeypatch.setattr(training, "train_epoch", real_epoch)
     resumed = BNVAE(**params).fit(texts)
     assert losses(resumed.history_) == losses(three_epochs.history_)
 

@@ -138,6 +138,18 @@ class TuningObjective:
         VAEs pretrained by this object (cache misses).
     n_reused : int
         Trials that reused a cached VAE (in memory or in ``model_dir``).
+
+    See Also
+    --------
+    ssl_textvae.tuning.tune : runs a study with this objective.
+
+    Examples
+    --------
+    >>> import optuna                                                # doctest: +SKIP
+    >>> from ssl_textvae.tuning import TuningObjective              # doctest: +SKIP
+    >>> objective = TuningObjective(texts, y, fixed_params={"max_epochs": 1})  # doctest: +SKIP
+    >>> objective(optuna.trial.FixedTrial({"gamma": 0.5, "latent_dim": 8}))    # doctest: +SKIP
+    0.87
     """
 
     def __init__(self, texts, y, search_space=None, fixed_params=None, estimator=None,
