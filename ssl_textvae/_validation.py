@@ -54,3 +54,12 @@ def validate_params(estimator, constraints):
         if value not in constraint:
             raise ValueError(f"The {name!r} parameter of {type(estimator).__name__} must be "
                              f"{constraint}. Got {value!r} instead.")
+
+
+def string_input_tags(tags):
+    """scikit-learn tags of an estimator whose X is a list of texts."""
+    tags.input_tags.two_d_array = False
+    tags.input_tags.string = True
+    if tags.transformer_tags is not None:
+        tags.transformer_tags.preserves_dtype = []   # float32 means, whatever the input
+    return tags

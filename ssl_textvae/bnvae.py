@@ -2,9 +2,7 @@
 
 ``fit`` pretrains the VAE on (unlabeled) texts and ``transform`` returns the
 posterior means. The classifiers take a ``BNVAE`` as their ``vae`` parameter
-(:func:`fit_or_reuse_vae`): an unfitted one is cloned and pretrained in their
-``fit`` (its settings tunable as ``vae__gamma``), a fitted one wrapped in
-``sklearn.frozen.FrozenEstimator`` is used as it is.
+(:mod:`ssl_textvae._classifier_base`).
 """
 
 from __future__ import annotations
@@ -15,17 +13,16 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin, clone
-from sklearn.frozen import FrozenEstimator
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from . import persistence
-from ._validation import validate_params
+from ._validation import string_input_tags, validate_params
 from ._vae_params import VAE_CONSTRAINTS, VAE_PARAMS_DOC
 from .data import EncodedCorpus
 from .inference import encode_means
-from .inputs import ConcatTexts, check_texts, iterate_texts
+from .inputs import check_texts, iterate_texts
 from .model import TextVAE
 from .runtime import resolve_device
 from .tokenization import UNK_ID, TextTokenizer
@@ -293,55 +290,3 @@ def _check_vocabulary_overlap(corpus):
     if n_unknown:
         warnings.warn(f"{n_unknown} of {len(corpus)} texts consist of out-of-vocabulary tokens "
                       "only; they all get the same representation.", UserWarning)
-
-
-def string_input_tags(tags):
-    """scikit-learn tags of an estimator whose X is a list of texts."""
-    tags.input_tags.two_d_array = False
-    tags.input_tags.string = True
-    if tags.transformer_tags is not None:
-        tags.transformer_tags.preserves_dtype = []   # float32 means, whatever the input
-    return tags
-
-
-def fit_or_reuse_vae(vae, texts, unlabeled=None):
-    """The pretrained BNVAE (``vae_``) of a classifier whose ``vae`` parameter is ``vae``.
-
-    - None: a ``BNVAE()`` with its defaults, pretrained on ``texts`` (and ``unlabeled``);
-    - a ``BNVAE``: cloned and pretrained likewise (a fitted one is pretrained
-      again, with a warning saying how to reuse it);
-    - ``FrozenEstimator(fitted_bnvae)``: used as it is, never pretrained again.
-    """
-    if isinstance(vae, FrozenEstimator):
-        inner = vae.estimator
-        if not isinstance(inner, BNVAE):
-            raise TypeError("vae=FrozenEstimator(...) must wrap a fitted BNVAE, got "
-                            f"FrozenEstimator({type(inner).__name__}).")
-        check_is_fitted(inner, "module_", msg="The BNVAE inside FrozenEstimator is not fitted yet; "
-                        "fit it first, or pass the unfitted BNVAE itself to pretrain it here.")
-        if unlabeled is not None:
-            warnings.warn("unlabeled texts are ignored: vae is a frozen, already pretrained BNVAE.",
-                          UserWarning, stacklevel=3)
-        return inner
-    if vae is None:
-        vae = BNVAE()
-    if not isinstance(vae, BNVAE):
-        raise TypeError("vae must be a BNVAE (pretrained in fit), FrozenEstimator(fitted_bnvae) "
-                        f"(used as it is) or None, got {type(vae).__name__}.")
-    if hasattr(vae, "module_"):
-        warnings.warn("The BNVAE passed as vae is already fitted; fit clones it and pretrains it "
-                      "again. To reuse it as it is, pass vae=FrozenEstimator(vae) "
-                      "(from sklearn.frozen import FrozenEstimator).", UserWarning, stacklevel=3)
-    return clone(vae).fit(texts if unlabeled is None else ConcatTexts(texts, iterate_texts(unlabeled)))
-
-
-def is_frozen(vae) -> bool:
-    return isinstance(vae, FrozenEstimator)
-
-
-def load_nested_vae(path, frozen):
-    """``(vae, vae_)`` of a classifier saved with its pretrained BNVAE in ``path/vae``:
-    the fitted BNVAE, and the ``vae`` parameter it was fitted from (the BNVAE
-    itself, frozen, or an unfitted clone with its parameters)."""
-    fitted = BNVAE.load(os.path.join(path, persistence.VAE_DIR))
-    return (FrozenEstimator(fitted) if frozen else clone(fitted)), fitted

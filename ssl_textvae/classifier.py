@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import os
 
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
 from . import persistence
 from ._vae_params import VAE_PARAMETER_DOC
-from .bnvae import BNVAE, fit_or_reuse_vae, is_frozen, load_nested_vae, string_input_tags
-from .inputs import check_labels, check_semi_supervised, check_texts
+from ._classifier_base import TextClassifierMixin, fit_or_reuse_vae, is_frozen, load_nested_vae
+from .bnvae import BNVAE
+from .inputs import check_semi_supervised
 
-class BNVAEClassifier(ClassifierMixin, BaseEstimator):
+class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
     __doc__ = ("""Semi-supervised text classifier: a head on the posterior means of a BN-VAE.
 
     The VAE is pretrained (without labels) on every text, ``y == -1`` (or
@@ -121,15 +122,6 @@ class BNVAEClassifier(ClassifierMixin, BaseEstimator):
     def decision_function(self, X):
         check_is_fitted(self, "estimator_")
         return self.estimator_.decision_function(self.transform(X))
-
-    def score(self, X, y, sample_weight=None):
-        """Accuracy on labeled texts; ``y`` may not contain the unlabeled marker."""
-        texts = check_texts(X)
-        y, _ = check_labels(y, len(texts), allow_unlabeled=False)
-        return super().score(texts, y, sample_weight)
-
-    def __sklearn_tags__(self):
-        return string_input_tags(super().__sklearn_tags__())
 
     def save(self, path):
         """Write the head (skops) and the pretrained VAE (in ``path/vae``) to directory ``path``."""

@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
@@ -25,7 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import persistence
 from ._validation import Interval, Options, validate_params
 from ._vae_params import VAE_PARAMETER_DOC
-from .bnvae import fit_or_reuse_vae, is_frozen, load_nested_vae, string_input_tags
+from ._classifier_base import TextClassifierMixin, fit_or_reuse_vae, is_frozen, load_nested_vae
 from .fine_tuning import (FEATURES, OPTIMIZERS, SELECTIONS, EncoderClassifier, FineTuningConfig,
                           features, fine_tune, logits)
 from .inputs import check_labels, check_semi_supervised, check_texts
@@ -53,7 +53,7 @@ FINE_TUNING_CONSTRAINTS = {
 RENAMED = {name[len(PREFIX):]: name for name in FINE_TUNING_CONSTRAINTS if name.startswith(PREFIX)}
 
 
-class FineTunedBNVAEClassifier(ClassifierMixin, BaseEstimator):
+class FineTunedBNVAEClassifier(TextClassifierMixin, BaseEstimator):
     __doc__ = ("""Semi-supervised text classifier: a BN-VAE's encoder fine-tuned with the labels.
 
     The VAE is pretrained (without labels) on every text, ``y == -1`` marking the
@@ -263,15 +263,6 @@ class FineTunedBNVAEClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X):
         scores = self._logits(X)   # checks that the model is fitted
         return self.classes_[scores.argmax(1)]
-
-    def score(self, X, y, sample_weight=None):
-        """Accuracy on labeled texts; ``y`` may not contain the unlabeled marker."""
-        texts = check_texts(X)
-        y, _ = check_labels(y, len(texts), allow_unlabeled=False)
-        return super().score(texts, y, sample_weight)
-
-    def __sklearn_tags__(self):
-        return string_input_tags(super().__sklearn_tags__())
 
     def save(self, path):
         """Write config.json, the fine-tuned weights (safetensors) and the pretrained

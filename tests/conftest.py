@@ -37,6 +37,29 @@ def corpus():
 
 
 @pytest.fixture(scope="session")
+def held_out():
+    """Texts and labels no model was fitted on."""
+    return make_corpus(200, seed=7)
+
+
+@pytest.fixture(scope="session")
+def labeled():
+    """A small fully labeled set."""
+    return make_corpus(90, seed=11)
+
+
+def check_classifier_outputs(model, texts, n_classes=2):
+    """predict_proba rows sum to 1, predict is their argmax, decision_function has the shape
+    scikit-learn gives it."""
+    probabilities = model.predict_proba(texts)
+    assert probabilities.shape == (len(texts), n_classes)
+    np.testing.assert_allclose(probabilities.sum(1), 1, rtol=1e-5)
+    np.testing.assert_array_equal(model.predict(texts), model.classes_[probabilities.argmax(1)])
+    shape = (len(texts),) if n_classes == 2 else (len(texts), n_classes)
+    assert model.decision_function(texts).shape == shape
+
+
+@pytest.fixture(scope="session")
 def semi_labels(corpus):
     """The labels with all but 40 rows marked unlabeled (-1)."""
     y = corpus[1].copy()

@@ -16,16 +16,6 @@ from conftest import TINY, make_corpus
 TEXTS = ["the food was good", "the staff was rude", "great place", "cold food"]
 
 
-@pytest.fixture(scope="module")
-def held_out():
-    return make_corpus(200, seed=7)
-
-
-@pytest.fixture(scope="module")
-def labeled():
-    return make_corpus(90, seed=11)
-
-
 def test_clone_keeps_the_parameters():
     vae_copy = clone(BNVAE(latent_dim=5, random_state=3))
     assert vae_copy.get_params() == BNVAE(latent_dim=5, random_state=3).get_params()

@@ -12,20 +12,10 @@ from sklearn.model_selection import GridSearchCV
 
 from ssl_textvae import BNVAE, BNVAEClassifier
 
-from conftest import TINY, make_corpus
+from conftest import TINY, check_classifier_outputs, make_corpus
 
 TEXTS = ["the food was good", "the staff was rude", "great place", "cold food"]
 LABELS = [1, 0, 1, 0]
-
-
-@pytest.fixture(scope="module")
-def held_out():
-    return make_corpus(200, seed=7)
-
-
-@pytest.fixture(scope="module")
-def labeled():
-    return make_corpus(90, seed=11)
 
 
 # -- one place for the VAE's settings ------------------------------------------------------
@@ -107,10 +97,7 @@ def test_fit_returns_self_and_classes_exclude_unlabeled(fitted_classifier, fitte
 def test_classifier_learns_the_synthetic_labels(fitted_classifier, held_out):
     texts, labels = held_out
     assert fitted_classifier.score(texts, labels) > 0.8
-    probabilities = fitted_classifier.predict_proba(texts)
-    assert probabilities.shape == (len(texts), 2)
-    np.testing.assert_allclose(probabilities.sum(1), 1, rtol=1e-6)
-    assert fitted_classifier.decision_function(texts).shape == (len(texts),)
+    check_classifier_outputs(fitted_classifier, texts)
     assert fitted_classifier.transform(texts).shape == (len(texts), TINY["latent_dim"])
 
 

@@ -10,7 +10,7 @@ from sklearn.frozen import FrozenEstimator
 from ssl_textvae import BNVAE, FineTunedBNVAEClassifier
 from ssl_textvae.inference import encode_means
 
-from conftest import TINY, make_corpus
+from conftest import TINY, check_classifier_outputs, make_corpus
 
 
 @pytest.fixture(scope="module")
@@ -20,22 +20,16 @@ def labeled():
 
 
 @pytest.fixture(scope="module")
-def held_out():
-    return make_corpus(200, seed=7)
-
-
-@pytest.fixture(scope="module")
 def fine_tuned(fitted_vae, labeled):
-    return FineTunedBNVAEClassifier(FrozenEstimator(fitted_vae), fine_tuning_max_epochs=4, fine_tuning_lr=1e-3, random_state=0,
+    return FineTunedBNVAEClassifier(FrozenEstimator(fitted_vae), fine_tuning_max_epochs=4,
+                                    fine_tuning_lr=1e-3, random_state=0,
                                     verbose=0).fit(*labeled)
 
 
 def test_predicts_held_out_texts(fine_tuned, held_out):
     texts, labels = held_out
     assert fine_tuned.score(texts, labels) > 0.8
-    probabilities = fine_tuned.predict_proba(texts)
-    assert probabilities.shape == (len(texts), 2)
-    np.testing.assert_allclose(probabilities.sum(1), 1, rtol=1e-5)
+    check_classifier_outputs(fine_tuned, texts)
     scores = fine_tuned.decision_function(texts)
     np.testing.assert_array_equal(fine_tuned.predict(texts), fine_tuned.classes_[(scores > 0).astype(int)])
     assert fine_tuned.transform(texts).shape == (len(texts), TINY["latent_dim"])
@@ -50,7 +44,8 @@ def test_history_and_best_epoch(fine_tuned):
 def test_the_pretrained_vae_is_not_modified(fitted_vae, labeled):
     before = {k: v.clone() for k, v in fitted_vae.module_.state_dict().items()}
     means = fitted_vae.transform(labeled[0][:10])
-    model = FineTunedBNVAEClassifier(FrozenEstimator(fitted_vae), fine_tuning_max_epochs=2, fine_tuning_lr=1e-2, random_state=0,
+    model = FineTunedBNVAEClassifier(FrozenEstimator(fitted_vae), fine_tuning_max_epochs=2,
+                                     fine_tuning_lr=1e-2, random_state=0,
                                      verbose=0).fit(*labeled)
     for name, value in fitted_vae.module_.state_dict().items():
         assert torch.equal(value, before[name]), name
@@ -60,7 +55,8 @@ def test_the_pretrained_vae_is_not_modified(fitted_vae, labeled):
 
 def test_epoch_zero_is_the_frozen_start_head(fitted_vae, labeled):
     # lr so small that no epoch changes the validation result: the frozen start is kept
-    model = FineTunedBNVAEClassifier(FrozenEstimator(fitted_vae), fine_tuning_max_epochs=2, fine_tuning_lr=1e-12, fine_tuning_patience=1, random_state=0,
+    model = FineTunedBNVAEClassifier(FrozenEstimator(fitted_vae), fine_tuning_max_epochs=2,
+                                     fine_tuning_lr=1e-12, fine_tuning_patience=1, random_state=0,
                                      precision="fp32", verbose=0).fit(*labeled)
     assert model.best_epoch_ == 0
     frozen = encode_means(fitted_vae.module_, fitted_vae.encode(labeled[0]), torch.device("cpu"),
@@ -146,7 +142,8 @@ def test_pickle_round_trip_predicts_the_same(fine_tuned, held_out):
 def test_save_and_load_predict_the_same(fitted_vae, labeled, held_out, tmp_path, string_labels):
     texts, labels = labeled
     y = np.array(["neg", "pos"])[labels] if string_labels else labels
-    model = FineTunedBNVAEClassifier(FrozenEstimator(fitted_vae), fine_tuning_max_epochs=1, features="hidden", random_state=0,
+    model = FineTunedBNVAEClassifier(FrozenEstimator(fitted_vae), fine_tuning_max_epochs=1,
+                                     features="hidden", random_state=0,
                                      verbose=0).fit(texts, y)
     model.save(tmp_path / "model")
     loaded = FineTunedBNVAEClassifier.load(tmp_path / "model")
@@ -195,7 +192,9 @@ def test_paper_protocol_selects_on_validation_data_and_halves_the_lr(fitted_vae,
     # The official code's classifier: SGD, clipping, dropout on the means, a plateau of 1 epoch
     # halves the learning rate, selection on the loss of a separate labeled set.
     valid_texts, valid_labels = held_out
-    model = FineTunedBNVAEClassifier(FrozenEstimator(fitted_vae), fine_tuning_max_epochs=12, fine_tuning_optimizer="sgd", fine_tuning_lr=1.0, fine_tuning_batch_size=16,
+    model = FineTunedBNVAEClassifier(FrozenEstimator(fitted_vae), fine_tuning_max_epochs=12,
+                                     fine_tuning_optimizer="sgd", fine_tuning_lr=1.0,
+                                     fine_tuning_batch_size=16,
                                      fine_tuning_clip_grad_norm=5.0, head_dropout=0.5, fine_tuning_patience=1, fine_tuning_max_lr_halvings=2,
                                      fine_tuning_selection="loss", random_state=0, verbose=0)
     model.fit(*labeled, validation_data=(valid_texts, valid_labels))
@@ -212,7 +211,9 @@ def test_paper_protocol_selects_on_validation_data_and_halves_the_lr(fitted_vae,
 
 def test_a_plateau_stops_after_the_allowed_halvings(fitted_vae, labeled):
     # lr so small that nothing improves: every epoch is a plateau of 1, so 2 halvings give 3 epochs
-    model = FineTunedBNVAEClassifier(FrozenEstimator(fitted_vae), fine_tuning_max_epochs=20, fine_tuning_optimizer="sgd", fine_tuning_lr=1e-12, fine_tuning_patience=1,
+    model = FineTunedBNVAEClassifier(FrozenEstimator(fitted_vae), fine_tuning_max_epochs=20,
+                                     fine_tuning_optimizer="sgd", fine_tuning_lr=1e-12,
+                                     fine_tuning_patience=1,
                                      fine_tuning_max_lr_halvings=2, fine_tuning_selection="loss", random_state=0,
                                      verbose=0).fit(*labeled)
     assert [epoch["lr"] for epoch in model.history_] == [1e-12, 5e-13, 2.5e-13]

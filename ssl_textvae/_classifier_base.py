@@ -1,0 +1,73 @@
+"""What the two classifiers share: the ``vae`` parameter (pretrained in ``fit``, or
+reused as it is when wrapped in ``sklearn.frozen.FrozenEstimator``), scoring on
+labeled texts, string-input tags, and the nested ``vae/`` directory of a save."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+from sklearn.base import ClassifierMixin, clone
+from sklearn.frozen import FrozenEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from . import persistence
+from ._validation import string_input_tags
+from .bnvae import BNVAE
+from .inputs import ConcatTexts, check_labels, check_texts, iterate_texts
+
+
+class TextClassifierMixin(ClassifierMixin):
+    """``score`` on labeled texts and the string-input tags of a text classifier."""
+
+    def score(self, X, y, sample_weight=None):
+        """Accuracy on labeled texts; ``y`` may not contain the unlabeled marker."""
+        texts = check_texts(X)
+        y, _ = check_labels(y, len(texts), allow_unlabeled=False)
+        return super().score(texts, y, sample_weight)
+
+    def __sklearn_tags__(self):
+        return string_input_tags(super().__sklearn_tags__())
+
+
+def fit_or_reuse_vae(vae, texts, unlabeled=None):
+    """The pretrained BNVAE (``vae_``) of a classifier whose ``vae`` parameter is ``vae``.
+
+    - None: a ``BNVAE()`` with its defaults, pretrained on ``texts`` (and ``unlabeled``);
+    - a ``BNVAE``: cloned and pretrained likewise (a fitted one is pretrained
+      again, with a warning saying how to reuse it);
+    - ``FrozenEstimator(fitted_bnvae)``: used as it is, never pretrained again.
+    """
+    if isinstance(vae, FrozenEstimator):
+        inner = vae.estimator
+        if not isinstance(inner, BNVAE):
+            raise TypeError("vae=FrozenEstimator(...) must wrap a fitted BNVAE, got "
+                            f"FrozenEstimator({type(inner).__name__}).")
+        check_is_fitted(inner, "module_", msg="The BNVAE inside FrozenEstimator is not fitted yet; "
+                        "fit it first, or pass the unfitted BNVAE itself to pretrain it here.")
+        if unlabeled is not None:
+            warnings.warn("unlabeled texts are ignored: vae is a frozen, already pretrained BNVAE.",
+                          UserWarning, stacklevel=3)
+        return inner
+    if vae is None:
+        vae = BNVAE()
+    if not isinstance(vae, BNVAE):
+        raise TypeError("vae must be a BNVAE (pretrained in fit), FrozenEstimator(fitted_bnvae) "
+                        f"(used as it is) or None, got {type(vae).__name__}.")
+    if hasattr(vae, "module_"):
+        warnings.warn("The BNVAE passed as vae is already fitted; fit clones it and pretrains it "
+                      "again. To reuse it as it is, pass vae=FrozenEstimator(vae) "
+                      "(from sklearn.frozen import FrozenEstimator).", UserWarning, stacklevel=3)
+    return clone(vae).fit(texts if unlabeled is None else ConcatTexts(texts, iterate_texts(unlabeled)))
+
+
+def is_frozen(vae) -> bool:
+    return isinstance(vae, FrozenEstimator)
+
+
+def load_nested_vae(path, frozen):
+    """``(vae, vae_)`` of a classifier saved with its pretrained BNVAE in ``path/vae``:
+    the fitted BNVAE, and the ``vae`` parameter it was fitted from (the BNVAE
+    itself, frozen, or an unfitted clone with its parameters)."""
+    fitted = BNVAE.load(os.path.join(path, persistence.VAE_DIR))
+    return (FrozenEstimator(fitted) if frozen else clone(fitted)), fitted
