@@ -34,7 +34,8 @@ def add_model_arguments(parser):
 
 def load_pool_corpus(data_dir):
     """The short-Yelp pool, tokenized with a word vocabulary fitted on it: (corpus, vocab_size)."""
-    from ssl_textvae.data import EncodedCorpus, TextFile
+    from ssl_textvae import TextFile
+    from ssl_textvae.data import EncodedCorpus
     from ssl_textvae.tokenization import TextTokenizer
 
     pool = TextFile(os.path.join(data_dir, POOL_NAME))

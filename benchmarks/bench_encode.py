@@ -27,8 +27,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks._common import (POOL_NAME, RESULTS_DIR, add_common_arguments, machine,  # noqa: E402
                                 print_table, setup, write_json)
-from ssl_textvae import BNVAE  # noqa: E402
-from ssl_textvae.data import EncodedCorpus, TextFile, read_labeled_file  # noqa: E402
+from ssl_textvae import BNVAE, TextFile, read_labeled_file  # noqa: E402
+from ssl_textvae.data import EncodedCorpus  # noqa: E402
 from ssl_textvae.model import TextVAE  # noqa: E402
 from ssl_textvae.runtime import resolve_precision  # noqa: E402
 from ssl_textvae.tokenization import TextTokenizer  # noqa: E402

@@ -36,7 +36,8 @@ def child(path, steps, threads, device, package_dir, encoding_only):
     import numpy as np
     import torch
 
-    from ssl_textvae.data import EncodedCorpus, TextFile
+    from ssl_textvae import TextFile
+    from ssl_textvae.data import EncodedCorpus
     from ssl_textvae.model import TextVAE
     from ssl_textvae.tokenization import TextTokenizer
     from ssl_textvae.training import TrainingConfig, pretrain

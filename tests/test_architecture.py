@@ -132,6 +132,26 @@ def test_recipes_and_benchmarks_import_no_private_name():
     assert not private, private
 
 
+def test_recipes_and_benchmarks_import_names_that_exist():
+    import importlib
+
+    root = os.path.dirname(PACKAGE)
+    missing = []
+    for folder in ("recipes", "benchmarks"):
+        for file in sorted(os.listdir(os.path.join(root, folder))):
+            if not file.endswith(".py"):
+                continue
+            tree = ast.parse(open(os.path.join(root, folder, file), encoding="utf-8").read())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ssl_textvae"):
+                    module = importlib.import_module(node.module)
+                    missing += [f"{folder}/{file}: {node.module}.{alias.name}" for alias in node.names
+                                if not hasattr(module, alias.name) and not (
+                                    hasattr(module, "__path__")
+                                    and importlib.util.find_spec(f"{node.module}.{alias.name}"))]
+    assert not missing, missing
+
+
 def test_no_module_is_longer_than_about_400_lines():
     long = {name: n for name in module_names()
             if (n := sum(1 for _ in open(path_of(name), encoding="utf-8"))) > MAX_LINES}
