@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 import time
 from pathlib import Path
 
-from ssl_textvae import BNVAE, ConcatTexts, TextFile, read_labeled_file
+from ssl_textvae import BNVAE, ConcatTexts
+from yelp_data import load_pool, load_split
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "short_yelp_li2019"
@@ -53,9 +53,8 @@ def build_parser():
 
 def pretraining_corpus(data_dir, largest=10000):
     """The pool plus the texts (not the labels) of the largest labeled subset, as the paper."""
-    data_dir = Path(data_dir)
-    labeled, _ = read_labeled_file(data_dir / f"short_yelp.train.{largest}.txt")
-    return ConcatTexts(TextFile(data_dir / "short_yelp.unlabeled.txt"), labeled)
+    labeled, _ = load_split(data_dir, f"train.{largest}")
+    return ConcatTexts(load_pool(data_dir), labeled)
 
 
 def seed_dir(run_dir, seed, softmax="full"):
