@@ -179,8 +179,8 @@ def tuned_params(args, texts, labels, unlabeled, params):
         raise SystemExit(f"--tune needs ssl_textvae.tuning and optuna, which could not be imported "
                          f"({error}); run without --tune to use the defaults.") from None
     study = tune(texts, labels, n_trials=args.tune, random_state=args.random_state,
-                 fixed_params=params, unlabeled=unlabeled or None)
-    best = {k: v for k, v in study.best_params.items() if k in BNVAE().get_params()}
+                 fixed_params={f"vae__{k}": v for k, v in params.items()}, unlabeled=unlabeled or None)
+    best = {k[len("vae__"):]: v for k, v in study.best_params.items() if k.startswith("vae__")}
     print(f"Tuning: best parameters {study.best_params} (score {study.best_value:.4f}).")
     return {**params, **best}, {"n_trials": args.tune, "best_params": dict(study.best_params),
                                 "best_value": float(study.best_value)}

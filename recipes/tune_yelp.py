@@ -51,8 +51,9 @@ def main(argv=None):
                  timeout=args.timeout, unlabeled=pool, random_state=args.random_state,
                  storage="sqlite:///" + os.path.join(os.path.abspath(args.out), "study.db"),
                  study_name=f"short-yelp-{args.labels}", model_dir=os.path.join(args.out, "models"),
-                 fixed_params={"max_epochs": args.max_epochs, "embed_dim": 64, "hidden_dim": 128,
-                               "max_vocab_size": 10_000, "batch_size": 64})
+                 fixed_params={"vae__max_epochs": args.max_epochs, "vae__embed_dim": 64,
+                               "vae__hidden_dim": 128, "vae__max_vocab_size": 10_000,
+                               "vae__batch_size": 64})
     paths = save_results(study, args.out)
     os.makedirs(args.figures, exist_ok=True)
     stem = f"tune_yelp{args.labels}"

@@ -469,11 +469,12 @@ def run_tuning(args, settings, pool):
                          f"({error}). Install optuna, or run without --tune to use the stored "
                          "configuration.") from None
     texts, y = load_split(args.data_dir, "valid")
-    fixed = {k: v for k, v in settings["vae"].items() if k not in ("gamma", "latent_dim")}
+    fixed = {f"vae__{k}": v for k, v in settings["vae"].items() if k not in ("gamma", "latent_dim")}
     study = tune(texts, y, n_trials=args.tune, storage=args.tune_storage, study_name="short_yelp",
                  random_state=0, fixed_params=fixed, unlabeled=pool)
-    best = dict(study.best_params)
-    settings["vae"].update({k: v for k, v in best.items() if k in ("gamma", "latent_dim")})
+    best = dict(study.best_params)   # vae__gamma, vae__latent_dim: BNVAEClassifier's names
+    settings["vae"].update({k[len("vae__"):]: v for k, v in best.items()
+                            if k in ("vae__gamma", "vae__latent_dim")})
     return {"n_trials": args.tune, "best_params": best, "best_value": float(study.best_value),
             "labeled_data": "short_yelp.valid.txt"}
 

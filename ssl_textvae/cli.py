@@ -233,10 +233,10 @@ def _run_tune(args):
     texts, labels = read_labeled_file(args.train, allow_unlabeled=True)
     os.makedirs(args.out, exist_ok=True)
     storage = args.storage or "sqlite:///" + os.path.abspath(os.path.join(args.out, "study.db"))
-    fixed = {"max_epochs": args.max_epochs, "embed_dim": args.embed_dim,
-             "hidden_dim": args.hidden_dim, "batch_size": args.batch_size}
+    fixed = {"vae__max_epochs": args.max_epochs, "vae__embed_dim": args.embed_dim,
+             "vae__hidden_dim": args.hidden_dim, "vae__batch_size": args.batch_size}
     if args.max_vocab_size is not None:
-        fixed["max_vocab_size"] = args.max_vocab_size
+        fixed["vae__max_vocab_size"] = args.max_vocab_size
     space = default_search_space(head=args.tune_head, gamma_range=args.gamma_range,
                                  latent_dims=args.latent_dims)
     study = tune(texts, labels, n_trials=args.n_trials, timeout=args.timeout, storage=storage,

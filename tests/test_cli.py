@@ -74,7 +74,7 @@ def test_fit_predict_evaluate_tune(files, capsys):
                  "1", "--max-epochs", "1", "--embed-dim", "8", "--hidden-dim", "16",
                  "--batch-size", "16", "--latent-dims", "4", "--gamma-range", "0.5", "0.6",
                  "--cv-splits", "2", "--cv-repeats", "1", "--quiet"]) == 0
-    assert set(json.loads(capsys.readouterr().out)["best_params"]) == {"gamma", "latent_dim"}
+    assert set(json.loads(capsys.readouterr().out)["best_params"]) == {"vae__gamma", "vae__latent_dim"}
     assert (tune_dir / "best_params.json").exists()
 
 

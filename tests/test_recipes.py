@@ -268,7 +268,7 @@ def test_prepare_short_yelp_reproduces_the_stored_pool(tmp_path):
 
 
 class FakeStudy:
-    best_params = {"gamma": 0.3, "latent_dim": 6, "estimator__C": 2.0}
+    best_params = {"vae__gamma": 0.3, "vae__latent_dim": 6, "estimator__C": 2.0}
     best_value = 0.75
 
 
@@ -296,7 +296,7 @@ def test_yelp_recipe_takes_the_tuned_gamma_and_latent_dim(yelp_recipe, fake_yelp
                               "--out-dir", str(tmp_path / "out"), *TINY_ARGS])
     (texts, y, kwargs), = calls
     assert len(texts) == 30 and kwargs["n_trials"] == 3          # tuned on valid, never on test
-    assert "gamma" not in kwargs["fixed_params"] and kwargs["fixed_params"]["embed_dim"] == 16
+    assert "vae__gamma" not in kwargs["fixed_params"] and kwargs["fixed_params"]["vae__embed_dim"] == 16
     assert saved["settings"]["vae"]["gamma"] == 0.3 and saved["settings"]["vae"]["latent_dim"] == 6
     assert "tuned here with 3 trials" in (tmp_path / "out" / "results.md").read_text()
     assert "bnvae_self_training" not in saved["results"]

@@ -24,8 +24,9 @@ from ssl_textvae.tuning import (TuningObjective, build_classifier, plot_trials, 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.dirname(os.path.abspath(__file__))
 # A model small enough that a trial takes about a second.
-FAST = dict(embed_dim=8, hidden_dim=16, max_epochs=1, batch_size=16)
-SPACE = {"gamma": [0.5, 1.0], "latent_dim": [4, 8]}
+FAST_VAE = dict(embed_dim=8, hidden_dim=16, max_epochs=1, batch_size=16)
+FAST = {f"vae__{name}": value for name, value in FAST_VAE.items()}   # as tune names them
+SPACE = {"vae__gamma": [0.5, 1.0], "vae__latent_dim": [4, 8]}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -54,7 +55,7 @@ def _states(study):
 def test_fixed_trial_objective_scores_and_reuses_the_pretrained_vae(small, tmp_path):
     objective = TuningObjective(*small, search_space=SPACE, fixed_params=FAST, random_state=0,
                                 model_dir=str(tmp_path))
-    params = {"gamma": 0.5, "latent_dim": 4}
+    params = {"vae__gamma": 0.5, "vae__latent_dim": 4}
     first = objective(optuna.trial.FixedTrial(params))
     assert 0.0 <= first <= 1.0
     assert (objective.n_pretrained, objective.n_reused) == (1, 0)
@@ -65,7 +66,8 @@ def test_fixed_trial_objective_scores_and_reuses_the_pretrained_vae(small, tmp_p
     assert again(optuna.trial.FixedTrial(params)) == pytest.approx(first)
     assert (again.n_pretrained, again.n_reused) == (0, 1)
     # Another gamma, another seed or other texts is another VAE.
-    keys = {objective.cache_key({**FAST, "verbose": 0, "gamma": g, "latent_dim": 4, "random_state": s})
+    keys = {objective.cache_key({**FAST_VAE, "verbose": 0, "gamma": g, "latent_dim": 4,
+                                             "random_state": s})
             for g, s in ((0.5, 0), (1.0, 0), (0.5, 1))}
     assert len(keys) == 3
     other_texts = TuningObjective(small[0][:-1], small[1][:-1], search_space=SPACE, fixed_params=FAST,
@@ -81,22 +83,22 @@ def test_three_trial_study_with_real_samplers(small, sampler):
                  sampler=sampler, verbose=0)
     complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(complete) == 3
-    assert set(study.best_params) == {"gamma", "latent_dim"}
+    assert set(study.best_params) == {"vae__gamma", "vae__latent_dim"}
     for trial in complete:
         if "valid_loss" in trial.user_attrs:   # pretrained in this trial: one report per epoch
             assert list(trial.intermediate_values) == [1]
     classifier = build_classifier(study)
-    assert classifier.get_params()["vae__gamma"] == study.best_params["gamma"]
-    assert classifier.get_params()["vae__hidden_dim"] == FAST["hidden_dim"]
+    assert classifier.get_params()["vae__gamma"] == study.best_params["vae__gamma"]
+    assert classifier.get_params()["vae__hidden_dim"] == FAST["vae__hidden_dim"]
 
 
 def test_same_random_state_gives_the_same_trials(small, tmp_path):
-    space = {"gamma": [0.25, 0.5, 0.75, 1.0], "latent_dim": [4, 8]}
+    space = {"vae__gamma": [0.25, 0.5, 0.75, 1.0], "vae__latent_dim": [4, 8]}
     runs = [tune(*small, n_trials=3, search_space=space, fixed_params=FAST, random_state=7,
                  model_dir=str(tmp_path), verbose=0) for _ in range(2)]
     first, second = ([t.params for t in study.trials] for study in runs)
     assert first == second
-    assert len({p["gamma"] for p in first}) > 1
+    assert len({p["vae__gamma"] for p in first}) > 1
     other = tune(*small, n_trials=3, search_space=space, fixed_params=FAST, random_state=8,
                  model_dir=str(tmp_path), verbose=0)
     assert [t.params for t in other.trials] != first
@@ -104,23 +106,23 @@ def test_same_random_state_gives_the_same_trials(small, tmp_path):
 
 def test_a_failing_trial_is_marked_failed_and_the_study_goes_on(small):
     # latent_dim=0 is refused by BNVAE: that trial fails, the other one completes.
-    sampler = optuna.samplers.GridSampler({"gamma": [0.5], "latent_dim": [0, 4]}, seed=0)
-    study = tune(*small, n_trials=2, search_space={"gamma": [0.5], "latent_dim": [0, 4]},
+    sampler = optuna.samplers.GridSampler({"vae__gamma": [0.5], "vae__latent_dim": [0, 4]}, seed=0)
+    study = tune(*small, n_trials=2, search_space={"vae__gamma": [0.5], "vae__latent_dim": [0, 4]},
                  fixed_params=FAST, random_state=0, sampler=sampler, verbose=0)
-    states = {t.params["latent_dim"]: t.state for t in study.trials}
+    states = {t.params["vae__latent_dim"]: t.state for t in study.trials}
     assert states == {0: optuna.trial.TrialState.FAIL, 4: optuna.trial.TrialState.COMPLETE}
 
 
 def test_repeated_failures_stop_the_call(small):
     with pytest.warns(UserWarning, match="Stopped after 2 failed trials"):
-        study = tune(*small, n_trials=5, search_space={"gamma": [0.5], "latent_dim": [0]},
+        study = tune(*small, n_trials=5, search_space={"vae__gamma": [0.5], "vae__latent_dim": [0]},
                      fixed_params=FAST, random_state=0, max_failures=2, verbose=0)
     assert _states(study) == [optuna.trial.TrialState.FAIL] * 2
 
 
 def test_hopeless_trials_are_pruned_after_an_epoch_and_not_cached(small, tmp_path):
     pruner = optuna.pruners.ThresholdPruner(lower=1.01)   # no accuracy reaches it
-    study = tune(*small, n_trials=2, search_space=SPACE, fixed_params=dict(FAST, max_epochs=2),
+    study = tune(*small, n_trials=2, search_space=SPACE, fixed_params=dict(FAST, vae__max_epochs=2),
                  random_state=0, pruner=pruner, model_dir=str(tmp_path), verbose=0)
     assert _states(study) == [optuna.trial.TrialState.PRUNED] * 2
     assert all(list(t.intermediate_values) == [1] for t in study.trials)
@@ -129,7 +131,7 @@ def test_hopeless_trials_are_pruned_after_an_epoch_and_not_cached(small, tmp_pat
 
 def test_epoch_callback_sees_each_epoch_and_leaves_training_unchanged(small):
     texts = small[0]
-    params = dict(FAST, max_epochs=2, latent_dim=4, random_state=0, verbose=0)
+    params = dict(FAST_VAE, max_epochs=2, latent_dim=4, random_state=0, verbose=0)
     seen = []
 
     def callback(vae, record):
@@ -162,16 +164,18 @@ def test_results_are_written_as_json_and_png(small, tmp_path):
 def test_invalid_arguments_are_refused(small):
     with pytest.raises(ValueError, match="Pass n_trials, timeout or both"):
         tune(*small)
-    with pytest.raises(ValueError, match="Cannot tune 'colour'"):
+    with pytest.raises(ValueError, match="Unknown parameter 'colour' in search_space"):
         tune(*small, n_trials=1, search_space={"colour": [1, 2]})
-    with pytest.raises(TypeError, match=r"search_space\['gamma'\] must be"):
-        tune(*small, n_trials=1, search_space={"gamma": "wide"})
-    with pytest.raises(ValueError, match="may not set 'random_state'"):
-        tune(*small, n_trials=1, fixed_params={"random_state": 3})
+    with pytest.raises(ValueError, match="Unknown parameter 'gamma'.* Write 'vae__gamma'"):
+        tune(*small, n_trials=1, search_space={"gamma": [0.5]})
+    with pytest.raises(TypeError, match=r"search_space\['vae__gamma'\] must be"):
+        tune(*small, n_trials=1, search_space={"vae__gamma": "wide"})
+    with pytest.raises(ValueError, match="may not set 'vae__random_state'"):
+        tune(*small, n_trials=1, fixed_params={"vae__random_state": 3})
     with pytest.raises(ValueError, match="both in the search space and in fixed_params"):
-        tune(*small, n_trials=1, fixed_params={"gamma": 0.5})
-    with pytest.raises(ValueError, match=r"fixed_params\['max_epochs'\] must be"):
-        tune(*small, n_trials=1, fixed_params={"max_epochs": -1})
+        tune(*small, n_trials=1, fixed_params={"vae__gamma": 0.5})
+    with pytest.raises(ValueError, match=r"fixed_params\['vae__max_epochs'\] must be"):
+        tune(*small, n_trials=1, fixed_params={"vae__max_epochs": -1})
     with pytest.raises(ValueError, match="at least 2 per class"):
         tune(small[0][:3], [0, 1, 1], n_trials=1)
     with pytest.raises(ValueError, match="must be an RDB URL"):
@@ -199,9 +203,10 @@ WORKER = textwrap.dedent("""
                    if f.startswith(os.path.basename(barrier) + ".")]) < 2:
             time.sleep(0.05)
     tune(texts, y, n_trials=int(n_trials), storage=storage, study_name=name,
-         search_space={"gamma": [0.5, 1.0], "latent_dim": [4, 8]}, random_state=0,
-         fixed_params=dict(embed_dim=8, hidden_dim=16, batch_size=16, max_epochs=int(max_epochs),
-                           lr_patience=int(max_epochs)),   # no early stop in a long trial
+         search_space={"vae__gamma": [0.5, 1.0], "vae__latent_dim": [4, 8]}, random_state=0,
+         fixed_params=dict(vae__embed_dim=8, vae__hidden_dim=16, vae__batch_size=16,
+                           vae__max_epochs=int(max_epochs),
+                           vae__lr_patience=int(max_epochs)),   # no early stop in a long trial
          heartbeat_interval=1, verbose=0)
 """)
 
@@ -306,7 +311,7 @@ def test_cli_tune_writes_results_and_resumes(small, tmp_path, capsys):
             "--latent-dims", "4", "--gamma-range", "0.5", "0.6", "--quiet"]
     assert main(argv) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert set(printed["best_params"]) == {"gamma", "latent_dim"}
+    assert set(printed["best_params"]) == {"vae__gamma", "vae__latent_dim"}
     assert (out / "study.db").exists() and (out / "trials.png").exists()
     assert json.loads((out / "best_params.json").read_text())["n_trials"]["complete"] == 2
     assert len([d for d in os.listdir(out / "models") if not d.startswith(".")]) >= 1
@@ -318,9 +323,9 @@ def test_cli_tune_writes_results_and_resumes(small, tmp_path, capsys):
 
 
 def test_plot_needs_gamma_and_latent_dim(small):
-    study = tune(*small, n_trials=1, search_space={"gamma": [0.5]},
-                 fixed_params=dict(FAST, latent_dim=4), random_state=0, verbose=0)
-    with pytest.raises(ValueError, match="no complete or pruned trial with gamma and latent_dim"):
+    study = tune(*small, n_trials=1, search_space={"vae__gamma": [0.5]},
+                 fixed_params=dict(FAST, vae__latent_dim=4), random_state=0, verbose=0)
+    with pytest.raises(ValueError, match="no complete or pruned trial with vae__gamma and vae__latent_dim"):
         plot_trials(study, "unused.png")
 
 
@@ -336,6 +341,6 @@ def test_a_literal_unk_in_the_texts_keeps_the_unknown_id():
 
 
 def test_two_fits_with_one_random_state_are_identical(small):
-    params = dict(FAST, latent_dim=4, random_state=3, verbose=0)
+    params = dict(FAST_VAE, latent_dim=4, random_state=3, verbose=0)
     first, second = (BNVAE(**params).fit(small[0]) for _ in range(2))
     np.testing.assert_array_equal(first.transform(small[0]), second.transform(small[0]))

@@ -24,7 +24,7 @@ from .storage import save_atomically
 
 DEFAULT_GAMMA_RANGE = (0.1, 1.5)
 DEFAULT_LATENT_DIMS = (8, 16, 32, 64)
-HEAD_PREFIX = "estimator__"
+VAE_PREFIX, HEAD_PREFIX = "vae__", "estimator__"   # as BNVAEClassifier.set_params names them
 # BNVAE parameters that do not change the trained weights: left out of the cache key.
 _NOT_IN_KEY = ("device", "verbose", "checkpoint_dir")
 # BNVAE parameters that tune sets itself.
@@ -41,22 +41,24 @@ def default_search_space(head=False, gamma_range=DEFAULT_GAMMA_RANGE,
         Also tune the inverse regularization ``C`` of the default
         ``LogisticRegression`` head, as ``estimator__C`` (log-uniform on [1e-2, 1e2]).
     gamma_range : (float, float), default=(0.1, 1.5)
-        ``gamma`` is searched on this range in steps of 0.1; the step lets trials
+        ``vae__gamma`` is searched on this range in steps of 0.1; the step lets trials
         share pretrained VAEs and is finer than the accuracy differences it makes.
     latent_dims : sequence of int, default=(8, 16, 32, 64)
+        The choices of ``vae__latent_dim``.
 
     Returns
     -------
     dict of str to optuna distribution
+        Keyed by ``BNVAEClassifier`` parameter names (``vae__gamma``, ...).
     """
     optuna = import_optuna()
     low, high = (float(v) for v in gamma_range)
     if not 0 < low <= high:
         raise ValueError(f"gamma_range must be (low, high) with 0 < low <= high, got {gamma_range!r}.")
-    space = {"gamma": optuna.distributions.FloatDistribution(low, high, step=0.1)
+    space = {VAE_PREFIX + "gamma": optuna.distributions.FloatDistribution(low, high, step=0.1)
              if round((high - low) / 0.1, 6).is_integer()
              else optuna.distributions.FloatDistribution(low, high),
-             "latent_dim": optuna.distributions.CategoricalDistribution(
+             VAE_PREFIX + "latent_dim": optuna.distributions.CategoricalDistribution(
                  [int(d) for d in latent_dims])}
     if head:
         space[HEAD_PREFIX + "C"] = optuna.distributions.FloatDistribution(1e-2, 1e2, log=True)
@@ -71,12 +73,9 @@ def _check_search_space(search_space):
     if not isinstance(search_space, dict) or not search_space:
         raise TypeError(f"search_space must be a non-empty dict of parameter name to an Optuna "
                         f"distribution, list or (low, high) tuple; got {search_space!r}.")
-    tunable = sorted(set(BNVAE().get_params()) - set(_RESERVED))
     space = {}
     for name, value in search_space.items():
-        if name not in tunable and not (isinstance(name, str) and name.startswith(HEAD_PREFIX)):
-            raise ValueError(f"Cannot tune {name!r}: expected a BNVAE parameter ({', '.join(tunable)}) "
-                             f"or a head parameter written '{HEAD_PREFIX}<name>'.")
+        _check_name(name, "search_space")
         if isinstance(value, distributions.BaseDistribution):
             space[name] = value
         elif isinstance(value, list) and value:
@@ -94,6 +93,22 @@ def _check_search_space(search_space):
     return space
 
 
+def _check_name(name, where):
+    """``name`` must be a ``BNVAEClassifier`` parameter that tuning may set: ``vae__<BNVAE
+    parameter>`` or ``estimator__<head parameter>``."""
+    tunable = sorted(set(BNVAE().get_params()) - set(_RESERVED))
+    if isinstance(name, str) and name.startswith(HEAD_PREFIX):
+        return
+    if isinstance(name, str) and name.startswith(VAE_PREFIX) and name[len(VAE_PREFIX):] in _RESERVED:
+        raise ValueError(f"{where} may not set {name!r}: tune sets it (use random_state).")
+    if isinstance(name, str) and name.startswith(VAE_PREFIX) and name[len(VAE_PREFIX):] in tunable:
+        return
+    hint = f" Write {VAE_PREFIX + name!r}, as BNVAEClassifier names it." if name in tunable else ""
+    raise ValueError(f"Unknown parameter {name!r} in {where}: expected '{VAE_PREFIX}<name>' with a "
+                     f"BNVAE parameter ({', '.join(tunable)}) or '{HEAD_PREFIX}<name>' with a head "
+                     f"parameter.{hint}")
+
+
 def _suggest(trial, name, distribution):
     optuna = import_optuna()
     distributions = optuna.distributions
@@ -106,6 +121,11 @@ def _suggest(trial, name, distribution):
     if isinstance(distribution, distributions.CategoricalDistribution):
         return trial.suggest_categorical(name, distribution.choices)
     raise TypeError(f"Unsupported distribution for {name!r}: {type(distribution).__name__}.")
+
+
+def _vae_kwargs(params):
+    """The ``vae__`` entries of ``params`` as ``BNVAE`` keyword arguments."""
+    return {k[len(VAE_PREFIX):]: v for k, v in params.items() if k.startswith(VAE_PREFIX)}
 
 
 def _derive_seed(random_state):
@@ -147,8 +167,8 @@ class TuningObjective:
     --------
     >>> import optuna                                                # doctest: +SKIP
     >>> from ssl_textvae.tuning import TuningObjective              # doctest: +SKIP
-    >>> objective = TuningObjective(texts, y, fixed_params={"max_epochs": 1})  # doctest: +SKIP
-    >>> objective(optuna.trial.FixedTrial({"gamma": 0.5, "latent_dim": 8}))    # doctest: +SKIP
+    >>> objective = TuningObjective(texts, y, fixed_params={"vae__max_epochs": 1})  # doctest: +SKIP
+    >>> objective(optuna.trial.FixedTrial({"vae__gamma": 0.5, "vae__latent_dim": 8}))  # doctest: +SKIP
     0.87
     """
 
@@ -187,22 +207,17 @@ class TuningObjective:
         self.n_reused = 0
 
     def _check_fixed_params(self, fixed_params, verbose):
-        known = set(BNVAE().get_params())
         for name in fixed_params:
-            if name in _RESERVED:
-                raise ValueError(f"fixed_params may not set {name!r}: tune sets it (use random_state).")
-            if name not in known and not name.startswith(HEAD_PREFIX):
-                raise ValueError(f"Unknown fixed parameter {name!r}; expected BNVAE parameters "
-                                 f"({', '.join(sorted(known))}) or '{HEAD_PREFIX}<name>'.")
+            _check_name(name, "fixed_params")
             if name in self.search_space:
                 raise ValueError(f"{name!r} is both in the search space and in fixed_params.")
-        vae_params = {k: v for k, v in fixed_params.items() if not k.startswith(HEAD_PREFIX)}
+        vae_params = _vae_kwargs(fixed_params)
         vae_params.setdefault("verbose", 1 if verbose > 1 else 0)
         # Fail here, not in every trial, when a fixed value is out of range.
         probe = BNVAE(**vae_params, random_state=self.seed)
         for name, constraint in VAE_CONSTRAINTS.items():
             if name in vae_params and getattr(probe, name) not in constraint:
-                raise ValueError(f"fixed_params[{name!r}] must be {constraint}. Got "
+                raise ValueError(f"fixed_params[{VAE_PREFIX + name!r}] must be {constraint}. Got "
                                  f"{vae_params[name]!r} instead.")
         return vae_params
 
@@ -210,8 +225,7 @@ class TuningObjective:
         optuna = import_optuna()
         params = {name: _suggest(trial, name, dist) for name, dist in self.search_space.items()}
         all_params = {**self.fixed_params, **params}
-        vae_params = {**self._vae_fixed, "random_state": self.seed,
-                      **{k: v for k, v in params.items() if not k.startswith(HEAD_PREFIX)}}
+        vae_params = {**self._vae_fixed, "random_state": self.seed, **_vae_kwargs(params)}
         head = clone(self.estimator).set_params(
             **{k[len(HEAD_PREFIX):]: v for k, v in all_params.items() if k.startswith(HEAD_PREFIX)})
 

@@ -8,6 +8,8 @@ import warnings
 
 from ._optuna import INSTALL_HINT, import_optuna
 
+GAMMA, LATENT_DIM = "vae__gamma", "vae__latent_dim"
+
 
 def plot_trials(study, path):
     """Save a PNG of the trials: accuracy against ``gamma``, one color and marker per
@@ -20,19 +22,19 @@ def plot_trials(study, path):
         raise ImportError(f"plot_trials needs matplotlib: {INSTALL_HINT}") from error
     states = optuna.trial.TrialState
     trials = [t for t in study.get_trials(deepcopy=False, states=(states.COMPLETE, states.PRUNED))
-              if "gamma" in t.params and "latent_dim" in t.params]
+              if GAMMA in t.params and LATENT_DIM in t.params]
     if not trials:
-        raise ValueError("The study holds no complete or pruned trial with gamma and latent_dim "
-                         "to plot.")
+        raise ValueError("The study holds no complete or pruned trial with vae__gamma and "
+                         "vae__latent_dim to plot.")
     figure = Figure(figsize=(9, 4), constrained_layout=True)
     FigureCanvasAgg(figure)
     by_gamma, by_latent = figure.subplots(1, 2, gridspec_kw={"width_ratios": [2, 1]})
-    latent_dims = sorted({t.params["latent_dim"] for t in trials})
+    latent_dims = sorted({t.params[LATENT_DIM] for t in trials})
     markers = "osD^v<>ph*"
     colors = [f"C{i % 10}" for i in range(len(latent_dims))]
     for index, latent_dim in enumerate(latent_dims):
         for state, filled in ((states.COMPLETE, True), (states.PRUNED, False)):
-            group = [t for t in trials if t.params["latent_dim"] == latent_dim and t.state == state
+            group = [t for t in trials if t.params[LATENT_DIM] == latent_dim and t.state == state
                      and (t.value is not None or t.intermediate_values)]
             values = [t.value if t.value is not None else
                       t.intermediate_values[max(t.intermediate_values)] for t in group]
@@ -41,11 +43,11 @@ def plot_trials(study, path):
             style = dict(marker=markers[index % len(markers)], s=45,
                          facecolors=colors[index] if filled else "none", edgecolors=colors[index])
             label = f"latent_dim {latent_dim}" + ("" if filled else " (pruned)")
-            by_gamma.scatter([t.params["gamma"] for t in group], values, label=label, **style)
+            by_gamma.scatter([t.params[GAMMA] for t in group], values, label=label, **style)
             by_latent.scatter([index] * len(group), values, **style)
     best = study.best_trial if any(t.state == states.COMPLETE for t in trials) else None
     if best is not None:
-        by_gamma.scatter([best.params["gamma"]], [best.value], s=180, facecolors="none",
+        by_gamma.scatter([best.params[GAMMA]], [best.value], s=180, facecolors="none",
                          edgecolors="black", linewidths=1.5, label=f"best (trial {best.number})")
     by_gamma.set_xlabel("gamma (scale of the batch norm on the posterior means)")
     by_gamma.set_ylabel("cross-validated accuracy (labeled rows)")

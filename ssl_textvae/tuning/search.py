@@ -44,12 +44,13 @@ def tune(texts, y, n_trials=None, timeout=None, storage=None, study_name=None, s
         Name of the study in ``storage``; an existing study of that name is resumed.
     search_space : dict or None, default=None
         Parameter name -> Optuna distribution, list of choices or ``(low, high)``.
-        Names are ``BNVAE`` parameters or head parameters ``estimator__<name>``.
-        None means :func:`default_search_space`: ``gamma`` on [0.1, 1.5] in steps
-        of 0.1 and ``latent_dim`` in {8, 16, 32, 64}.
+        Names are ``BNVAEClassifier`` parameters: ``vae__<BNVAE parameter>`` or
+        ``estimator__<head parameter>``. None means :func:`default_search_space`:
+        ``vae__gamma`` on [0.1, 1.5] in steps of 0.1 and ``vae__latent_dim`` in
+        {8, 16, 32, 64}.
     fixed_params : dict or None, default=None
-        Other ``BNVAE`` (or ``estimator__``) parameters held fixed, such as
-        ``max_epochs``, ``embed_dim`` or ``hidden_dim``.
+        Other parameters held fixed, named likewise, such as ``vae__max_epochs``,
+        ``vae__embed_dim`` or ``vae__hidden_dim``.
     estimator : classifier or None, default=None
         The head; None means ``LogisticRegression(max_iter=1000)``.
     unlabeled : re-iterable of str or None, default=None
@@ -78,9 +79,9 @@ def tune(texts, y, n_trials=None, timeout=None, storage=None, study_name=None, s
     Returns
     -------
     optuna.Study
-        ``study.best_params`` are ``BNVAE`` (and ``estimator__``) parameters;
-        :func:`build_classifier` puts them, with ``fixed_params``, into an unfitted
-        ``BNVAEClassifier(vae=BNVAE(...))``.
+        ``study.best_params`` are named as ``BNVAEClassifier.set_params`` names them
+        (``vae__gamma``, ``estimator__C``); :func:`build_classifier` sets them, with
+        ``fixed_params``, on an unfitted ``BNVAEClassifier(vae=BNVAE(...))``.
     """
     optuna = import_optuna()
     if n_trials is None and timeout is None:
@@ -166,16 +167,15 @@ def _short(value):
 
 
 def build_classifier(study, **overrides):
-    """An unfitted :class:`BNVAEClassifier` with the study's fixed and best parameters:
-    the BNVAE ones in its ``vae`` (seeded with the study's ``random_state``), the head
-    ones (``estimator__<name>``) in a ``LogisticRegression`` head or in
-    ``overrides["estimator"]``; ``overrides`` win."""
+    """An unfitted :class:`BNVAEClassifier` with the study's fixed and best parameters
+    (``BNVAEClassifier.set_params`` names: ``vae__gamma``, ``estimator__C``), its VAE
+    seeded with the study's ``random_state``; ``overrides`` (same names, or
+    ``estimator=``) win. A head parameter without an ``estimator`` goes to a
+    ``LogisticRegression(max_iter=1000)`` head."""
     params = {**study.user_attrs.get("fixed_params", {}), **study.best_params, **overrides}
     estimator = params.pop("estimator", None)
-    head = {k[len(HEAD_PREFIX):]: params.pop(k) for k in list(params) if k.startswith(HEAD_PREFIX)}
-    if estimator is None:
-        estimator = LogisticRegression(max_iter=1000, **head) if head else None
-    elif head:
-        estimator = clone(estimator).set_params(**head)
-    params.setdefault("random_state", study.user_attrs.get("random_state"))
-    return BNVAEClassifier(vae=BNVAE(**params), estimator=estimator)
+    if estimator is None and any(name.startswith(HEAD_PREFIX) for name in params):
+        estimator = LogisticRegression(max_iter=1000)
+    classifier = BNVAEClassifier(vae=BNVAE(random_state=study.user_attrs.get("random_state")),
+                                 estimator=clone(estimator) if estimator is not None else None)
+    return classifier.set_params(**params)
