@@ -115,40 +115,35 @@ def test_lower_layers_never_import_scikit_learn():
         assert not upper, f"{name} imports the layer above it: {upper}"
 
 
-def test_recipes_and_benchmarks_import_no_private_name():
+def script_imports():
+    """``(script, from-import node)`` of every ``from ssl_textvae... import`` in recipes/ and benchmarks/."""
     root = os.path.dirname(PACKAGE)
-    private = []
     for folder in ("recipes", "benchmarks"):
         for file in sorted(os.listdir(os.path.join(root, folder))):
-            if not file.endswith(".py"):
-                continue
-            tree = ast.parse(open(os.path.join(root, folder, file), encoding="utf-8").read())
-            for node in ast.walk(tree):
-                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ssl_textvae"):
-                    module_path = node.module.split(".")
-                    names = module_path[1:] + [alias.name for alias in node.names]
-                    private += [f"{folder}/{file}: {node.module}.{n}" for n in names
-                                if n.startswith("_") and n != "__version__"]
+            if file.endswith(".py"):
+                tree = ast.parse(open(os.path.join(root, folder, file), encoding="utf-8").read())
+                for node in ast.walk(tree):
+                    if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ssl_textvae"):
+                        yield f"{folder}/{file}", node
+
+
+def test_recipes_and_benchmarks_import_no_private_name():
+    private = [f"{script}: {node.module}.{name}" for script, node in script_imports()
+               for name in node.module.split(".")[1:] + [alias.name for alias in node.names]
+               if name.startswith("_") and name != "__version__"]
     assert not private, private
 
 
 def test_recipes_and_benchmarks_import_names_that_exist():
     import importlib
 
-    root = os.path.dirname(PACKAGE)
     missing = []
-    for folder in ("recipes", "benchmarks"):
-        for file in sorted(os.listdir(os.path.join(root, folder))):
-            if not file.endswith(".py"):
-                continue
-            tree = ast.parse(open(os.path.join(root, folder, file), encoding="utf-8").read())
-            for node in ast.walk(tree):
-                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ssl_textvae"):
-                    module = importlib.import_module(node.module)
-                    missing += [f"{folder}/{file}: {node.module}.{alias.name}" for alias in node.names
-                                if not hasattr(module, alias.name) and not (
-                                    hasattr(module, "__path__")
-                                    and importlib.util.find_spec(f"{node.module}.{alias.name}"))]
+    for script, node in script_imports():
+        module = importlib.import_module(node.module)
+        missing += [f"{script}: {node.module}.{alias.name}" for alias in node.names
+                    if not hasattr(module, alias.name) and not (
+                        hasattr(module, "__path__")
+                        and importlib.util.find_spec(f"{node.module}.{alias.name}"))]
     assert not missing, missing
 
 
