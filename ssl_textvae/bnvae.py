@@ -235,11 +235,13 @@ class BNVAE(TransformerMixin, BaseEstimator):
     def load(cls, path):
         """Load what :meth:`save` wrote (format 1 or 2); no code is executed from the directory."""
         config = persistence.read_config(path, "BNVAE", ("params", "history"))
-        return cls._from_directory(path, config["params"], config["history"])
+        return cls.from_directory(path, config["params"], config["history"])
 
     @classmethod
-    def _from_directory(cls, path, params, history):
-        """The fitted BNVAE of ``params`` whose vocabulary and weights are in ``path``."""
+    def from_directory(cls, path, params, history):
+        """The fitted BNVAE of parameters ``params`` and history ``history`` whose
+        vocabulary (tokenizer.json) and weights (model.safetensors) are in ``path``;
+        :meth:`load` reads ``params`` and ``history`` from its config.json."""
         vae = cls(**params)
         vae.tokenizer_ = persistence.load_tokenizer(path)
         vae.module_ = persistence.load_weights(TextVAE(**module_kwargs(vae)),

@@ -16,10 +16,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
 from . import persistence
-from ._vae_params import VAE_PARAMETER_DOC
 from ._classifier_base import TextClassifierMixin, fit_or_reuse_vae, is_frozen, load_nested_vae
+from ._vae_params import VAE_PARAMETER_DOC
 from .bnvae import BNVAE
 from .inputs import check_semi_supervised
+
 
 class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
     __doc__ = ("""Semi-supervised text classifier: a head on the posterior means of a BN-VAE.
@@ -137,8 +138,8 @@ class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
         names) and nothing else; no code is executed from the directory."""
         config = persistence.read_config(path, cls.__name__, ())
         if config["format_version"] == 1:   # the VAE at the top of the directory
-            config = persistence.read_config(path, cls.__name__, ("vae_params", "history"))
-            fitted = BNVAE._from_directory(path, config["vae_params"], config["history"])
+            persistence.read_config(path, cls.__name__, ("vae_params", "history"))   # complete?
+            fitted = BNVAE.from_directory(path, config["vae_params"], config["history"])
             vae = clone(fitted)
         else:
             vae, fitted = load_nested_vae(path, config.get("vae_frozen", False))

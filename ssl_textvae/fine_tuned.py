@@ -23,9 +23,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from . import persistence
+from ._classifier_base import TextClassifierMixin, fit_or_reuse_vae, is_frozen, load_nested_vae
 from ._validation import Interval, Options, validate_params
 from ._vae_params import VAE_PARAMETER_DOC
-from ._classifier_base import TextClassifierMixin, fit_or_reuse_vae, is_frozen, load_nested_vae
 from .fine_tuning import (FEATURES, OPTIMIZERS, SELECTIONS, EncoderClassifier, FineTuningConfig,
                           features, fine_tune, logits)
 from .inputs import check_labels, check_semi_supervised, check_texts
