@@ -28,10 +28,11 @@ class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
     The VAE is pretrained (without labels) on every text, ``y == -1`` (or
     ``"-1"``) marking the unlabeled ones as in scikit-learn's
     ``SelfTrainingClassifier``; the head is then fitted on the frozen means of the
-    labeled texts. This is the paper's protocol, and cheap: once the VAE is
-    pretrained a fit takes seconds. Fine-tuning the encoder as well
-    (:class:`FineTunedBNVAEClassifier`) costs minutes and was more accurate on
-    short Yelp at every label budget, the most with thousands of labels.
+    labeled texts. This is the paper's protocol, and cheap once the VAE is
+    pretrained (one encoding pass, then the head). Fine-tuning the encoder as
+    well (:class:`FineTunedBNVAEClassifier`) trains the LSTM for several epochs
+    and was more accurate on short Yelp at every label budget, the most with
+    thousands of labels.
 
     Parameters
     ----------""" + VAE_PARAMETER_DOC + """

@@ -64,8 +64,8 @@ class FineTunedBNVAEClassifier(TextClassifierMixin, BaseEstimator):
     A stratified ``fine_tuning_validation_fraction`` of the labels, or
     ``fit(..., validation_data=(texts, labels))``, picks the epoch; epoch 0, the
     frozen start, competes too. On short Yelp it beat a head on the frozen means
-    (:class:`BNVAEClassifier`, seconds per fit) at every label budget, the most
-    with thousands of labels.
+    (:class:`BNVAEClassifier`, which trains no encoder) at every label budget,
+    the most with thousands of labels.
 
     The official BN-VAE code's classifier protocol is
     ``fine_tuning_optimizer="sgd", fine_tuning_lr=1.0, fine_tuning_batch_size=16,
