@@ -32,6 +32,13 @@ def _parse_param(text):
         return name, value
 
 
+def _add_model_and_text_file(parser, model_help):
+    parser.add_argument("model_dir", metavar="MODEL_DIR", help=model_help)
+    parser.add_argument("text_file", metavar="TEXT_FILE",
+                        help="one text a line, or label<TAB>text lines with --labeled")
+    parser.add_argument("--labeled", action="store_true", help="lines are label<TAB>text")
+
+
 def _read_pool(path, max_texts):
     from .inputs import TextFile
 
@@ -95,9 +102,7 @@ def _add_predict_parser(subparsers):
         description="Print one predicted label per text of TEXT_FILE (one text a line, or "
                     "'label<TAB>text' lines with --labeled), with --proba the probability of "
                     "each class after a tab.")
-    parser.add_argument("model_dir", metavar="MODEL_DIR", help="a classifier written by save()")
-    parser.add_argument("text_file", metavar="TEXT_FILE")
-    parser.add_argument("--labeled", action="store_true", help="lines are label<TAB>text")
+    _add_model_and_text_file(parser, "a classifier written by save()")
     parser.add_argument("--proba", action="store_true", help="also print class probabilities")
     parser.add_argument("--output", metavar="FILE", help="write there instead of to stdout")
     parser.set_defaults(run=_run_predict)
@@ -149,10 +154,7 @@ def _add_evaluate_parser(subparsers):
                     "mutual information, active units and KL per dimension of the BNVAE in "
                     "MODEL_DIR (a classifier's pretrained one) on TEXT_FILE, as a table; for a "
                     "classifier with --labeled, also its accuracy.")
-    parser.add_argument("model_dir", metavar="MODEL_DIR", help="a directory written by save()")
-    parser.add_argument("text_file", metavar="TEXT_FILE",
-                        help="one text a line, or label<TAB>text lines with --labeled")
-    parser.add_argument("--labeled", action="store_true", help="lines are label<TAB>text")
+    _add_model_and_text_file(parser, "a directory written by save()")
     parser.add_argument("-k", "--n-importance-samples", type=int, default=500,
                         help="samples of the importance-weighted NLL (default: 500)")
     parser.add_argument("--max-texts", type=int, default=None, help="evaluate the first N texts only")

@@ -7,6 +7,7 @@ import torch
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 
+import ssl_textvae
 from ssl_textvae import BNVAE, FineTunedBNVAEClassifier
 from ssl_textvae.inference import encode_means
 
@@ -147,6 +148,8 @@ def test_save_and_load_predict_the_same(fitted_vae, labeled, held_out, tmp_path,
                                      verbose=0).fit(texts, y)
     model.save(tmp_path / "model")
     loaded = FineTunedBNVAEClassifier.load(tmp_path / "model")
+    assert isinstance(ssl_textvae.load(tmp_path / "model"), FineTunedBNVAEClassifier)
+    assert isinstance(loaded.vae, FrozenEstimator) and loaded.vae.estimator is loaded.vae_
     np.testing.assert_array_equal(loaded.classes_, model.classes_)
     np.testing.assert_array_equal(loaded.predict(held_out[0]), model.predict(held_out[0]))
     np.testing.assert_allclose(loaded.decision_function(held_out[0]),
