@@ -5,8 +5,8 @@ from .data import ConcatTexts, TextFile, load_hf_texts, read_labeled_file
 from .estimator import BNVAE, BNVAEClassifier
 from .fine_tuning import FineTunedBNVAEClassifier
 from .tokenization import TextTokenizer
-from .training import KLCollapseWarning
+from .training import KLCollapseWarning, TrainingDivergedError
 
 __all__ = ["BNVAE", "BNVAEClassifier", "ConcatTexts", "FineTunedBNVAEClassifier",
-           "KLCollapseWarning", "TextFile", "TextTokenizer",
+           "KLCollapseWarning", "TextFile", "TextTokenizer", "TrainingDivergedError",
            "__version__", "load_hf_texts", "read_labeled_file"]

@@ -24,7 +24,7 @@ from ._validation import (Interval, Options, check_classes, check_labels, check_
                           validate_params)
 from .metrics import encode_means
 from .model import SOFTMAXES, TextVAE
-from .runtime import PRECISIONS, resolve_device
+from .runtime import PRECISIONS, check_finite_means, resolve_device
 from .tokenization import KINDS, UNK_ID, TextTokenizer
 from .training import KL_SCHEDULES, OBJECTIVES, OPTIMIZERS, TrainingConfig, pretrain
 
@@ -273,7 +273,8 @@ class BNVAE(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "module_")
         corpus = self.encode(X)
         device = resolve_device(self.device)
-        return encode_means(self.module_.to(device), corpus, device, precision=self.precision)
+        means = encode_means(self.module_.to(device), corpus, device, precision=self.precision)
+        return check_finite_means(means)
 
     def encode(self, X):
         """Token ids of texts ``X`` as an :class:`~ssl_textvae.data.EncodedCorpus`

@@ -29,6 +29,12 @@ OBJECTIVES = ("vae", "autoencoder")
 KL_SCHEDULES = ("constant", "linear", "cyclical")
 
 
+class TrainingDivergedError(FloatingPointError):
+    """The training (or validation) loss or the gradient norm became NaN or infinite:
+    the run diverged. Raised before the update of the offending step, so the weights
+    hold the last finite state; the message names the epoch and step and what to change."""
+
+
 class KLCollapseWarning(UserWarning):
     """The pre-batch-norm variance of the posterior means fell near batch norm's eps,
     where BN-VAE's lower bound on the KL no longer holds."""
@@ -181,6 +187,11 @@ def pretrain(module, train: EncodedCorpus, valid: EncodedCorpus, config: Trainin
                 # z = mu (as Li et al. 2019 do); the ELBO of its untrained variance means little.
                 record["valid_objective"] = evaluate_reconstruction_at_mean(
                     module, valid, device, config.batch_size * 4, config.precision)
+            if not all(math.isfinite(record[key]) for key in ("valid_loss", "valid_objective")
+                       if key in record):
+                raise diverged_error(f"the validation loss became {record['valid_loss']:g} (the "
+                                     "training loss was finite)", state["epoch"], state["step"],
+                                     None, None, optimizer, config)
             _check_pre_bn_variance(module, record)
             _step_plateau(module, optimizer, state, record, config.lr_patience)
             state["history"].append({k: v if isinstance(v, int) else float(v) for k, v in record.items()})
@@ -238,8 +249,11 @@ def _train_epoch(module, optimizer, corpus, config, device, rng, epoch, schedule
     start, n_texts = time.perf_counter(), 0
     progress = tqdm(batches, desc=f"epoch {epoch + 1}/{config.max_epochs}", leave=False,
                     disable=not config.verbose, unit="batch")
+    # On a CPU the finiteness check of each step's loss costs microseconds; on CUDA it
+    # would wait for the device at every step, so there it runs every 64 steps.
+    check_every = 1 if device.type == "cpu" else 64
     with _update_step(module, optimizer, config, device) as update:
-        for indices in progress:
+        for batch_index, indices in enumerate(progress):
             tokens, lengths = (t.to(device, non_blocking=True) for t in collate(corpus, indices))
             with autocast_context(device, config.precision):
                 terms = objective_terms(module, tokens, lengths, config.objective)
@@ -247,15 +261,25 @@ def _train_epoch(module, optimizer, corpus, config, device, rng, epoch, schedule
             state["step"] += 1
             weights.append(weight)
             loss = (terms["reconstruction"] + weight * kl_penalty(terms["kl_per_dim"], config.free_bits)).mean()
+            if batch_index % check_every == 0 and not bool(torch.isfinite(loss.detach())):
+                raise diverged_error(f"the training loss became {float(loss.detach()):g}", epoch,
+                                     state["step"], batch_index, len(batches), optimizer, config)
             update.zero_grad()
             loss.backward()
-            update.step()
+            try:
+                update.step()
+            except FloatingPointError as error:
+                raise diverged_error(str(error), epoch, state["step"], batch_index, len(batches),
+                                     optimizer, config) from None
             size = len(indices)
             totals += size * torch.stack([loss.detach(), terms["reconstruction"].detach().mean(),
                                           terms["kl"].detach().mean()]).double()
             n_texts += size
     seconds = time.perf_counter() - start
     loss, reconstruction, kl = totals.cpu().numpy().astype(float) / max(n_texts, 1)
+    if not math.isfinite(loss):   # on CUDA, a step between the checks
+        raise diverged_error(f"the mean training loss became {loss:g}", epoch, state["step"],
+                             None, len(batches), optimizer, config)
     return {"epoch": epoch + 1, "train_loss": loss, "train_reconstruction": reconstruction,
             "train_kl": kl, "kl_weight": float(np.mean(weights)) if weights else schedule(state["step"]),
             "lr": optimizer.param_groups[0]["lr"], "seconds": seconds,
@@ -282,7 +306,9 @@ class _TorchStep(contextlib.nullcontext):
 
     def step(self):
         if self.max_norm:
-            torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.max_norm)
+            norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.max_norm)
+            if not bool(torch.isfinite(norm)):
+                raise FloatingPointError(f"the gradient norm became {float(norm):g}")
         self.optimizer.step()
 
 
@@ -297,6 +323,24 @@ def _check_pre_bn_variance(module, record):
                       f"batch norm's eps ({norm.eps:.0e}); BN-VAE's KL bound may no longer hold. "
                       "Use the default optimizer ('sgd') or a smaller learning rate.",
                       KLCollapseWarning, stacklevel=3)
+
+
+def diverged_error(what, epoch, step, batch_index, n_batches, optimizer, config):
+    """A :class:`TrainingDivergedError` saying where (epoch, optimizer step) and what to do."""
+    where = f"epoch {epoch + 1}"
+    if batch_index is not None:
+        where += f", batch {batch_index + 1} of {n_batches} (optimizer step {step})"
+    elif n_batches is not None:
+        where += f" (after optimizer step {step})"
+    lr = optimizer.param_groups[0]["lr"]
+    clipping = (f"clip_grad_norm is {config.clip_grad_norm:g}" if config.clip_grad_norm
+                else "gradient clipping is off: set clip_grad_norm (5.0 by default)")
+    return TrainingDivergedError(
+        f"Pretraining diverged: {what} in {where}. The learning rate is {lr:g} and {clipping}. "
+        f"Use a smaller lr (the paper's SGD uses 1.0, Adam about 1e-3), keep gradient clipping "
+        f"on, or train with precision='fp32'. The weights were not updated with this step; a "
+        f"checkpoint_dir still holds the last finished epoch, but resuming it repeats the same "
+        f"settings: delete the checkpoint to restart with other ones.")
 
 
 def _step_plateau(module, optimizer, state, record, patience):
