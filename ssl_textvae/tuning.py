@@ -24,7 +24,11 @@ Storage: None keeps the study in memory; an RDB URL (``sqlite:///study.db``,
 ``postgresql+psycopg2://user@host/db``) keeps it in a database that resumes where
 it stopped and that several processes or machines can work on at once. RDB
 studies run a heartbeat: a trial whose worker was killed is marked failed when a
-worker next starts a trial, and its parameters are tried again.
+worker next starts a trial, and its parameters are tried again. A rerun on the
+same host fails the trials of its dead worker processes at once, without waiting
+for the heartbeat's grace period, and a resumed study's sampler is seeded from
+the number of trials it holds, so it never replays the parameters of its first
+trials.
 
 Optuna is an optional dependency (``pip install 'ssl_textvae[tuning]'``) and is
 imported only when a function of this module needs it.
@@ -37,7 +41,6 @@ import json
 import numbers
 import os
 import shutil
-import socket
 import tempfile
 import time
 import warnings
@@ -51,6 +54,7 @@ from tqdm.auto import tqdm
 
 from . import data as data_lib
 from ._validation import check_classes, check_labels, check_texts
+from ._study_resume import fail_trials_of_dead_workers, resumed_sampler_seed, worker_id
 from .estimator import BNVAE, BNVAEClassifier, VAE_CONSTRAINTS
 
 INSTALL_HINT = "pip install 'ssl_textvae[tuning]'"
@@ -237,6 +241,8 @@ class TuningObjective:
 
     def __call__(self, trial):
         optuna = _import_optuna()
+        # First thing: a rerun on this host fails the trial at once if this process dies.
+        trial.set_user_attr("worker", worker_id())
         params = {name: _suggest(trial, name, dist) for name, dist in self.search_space.items()}
         all_params = {**self.fixed_params, **params}
         vae_params = {**self._vae_fixed, "random_state": self.seed,
@@ -255,7 +261,6 @@ class TuningObjective:
         vae, key = self.pretrained_vae(vae_params, epoch_callback=report)
         scores = self.cv_accuracy(vae, head)
         trial.set_user_attr("vae_key", key)
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr("cv_accuracy_std", float(scores.std()))
         if getattr(vae, "history_", None):
             trial.set_user_attr("valid_loss", float(vae.history_[-1]["valid_loss"]))
@@ -363,9 +368,12 @@ def tune(texts, y, n_trials=None, timeout=None, storage=None, study_name=None, s
     y : array-like of shape (n_texts,)
         Labels; -1 (or "-1") marks unlabeled texts, which are used for pretraining only.
     n_trials : int or None, default=None
-        Number of finished (complete or pruned) trials the study should hold; a
-        resumed study runs only the rest. Several workers may overshoot by one
-        trial each.
+        Number of finished (complete or pruned) trials the study should hold in
+        total, not the number of new trials: ``tune(n_trials=3)`` then
+        ``tune(n_trials=6)`` on the same storage runs 3 new trials, with other
+        parameters than the first 3 (the sampler's seed is drawn from
+        ``random_state`` and the number of trials already in the study). Failed
+        trials do not count. Several workers may overshoot by one trial each.
     timeout : float or None, default=None
         Stop starting trials after this many seconds. At least one of
         ``n_trials`` and ``timeout`` is required.
@@ -400,7 +408,9 @@ def tune(texts, y, n_trials=None, timeout=None, storage=None, study_name=None, s
         n_warmup_steps=1)`` on the accuracy reported after each epoch.
     heartbeat_interval : int, default=30
         Seconds between heartbeats of a running trial in an RDB storage; a trial
-        silent for twice as long is marked failed (and retried once).
+        silent for twice as long is marked failed (and retried once). A trial whose
+        worker ran on this host and no longer exists (killed) is marked failed
+        (and retried) as soon as ``tune`` starts, without waiting.
     max_failures : int, default=3
         This call stops after that many of its trials failed (the errors are logged).
     verbose : int, default=1
@@ -439,6 +449,11 @@ def tune(texts, y, n_trials=None, timeout=None, storage=None, study_name=None, s
     if "fixed_params" not in study.user_attrs:
         study.set_user_attr("fixed_params", json.loads(json.dumps(objective.fixed_params,
                                                                   default=repr)))
+    if sampler is None:   # a resumed study must not replay its first trials' parameters
+        study.sampler = optuna.samplers.TPESampler(seed=resumed_sampler_seed(seed, len(study.trials)))
+    dead = fail_trials_of_dead_workers(study) if isinstance(storage, optuna.storages.RDBStorage) else []
+    if dead and verbose:
+        tqdm.write(f"Marked trials {dead} failed: their worker process on this host is gone.")
 
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     n_done = len(study.get_trials(deepcopy=False, states=finished))
