@@ -23,6 +23,7 @@ from .data import EncodedCorpus, bucket_batches, collate, n_batches
 from .metrics import evaluate_elbo, evaluate_reconstruction_at_mean
 from .optim import ClippedSGD
 from .runtime import autocast_context, flush_denormals, resolve_precision
+from .threads import AdaptiveThreads
 
 CHECKPOINT_NAME = "checkpoint.pt"
 OPTIMIZERS = ("sgd", "adam")
@@ -61,6 +62,10 @@ class TrainingConfig:
     kl_cycles: int = 4
     kl_cycle_ratio: float = 0.5
     free_bits: float = 0.0
+    # Intra-op CPU threads: None adapts to the CPUs other processes leave free (see
+    # ssl_textvae.threads; SSL_TEXTVAE_NUM_THREADS fixes it). A setting of the machine,
+    # not of the run: a checkpoint does not compare it.
+    n_threads: Optional[int] = None
 
 
 class KLSchedule:
@@ -170,7 +175,8 @@ def pretrain(module, train: EncodedCorpus, valid: EncodedCorpus, config: Trainin
         state = _load_checkpoint(checkpoint, module, optimizer, config, state["data"])
 
     devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), flush_denormals():
+    with AdaptiveThreads(config.n_threads, adapt=device.type == "cpu") as threads, \
+            torch.random.fork_rng(devices=devices), flush_denormals():
         if state["torch_rng"] is None:
             torch.manual_seed(config.seed)
         else:
@@ -179,7 +185,7 @@ def pretrain(module, train: EncodedCorpus, valid: EncodedCorpus, config: Trainin
         rng.bit_generator.state = state["rng"]
         while state["epoch"] < config.max_epochs and state["halvings"] <= config.max_lr_halvings:
             record = _train_epoch(module, optimizer, train, config, device, rng, state["epoch"],
-                                  schedule, state)
+                                  schedule, state, threads)
             recalibrate_batch_norm(module, train, device, config.batch_size * 8, rng)
             record.update({f"valid_{k}": v for k, v in
                            evaluate_elbo(module, valid, device, config.batch_size * 4,
@@ -241,14 +247,15 @@ def recalibrate_batch_norm(module, corpus, device, batch_size, rng, max_texts=50
     module.train(was_training)
 
 
-def _train_epoch(module, optimizer, corpus, config, device, rng, epoch, schedule=None, state=None):
+def _train_epoch(module, optimizer, corpus, config, device, rng, epoch, schedule=None, state=None,
+                 threads=None):
     schedule = schedule or KLSchedule.from_config(config, 1)
     state = state if state is not None else {"step": 0}
     weights = []
     module.train()
     batches = bucket_batches(corpus.lengths, config.batch_size, shuffle=True, rng=rng)
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # summed on the device: no sync per step
-    start, n_texts = time.perf_counter(), 0
+    start, n_texts, thread_steps = time.perf_counter(), 0, 0
     progress = tqdm(batches, desc=f"epoch {epoch + 1}/{config.max_epochs}", leave=False,
                     disable=not config.verbose, unit="batch")
     # On a CPU the finiteness check of each step's loss costs microseconds; on CUDA it
@@ -273,6 +280,9 @@ def _train_epoch(module, optimizer, corpus, config, device, rng, epoch, schedule
             except FloatingPointError as error:
                 raise diverged_error(str(error), epoch, state["step"], batch_index, len(batches),
                                      optimizer, config) from None
+            thread_steps += torch.get_num_threads()
+            if threads is not None:
+                threads.step()
             size = len(indices)
             totals += size * torch.stack([loss.detach(), terms["reconstruction"].detach().mean(),
                                           terms["kl"].detach().mean()]).double()
@@ -285,7 +295,8 @@ def _train_epoch(module, optimizer, corpus, config, device, rng, epoch, schedule
     return {"epoch": epoch + 1, "train_loss": loss, "train_reconstruction": reconstruction,
             "train_kl": kl, "kl_weight": float(np.mean(weights)) if weights else schedule(state["step"]),
             "lr": optimizer.param_groups[0]["lr"], "seconds": seconds,
-            "tokens_per_second": corpus.n_tokens() / seconds}
+            "tokens_per_second": corpus.n_tokens() / seconds,
+            "mean_threads": thread_steps / len(batches) if batches else float(torch.get_num_threads())}
 
 
 def _update_step(module, optimizer, config, device):
@@ -420,8 +431,8 @@ def _load_checkpoint(path, module, optimizer, config, data=None):
     payload = _read_checkpoint(path)
     saved = dict(payload["config"])
     current = asdict(config)
-    for key in ("verbose", "max_epochs"):
-        saved.pop(key), current.pop(key)
+    for key in ("verbose", "max_epochs", "n_threads"):   # settings that leave the run as it is
+        saved.pop(key, None), current.pop(key, None)
     if saved != current:
         raise ValueError(f"The checkpoint in {os.path.dirname(path)!r} was written with another "
                          f"training configuration ({saved}); expected {current}. Use another "
