@@ -13,12 +13,19 @@ import math
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
 from .adaptive_softmax import SOFTMAXES, adaptive_cutoffs, adaptive_log_probs, adaptive_nll
 from .tokenization import PAD_ID
 
-__all__ = ["SOFTMAXES", "Decoder", "Dropout", "Encoder", "MeanBatchNorm", "TextVAE", "adaptive_cutoffs",
+__all__ = ["MAX_CHUNK_LOGITS", "SOFTMAXES", "Decoder", "Dropout", "Encoder", "MeanBatchNorm", "TextVAE", "adaptive_cutoffs",
            "gaussian_kl", "gaussian_log_density", "sample_gaussian"]
+
+
+# At most this many logits (tokens x vocabulary) of the full softmax exist at once:
+# 2^24 is 64 MiB in fp32. Longer batches are scored in chunks of tokens (see
+# Decoder.max_chunk_logits), so memory no longer grows with vocabulary x text length.
+MAX_CHUNK_LOGITS = 2**24
 
 
 class Dropout(nn.Dropout):
@@ -83,13 +90,21 @@ class Decoder(nn.Module):
     """LSTM language model conditioned on z; ``softmax="adaptive"`` replaces the full
     output layer by ``nn.AdaptiveLogSoftmaxWithLoss`` (Grave et al., 2017; cutoffs
     from :func:`adaptive_cutoffs`): still a normalized distribution over the whole
-    vocabulary, at a fraction of the cost, but another model than the paper's."""
+    vocabulary, at a fraction of the cost, but another model than the paper's.
+
+    The full softmax's loss materializes at most ``max_chunk_logits`` logits at a
+    time (default :data:`MAX_CHUNK_LOGITS`, 2^24): a batch with more tokens x
+    vocabulary is scored in chunks of tokens, each recomputed in the backward pass
+    instead of kept (activation checkpointing), with the same losses and gradients.
+    Batches under the bound (on short Yelp, every training and validation batch)
+    take the single-matrix path, unchanged."""
 
     def __init__(self, vocab_size, embed_dim, hidden_dim, latent_dim, dropout_in, dropout_out,
-                 softmax="full"):
+                 softmax="full", max_chunk_logits=None):
         super().__init__()
         if softmax not in SOFTMAXES:
             raise ValueError(f"softmax must be one of {SOFTMAXES}, got {softmax!r}.")
+        self.max_chunk_logits = MAX_CHUNK_LOGITS if max_chunk_logits is None else int(max_chunk_logits)
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
         self.dropout_in = Dropout(dropout_in)
         self.latent_to_state = nn.Linear(latent_dim, hidden_dim)
@@ -114,6 +129,21 @@ class Decoder(nn.Module):
         # hidden: (tokens, hidden), targets: (tokens,) -> (tokens,) in fp32
         if self.adaptive:
             return adaptive_nll(self.output, hidden, targets)
+        rows = max(1, self.max_chunk_logits // self.output.out_features)   # tokens per chunk
+        if hidden.size(0) <= rows:
+            return self._full_softmax_nll(hidden, targets)
+        recompute = torch.is_grad_enabled() and (hidden.requires_grad or self.output.weight.requires_grad)
+        pieces = []
+        for hidden_chunk, target_chunk in zip(hidden.split(rows), targets.split(rows)):
+            if recompute:   # keep only the chunk's inputs; its logits are rebuilt in backward
+                pieces.append(checkpoint(self._full_softmax_nll, hidden_chunk, target_chunk,
+                                         use_reentrant=False))
+            else:
+                pieces.append(self._full_softmax_nll(hidden_chunk, target_chunk))
+        return torch.cat(pieces)                                            # (tokens,)
+
+    def _full_softmax_nll(self, hidden, targets):
+        # hidden: (rows, hidden), targets: (rows,) -> (rows,); logits (rows, vocab) in fp32
         return F.cross_entropy(self.output(hidden).float(), targets, reduction="none")
 
     def hidden_states(self, inputs, z, state=None):
@@ -161,16 +191,21 @@ class TextVAE(nn.Module):
         Batch-norm epsilon (see :class:`MeanBatchNorm`).
     softmax : {"full", "adaptive"}
         The decoder's output distribution (see :class:`Decoder`).
+    max_chunk_logits : int or None
+        At most this many logits (tokens x vocabulary) of the full softmax at once;
+        None is :data:`MAX_CHUNK_LOGITS` (see :class:`Decoder`). Not a weight: a
+        module rebuilt from its weights gets the default, and setting
+        ``module.decoder.max_chunk_logits`` changes it.
     """
 
     def __init__(self, vocab_size, embed_dim=128, hidden_dim=512, latent_dim=32, gamma=0.7,
-                 dropout_in=0.5, dropout_out=0.5, bn_eps=1e-12, softmax="full"):
+                 dropout_in=0.5, dropout_out=0.5, bn_eps=1e-12, softmax="full", max_chunk_logits=None):
         super().__init__()
         self.latent_dim = latent_dim
         self.encoder = Encoder(vocab_size, embed_dim, hidden_dim, latent_dim)
         self.mean_norm = MeanBatchNorm(latent_dim, gamma, bn_eps) if gamma else nn.Identity()
         self.decoder = Decoder(vocab_size, embed_dim, hidden_dim, latent_dim, dropout_in, dropout_out,
-                               softmax)
+                               softmax, max_chunk_logits)
         self.reset_parameters()
 
     def reset_parameters(self):
