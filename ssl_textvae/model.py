@@ -13,12 +13,11 @@ import math
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.checkpoint import checkpoint
 
 from .adaptive_softmax import SOFTMAXES, adaptive_cutoffs, adaptive_log_probs, adaptive_nll
 from .tokenization import PAD_ID
 
-__all__ = ["MAX_CHUNK_LOGITS", "SOFTMAXES", "Decoder", "Dropout", "Encoder", "MeanBatchNorm", "TextVAE", "adaptive_cutoffs",
+__all__ = ["MAX_CHUNK_LOGITS", "SOFTMAXES", "ChunkedSoftmaxNLL", "Decoder", "Dropout", "Encoder", "MeanBatchNorm", "TextVAE", "adaptive_cutoffs",
            "gaussian_kl", "gaussian_log_density", "sample_gaussian"]
 
 
@@ -86,6 +85,78 @@ class MeanBatchNorm(nn.Module):
         return self.norm(mean.float())
 
 
+class ChunkedSoftmaxNLL(torch.autograd.Function):
+    """Per-token negative log-likelihood under the full softmax, ``rows`` tokens at a
+    time, with the gradients computed chunk by chunk in the forward pass: the
+    (tokens, vocab) logits never exist whole, and nothing is recomputed.
+
+    ``F.cross_entropy(F.linear(hidden, weight, bias).float(), targets, reduction="none")``
+    in value (bit for bit: the same operations per row). For each chunk the forward
+    pass also forms ``softmax - onehot`` and from it the chunk's share of the
+    gradients with respect to ``hidden`` (rows, hidden) and, summed over chunks in
+    fp32, ``weight`` (vocab, hidden) and ``bias``, for an upstream gradient of 1 per
+    token. The backward pass scales them by the upstream gradient: exactly right
+    for ``hidden`` whatever that gradient is; for ``weight`` and ``bias`` when it is
+    the same for every token, as in the ELBO (the mean over texts of summed token
+    losses); otherwise the chunks are recomputed with each token's weight.
+    Under autocast the products run in its dtype as ``nn.Linear``'s would.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, rows):
+        # hidden: (tokens, hidden); weight: (vocab, hidden); bias: (vocab,); targets: (tokens,)
+        nll = torch.empty(hidden.size(0), dtype=torch.float32, device=hidden.device)
+        grad_hidden, grad_weight, grad_bias = None, None, None
+        for start in range(0, hidden.size(0), rows):
+            chunk = slice(start, start + rows)
+            logits = F.linear(hidden[chunk], weight, bias)                   # (rows, vocab), autocast dtype
+            log_probs = F.log_softmax(logits.float(), dim=-1)                # (rows, vocab) fp32
+            picked = targets[chunk].unsqueeze(1)                             # (rows, 1)
+            nll[chunk] = -log_probs.gather(1, picked).squeeze(1)
+            scores = log_probs.exp_().scatter_add_(1, picked, torch.full_like(picked, -1.0, dtype=torch.float32))
+            scores = scores.to(logits.dtype)                                 # softmax - onehot, (rows, vocab)
+            hidden_chunk = hidden[chunk].to(logits.dtype)
+            part = scores @ weight.to(logits.dtype)                         # (rows, hidden)
+            if grad_hidden is None:
+                grad_hidden = torch.empty(hidden.shape, dtype=part.dtype, device=hidden.device)
+                grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+                grad_bias = torch.zeros(weight.size(0), dtype=torch.float32, device=weight.device)
+            grad_hidden[chunk] = part
+            grad_weight += scores.t() @ hidden_chunk                         # (vocab, hidden)
+            grad_bias += scores.sum(0, dtype=torch.float32)
+        ctx.rows = rows
+        ctx.save_for_backward(hidden, weight, bias, targets, grad_hidden, grad_weight, grad_bias)
+        return nll
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_nll):
+        # grad_nll: (tokens,)
+        hidden, weight, bias, targets, grad_hidden, grad_weight, grad_bias = ctx.saved_tensors
+        scale = grad_nll.unsqueeze(1)                                        # (tokens, 1)
+        d_hidden = (grad_hidden * scale).to(hidden.dtype) if ctx.needs_input_grad[0] else None
+        uniform = bool((grad_nll == grad_nll[0]).all()) if grad_nll.numel() else True
+        if uniform:
+            g = grad_nll[0] if grad_nll.numel() else 0.0
+            d_weight = (grad_weight * g).to(weight.dtype)
+            d_bias = (grad_bias * g).to(bias.dtype)
+        else:   # each token its own weight: rebuild the chunks' softmax - onehot
+            d_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+            d_bias = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device)
+            for start in range(0, hidden.size(0), ctx.rows):
+                chunk = slice(start, start + ctx.rows)
+                logits = F.linear(hidden[chunk].to(grad_hidden.dtype), weight.to(grad_hidden.dtype),
+                                  bias.to(grad_hidden.dtype))
+                scores = F.softmax(logits.float(), dim=-1)
+                scores.scatter_add_(1, targets[chunk].unsqueeze(1),
+                                    torch.full((scores.size(0), 1), -1.0, device=scores.device))
+                scores = (scores * grad_nll[chunk].unsqueeze(1)).to(grad_hidden.dtype)
+                d_weight += scores.t() @ hidden[chunk].to(grad_hidden.dtype)
+                d_bias += scores.sum(0, dtype=torch.float32)
+            d_weight, d_bias = d_weight.to(weight.dtype), d_bias.to(bias.dtype)
+        return d_hidden, d_weight, d_bias, None, None
+
+
 class Decoder(nn.Module):
     """LSTM language model conditioned on z; ``softmax="adaptive"`` replaces the full
     output layer by ``nn.AdaptiveLogSoftmaxWithLoss`` (Grave et al., 2017; cutoffs
@@ -94,8 +165,8 @@ class Decoder(nn.Module):
 
     The full softmax's loss materializes at most ``max_chunk_logits`` logits at a
     time (default :data:`MAX_CHUNK_LOGITS`, 2^24): a batch with more tokens x
-    vocabulary is scored in chunks of tokens, each recomputed in the backward pass
-    instead of kept (activation checkpointing), with the same losses and gradients.
+    vocabulary is scored in chunks of tokens (:class:`ChunkedSoftmaxNLL`, which forms
+    each chunk's gradients in the forward pass), with the same losses and gradients.
     Batches under the bound (on short Yelp, every training and validation batch)
     take the single-matrix path, unchanged."""
 
@@ -132,15 +203,10 @@ class Decoder(nn.Module):
         rows = max(1, self.max_chunk_logits // self.output.out_features)   # tokens per chunk
         if hidden.size(0) <= rows:
             return self._full_softmax_nll(hidden, targets)
-        recompute = torch.is_grad_enabled() and (hidden.requires_grad or self.output.weight.requires_grad)
-        pieces = []
-        for hidden_chunk, target_chunk in zip(hidden.split(rows), targets.split(rows)):
-            if recompute:   # keep only the chunk's inputs; its logits are rebuilt in backward
-                pieces.append(checkpoint(self._full_softmax_nll, hidden_chunk, target_chunk,
-                                         use_reentrant=False))
-            else:
-                pieces.append(self._full_softmax_nll(hidden_chunk, target_chunk))
-        return torch.cat(pieces)                                            # (tokens,)
+        if torch.is_grad_enabled() and (hidden.requires_grad or self.output.weight.requires_grad):
+            return ChunkedSoftmaxNLL.apply(hidden, self.output.weight, self.output.bias, targets, rows)
+        return torch.cat([self._full_softmax_nll(hidden_chunk, target_chunk) for hidden_chunk, target_chunk
+                          in zip(hidden.split(rows), targets.split(rows))])
 
     def _full_softmax_nll(self, hidden, targets):
         # hidden: (rows, hidden), targets: (rows,) -> (rows,); logits (rows, vocab) in fp32

@@ -51,35 +51,51 @@ def test_chunked_loss_and_gradients_equal_the_single_matrix_in_fp32(tokens_per_c
 
 @pytest.mark.parametrize("tokens_per_chunk", [7, 20])
 def test_chunked_loss_and_gradients_under_bf16(tokens_per_chunk):
+    fp32_loss, fp32_grads = loss_and_gradients(None)
     whole_loss, whole_grads = loss_and_gradients(None, bf16=True)
     chunk_loss, chunk_grads = loss_and_gradients(tokens_per_chunk * VOCAB, bf16=True)
     assert torch.equal(chunk_loss, whole_loss)
     for name in whole_grads:
-        if name.startswith("decoder.output."):
-            # summed over chunks in bf16: one bf16 rounding per chunk (a few, in practice)
-            error = (chunk_grads[name] - whole_grads[name]).abs().max()
-            assert error <= 0.01 * whole_grads[name].abs().max(), name
-        else:   # everything before the output layer is bit for bit the same
-            assert torch.equal(chunk_grads[name], whole_grads[name]), name
+        # bf16 rounds the gradients at other places: the difference stays within bf16's
+        # own rounding of this gradient (its distance to the fp32 gradient)
+        chunking = (chunk_grads[name] - whole_grads[name]).abs().max()
+        bf16 = (whole_grads[name] - fp32_grads[name]).abs().max()
+        assert chunking <= bf16 + 1e-7, name
 
 
 def test_no_more_logits_than_the_bound_exist_at_once(monkeypatch):
     shapes = []
-    real = F.cross_entropy
-
-    def recording(logits, *args, **kwargs):
-        shapes.append(tuple(logits.shape))
-        return real(logits, *args, **kwargs)
-
-    monkeypatch.setattr(F, "cross_entropy", recording)
+    for name in ("cross_entropy", "log_softmax", "softmax"):
+        real = getattr(F, name)
+        monkeypatch.setattr(F, name, lambda logits, *a, _real=real, **k:
+                            shapes.append(tuple(logits.shape)) or _real(logits, *a, **k))
     loss_and_gradients(5 * VOCAB)
     assert shapes and max(rows for rows, _ in shapes) <= 5
-    assert len(shapes) > 2 * 10   # forward and the backward's recomputation, chunk by chunk
+    assert len(shapes) >= 10   # the chunks of the forward pass (the gradients come with them)
     shapes.clear()
-    with torch.no_grad():   # evaluation: chunked, nothing to recompute
+    with torch.no_grad():   # evaluation: chunked, no gradients formed
         module = TextVAE(VOCAB, 16, 24, 4, max_chunk_logits=5 * VOCAB).eval()
         module(*batch())
-    assert max(rows for rows, _ in shapes) <= 5
+    assert shapes and max(rows for rows, _ in shapes) <= 5
+
+
+def test_uneven_token_weights_get_exact_gradients():
+    """A loss that weights tokens unevenly takes the recomputing backward path."""
+    from ssl_textvae.model import ChunkedSoftmaxNLL
+
+    torch.manual_seed(0)
+    hidden = torch.randn(23, 8, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(VOCAB, 8, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(VOCAB, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(0, VOCAB, (23,))
+    token_weights = torch.rand(23, dtype=torch.float64)
+    chunked = (ChunkedSoftmaxNLL.apply(hidden, weight, bias, targets, 4).double() * token_weights).sum()
+    grads = torch.autograd.grad(chunked, (hidden, weight, bias))
+    whole = (F.cross_entropy(F.linear(hidden, weight, bias), targets, reduction="none")
+             * token_weights).sum()
+    expected = torch.autograd.grad(whole, (hidden, weight, bias))
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-6)
 
 
 def test_small_batches_take_the_single_matrix_path(monkeypatch):
@@ -103,8 +119,8 @@ def test_training_with_chunks_matches_training_without():
     finally:
         model.MAX_CHUNK_LOGITS = saved
     assert chunked.module_.decoder.max_chunk_logits == 7 * 40
-    # Losses only: after one epoch the pre-batch-norm variance of the means is tiny, and
-    # batch norm magnifies rounding differences (here 1e-7 in the output layer's
-    # gradient) by its inverse square root in the encoder's weights and means.
-    for key in ("train_loss", "valid_loss", "valid_kl"):
-        assert chunked.history_[0][key] == pytest.approx(whole.history_[0][key], rel=1e-3)
+    # Not the KL or the means: after one epoch the pre-batch-norm variance of the means
+    # is tiny, and batch norm magnifies rounding differences (here 1e-9 in the
+    # gradients) by its inverse square root.
+    for key in ("train_loss", "valid_reconstruction"):
+        assert chunked.history_[0][key] == pytest.approx(whole.history_[0][key], rel=1e-4)
