@@ -197,8 +197,9 @@ def pretrain(module, train: EncodedCorpus, valid: EncodedCorpus, config: Trainin
                     module, valid, device, config.batch_size * 4, config.precision)
             if not all(math.isfinite(record[key]) for key in ("valid_loss", "valid_objective")
                        if key in record):
-                raise diverged_error(f"the validation loss became {record['valid_loss']:g} (the "
-                                     "training loss was finite)", state["epoch"], state["step"],
+                value = record.get("valid_objective", record["valid_loss"])
+                raise diverged_error(f"the validation loss became {value:g} (the training loss "
+                                     "was finite)", state["epoch"], state["step"],
                                      None, None, optimizer, config)
             _check_pre_bn_variance(module, record)
             _step_plateau(module, optimizer, state, record, config.lr_patience)
@@ -351,9 +352,10 @@ def diverged_error(what, epoch, step, batch_index, n_batches, optimizer, config)
     return TrainingDivergedError(
         f"Pretraining diverged: {what} in {where}. The learning rate is {lr:g} and {clipping}. "
         f"Use a smaller lr (the paper's SGD uses 1.0, Adam about 1e-3), keep gradient clipping "
-        f"on, or train with precision='fp32'. The weights were not updated with this step; a "
-        f"checkpoint_dir still holds the last finished epoch, but resuming it repeats the same "
-        f"settings: delete the checkpoint to restart with other ones.")
+        f"on, or train with precision='fp32'. "
+        + ("The weights were not updated with this step; a " if batch_index is not None else "A ")
+        + "checkpoint_dir still holds the last finished epoch, but resuming it repeats the same "
+        "settings: delete the checkpoint to restart with other ones.")
 
 
 def _step_plateau(module, optimizer, state, record, patience):
