@@ -29,7 +29,7 @@ from ._validation import Interval, Options, check_classes, check_labels, check_t
 from .data import bucket_batches, collate
 from .estimator import BNVAE, clone_sharing_vae
 from .metrics import ENCODE_BATCH_SIZE
-from .runtime import PRECISIONS, autocast_context, flush_denormals, resolve_device
+from .runtime import PRECISIONS, autocast_context, check_finite_means, flush_denormals, resolve_device
 
 FINE_TUNING_OPTIMIZERS = ("adam", "sgd")
 FINE_TUNING_CONSTRAINTS = {
@@ -335,7 +335,7 @@ class FineTunedBNVAEClassifier(ClassifierMixin, BaseEstimator):
         """The fine-tuned features: posterior means (n_texts, latent_dim), or the LSTM's
         last state (n_texts, hidden_dim) with ``features="hidden"``."""
         check_is_fitted(self, "module_")
-        return self._features(self.vae.encode(X), resolve_device(self.device))
+        return check_finite_means(self._features(self.vae.encode(X), resolve_device(self.device)))
 
     def decision_function(self, X):
         """Class logits: (n_texts,) for two classes (positive class minus negative), else (n_texts, n_classes)."""

@@ -86,3 +86,16 @@ def test_clipped_sgd_refuses_a_non_finite_gradient():
     with pytest.raises(FloatingPointError, match="gradient norm became inf"):
         update.step()
     assert torch.equal(layer.weight.detach(), before)
+
+
+def test_fine_tuned_transform_refuses_to_return_nan(texts):
+    from ssl_textvae import FineTunedBNVAEClassifier
+
+    vae = BNVAE(**dict(PARAMS, max_epochs=1)).fit(texts)
+    y = np.arange(len(texts)) % 2
+    tuned = FineTunedBNVAEClassifier(vae, max_epochs=1, random_state=0, verbose=0).fit(texts, y)
+    with torch.no_grad():
+        for parameter in tuned.module_.parameters():
+            parameter.fill_(float("nan"))
+    with pytest.raises(ValueError, match="non-finite"):
+        tuned.transform(texts[:5])
