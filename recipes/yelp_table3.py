@@ -195,6 +195,14 @@ def evaluate_baselines(data, seed, budgets, corpus, log=print):
     return rows
 
 
+def largest_labeled(data_dir):
+    """N of the largest ``short_yelp.train.N.txt``: its texts join the pool for pretraining and TF-IDF."""
+    sizes = [int(p.name.split(".")[2]) for p in Path(data_dir).glob("short_yelp.train.*.txt")]
+    if not sizes:
+        raise FileNotFoundError(f"No short_yelp.train.N.txt in {data_dir}; check --data-dir.")
+    return max(sizes)
+
+
 def load_data(data_dir, budgets):
     data = {name: load_split(data_dir, name) for name in ("valid", "test")}
     for budget in budgets:
@@ -219,11 +227,19 @@ def run_evaluate(args, command):
     start = time.perf_counter()
     rows, details = evaluate_vae(vae, data, args.seed, args.budgets, args.protocols, pool)
     rows.update(evaluate_baselines(data, args.seed, args.budgets,
-                                   pretraining_corpus(args.data_dir, max(args.budgets))))
+                                   pretraining_corpus(args.data_dir, largest_labeled(args.data_dir))))
     output = {"seed": args.seed, "model": str(args.model), "vae": vae_summary(vae), "rows": rows,
-              "details": details, "seconds": round(time.perf_counter() - start), "command": command}
+              "details": details, "seconds": round(time.perf_counter() - start), "commands": [command]}
     path = Path(args.out or SEED_RESULTS / f"seed{args.seed}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():   # budgets evaluated in several runs of the same model: one record
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+        if earlier["model"] == output["model"] and earlier["vae"] == output["vae"]:
+            for key in ("rows", "details"):
+                for row, values in output[key].items():
+                    earlier[key].setdefault(row, {}).update(values)
+            output = dict(earlier, seconds=earlier["seconds"] + output["seconds"],
+                          commands=earlier["commands"] + [command])
     path.write_text(json.dumps(output, indent=2) + "\n", encoding="utf-8")
     print(f"Wrote {path}.")
 
@@ -243,7 +259,7 @@ def combine(runs, command):
             for budget, accuracy in values.items():
                 rows.setdefault(row, {}).setdefault(budget, []).append(accuracy)
     return {"protocol": PROTOCOLS, "rows": rows, "command": command,
-            "seeds": [{"seed": r["seed"], "command": r["command"], "vae": r["vae"]} for r in runs]}
+            "seeds": [{"seed": r["seed"], "commands": r["commands"], "vae": r["vae"]} for r in runs]}
 
 
 def write_report(combined, prefix):
@@ -252,7 +268,8 @@ def write_report(combined, prefix):
     budgets = sorted({int(b) for values in combined["rows"].values() for b in values})
     lines = [f"# Short Yelp test accuracy (%), paper and few-label protocols", "",
              f"Combined by `{combined['command']}` from:", ""]
-    lines += [f"- seed {s['seed']}: `{s['command']}` ({s['vae']['epochs']} pretraining epochs, "
+    lines += [f"- seed {s['seed']}: " + ", ".join(f"`{c}`" for c in s["commands"]) +
+              f" ({s['vae']['epochs']} pretraining epochs, "
               f"validation KL {s['vae']['valid_kl_best_epoch']:.2f} against the bound "
               f"{s['vae']['kl_bound']:.2f}, {s['vae']['valid_active_units']} active units)"
               for s in combined["seeds"]]
@@ -372,7 +389,8 @@ def run_quick(args, command):
     rows, details = evaluate_vae(vae, data, QUICK["seed"], args.budgets, ["few-label"],
                                  settings=QUICK["fine_tuning"])
     rows.update(evaluate_baselines(data, QUICK["seed"], args.budgets, corpus))
-    run = {"seed": QUICK["seed"], "command": command, "vae": vae_summary(vae), "rows": rows, "details": details}
+    run = {"seed": QUICK["seed"], "commands": [command], "vae": vae_summary(vae), "rows": rows,
+           "details": details}
     combined = combine([run], command)
     combined["protocol"] = {"few-label": dict(PROTOCOLS["few-label"], **QUICK["fine_tuning"],
                                               pretraining=QUICK)}

@@ -7,8 +7,8 @@ from .fine_tuned import FineTunedBNVAEClassifier
 from .inputs import ConcatTexts, TextFile, load_hf_texts, read_labeled_file
 from .loading import load
 from .tokenization import TextTokenizer
-from .training import KLCollapseWarning
+from .diagnostics import KLCollapseWarning, TrainingDivergedError
 
 __all__ = ["BNVAE", "BNVAEClassifier", "ConcatTexts", "FineTunedBNVAEClassifier",
-           "KLCollapseWarning", "TextFile", "TextTokenizer",
+           "KLCollapseWarning", "TextFile", "TextTokenizer", "TrainingDivergedError",
            "__version__", "load", "load_hf_texts", "read_labeled_file"]

@@ -19,7 +19,7 @@ class Interval:
             return self.allow_none
         if isinstance(value, bool) and not self.allow_bool or not isinstance(value, self.kind):
             return False
-        if self.kind is numbers.Real and np.isnan(value):
+        if self.kind is numbers.Real and not np.isfinite(value):   # NaN, inf and -inf
             return False
         low_ok = self.low is None or (value >= self.low if self.closed in ("both", "left") else value > self.low)
         high_ok = self.high is None or (value <= self.high if self.closed in ("both", "right") else value < self.high)

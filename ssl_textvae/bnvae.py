@@ -24,7 +24,7 @@ from .data import EncodedCorpus
 from .inference import encode_means
 from .inputs import check_texts, iterate_texts
 from .model import TextVAE
-from .runtime import resolve_device
+from .runtime import check_finite_means, resolve_device
 from .tokenization import UNK_ID, TextTokenizer
 from .training import TrainingConfig, pretrain
 
@@ -152,7 +152,8 @@ class BNVAE(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "module_")
         corpus = self.encode(X)
         device = resolve_device(self.device)
-        return encode_means(self.module_.to(device), corpus, device, precision=self.precision)
+        means = encode_means(self.module_.to(device), corpus, device, precision=self.precision)
+        return check_finite_means(means)
 
     def encode(self, X):
         """Token ids of texts ``X`` as an :class:`~ssl_textvae.data.EncodedCorpus`

@@ -29,7 +29,7 @@ from ._vae_params import VAE_PARAMETER_DOC
 from .fine_tuning import (FEATURES, OPTIMIZERS, SELECTIONS, EncoderClassifier, FineTuningConfig,
                           features, fine_tune, logits)
 from .inputs import check_labels, check_semi_supervised, check_texts
-from .runtime import PRECISIONS, flush_denormals, resolve_device
+from .runtime import PRECISIONS, check_finite_means, flush_denormals, resolve_device
 
 FINE_TUNED_WEIGHTS = "fine_tuned.safetensors"
 PREFIX = "fine_tuning_"
@@ -250,7 +250,8 @@ class FineTunedBNVAEClassifier(TextClassifierMixin, BaseEstimator):
         """The fine-tuned features: posterior means (n_texts, latent_dim), or the LSTM's
         last state (n_texts, hidden_dim) with ``features="hidden"``."""
         check_is_fitted(self, "module_")
-        return features(self.module_, self.vae_.encode(X), resolve_device(self.device), self.precision)
+        return check_finite_means(features(self.module_, self.vae_.encode(X), resolve_device(self.device),
+                                           self.precision))
 
     def decision_function(self, X):
         """Class logits: (n_texts,) for two classes (positive minus negative), else (n_texts, n_classes)."""

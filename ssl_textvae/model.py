@@ -17,8 +17,14 @@ from torch.nn import functional as F
 from .adaptive_softmax import SOFTMAXES, adaptive_cutoffs, adaptive_log_probs, adaptive_nll
 from .tokenization import PAD_ID
 
-__all__ = ["SOFTMAXES", "Decoder", "Dropout", "Encoder", "MeanBatchNorm", "TextVAE", "adaptive_cutoffs",
+__all__ = ["MAX_CHUNK_LOGITS", "SOFTMAXES", "ChunkedSoftmaxNLL", "Decoder", "Dropout", "Encoder", "MeanBatchNorm", "TextVAE", "adaptive_cutoffs",
            "gaussian_kl", "gaussian_log_density", "sample_gaussian"]
+
+
+# At most this many logits (tokens x vocabulary) of the full softmax exist at once:
+# 2^24 is 64 MiB in fp32. Longer batches are scored in chunks of tokens (see
+# Decoder.max_chunk_logits), so memory no longer grows with vocabulary x text length.
+MAX_CHUNK_LOGITS = 2**24
 
 
 class Dropout(nn.Dropout):
@@ -79,17 +85,97 @@ class MeanBatchNorm(nn.Module):
         return self.norm(mean.float())
 
 
+class ChunkedSoftmaxNLL(torch.autograd.Function):
+    """Per-token negative log-likelihood under the full softmax, ``rows`` tokens at a
+    time, with the gradients computed chunk by chunk in the forward pass: the
+    (tokens, vocab) logits never exist whole, and nothing is recomputed.
+
+    ``F.cross_entropy(F.linear(hidden, weight, bias).float(), targets, reduction="none")``
+    in value (bit for bit: the same operations per row). For each chunk the forward
+    pass also forms ``softmax - onehot`` and from it the chunk's share of the
+    gradients with respect to ``hidden`` (rows, hidden) and, summed over chunks in
+    fp32, ``weight`` (vocab, hidden) and ``bias``, for an upstream gradient of 1 per
+    token. The backward pass scales them by the upstream gradient: exactly right
+    for ``hidden`` whatever that gradient is; for ``weight`` and ``bias`` when it is
+    the same for every token, as in the ELBO (the mean over texts of summed token
+    losses); otherwise the chunks are recomputed with each token's weight.
+    Under autocast the products run in its dtype as ``nn.Linear``'s would.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, rows):
+        # hidden: (tokens, hidden); weight: (vocab, hidden); bias: (vocab,); targets: (tokens,)
+        nll = torch.empty(hidden.size(0), dtype=torch.float32, device=hidden.device)
+        grad_hidden, grad_weight, grad_bias = None, None, None
+        for start in range(0, hidden.size(0), rows):
+            chunk = slice(start, start + rows)
+            logits = F.linear(hidden[chunk], weight, bias)                   # (rows, vocab), autocast dtype
+            log_probs = F.log_softmax(logits.float(), dim=-1)                # (rows, vocab) fp32
+            picked = targets[chunk].unsqueeze(1)                             # (rows, 1)
+            nll[chunk] = -log_probs.gather(1, picked).squeeze(1)
+            scores = log_probs.exp_().scatter_add_(1, picked, torch.full_like(picked, -1.0, dtype=torch.float32))
+            scores = scores.to(logits.dtype)                                 # softmax - onehot, (rows, vocab)
+            hidden_chunk = hidden[chunk].to(logits.dtype)
+            part = scores @ weight.to(logits.dtype)                         # (rows, hidden)
+            if grad_hidden is None:
+                grad_hidden = torch.empty(hidden.shape, dtype=part.dtype, device=hidden.device)
+                grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+                grad_bias = torch.zeros(weight.size(0), dtype=torch.float32, device=weight.device)
+            grad_hidden[chunk] = part
+            grad_weight += scores.t() @ hidden_chunk                         # (vocab, hidden)
+            grad_bias += scores.sum(0, dtype=torch.float32)
+        ctx.rows = rows
+        ctx.save_for_backward(hidden, weight, bias, targets, grad_hidden, grad_weight, grad_bias)
+        return nll
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_nll):
+        # grad_nll: (tokens,)
+        hidden, weight, bias, targets, grad_hidden, grad_weight, grad_bias = ctx.saved_tensors
+        scale = grad_nll.unsqueeze(1)                                        # (tokens, 1)
+        d_hidden = (grad_hidden * scale).to(hidden.dtype) if ctx.needs_input_grad[0] else None
+        uniform = bool((grad_nll == grad_nll[0]).all()) if grad_nll.numel() else True
+        if uniform:
+            g = grad_nll[0] if grad_nll.numel() else 0.0
+            d_weight = (grad_weight * g).to(weight.dtype)
+            d_bias = (grad_bias * g).to(bias.dtype)
+        else:   # each token its own weight: rebuild the chunks' softmax - onehot
+            d_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+            d_bias = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device)
+            for start in range(0, hidden.size(0), ctx.rows):
+                chunk = slice(start, start + ctx.rows)
+                logits = F.linear(hidden[chunk].to(grad_hidden.dtype), weight.to(grad_hidden.dtype),
+                                  bias.to(grad_hidden.dtype))
+                scores = F.softmax(logits.float(), dim=-1)
+                scores.scatter_add_(1, targets[chunk].unsqueeze(1),
+                                    torch.full((scores.size(0), 1), -1.0, device=scores.device))
+                scores = (scores * grad_nll[chunk].unsqueeze(1)).to(grad_hidden.dtype)
+                d_weight += scores.t() @ hidden[chunk].to(grad_hidden.dtype)
+                d_bias += scores.sum(0, dtype=torch.float32)
+            d_weight, d_bias = d_weight.to(weight.dtype), d_bias.to(bias.dtype)
+        return d_hidden, d_weight, d_bias, None, None
+
+
 class Decoder(nn.Module):
     """LSTM language model conditioned on z; ``softmax="adaptive"`` replaces the full
     output layer by ``nn.AdaptiveLogSoftmaxWithLoss`` (Grave et al., 2017; cutoffs
     from :func:`adaptive_cutoffs`): still a normalized distribution over the whole
-    vocabulary, at a fraction of the cost, but another model than the paper's."""
+    vocabulary, at a fraction of the cost, but another model than the paper's.
+
+    The full softmax's loss materializes at most ``max_chunk_logits`` logits at a
+    time (default :data:`MAX_CHUNK_LOGITS`, 2^24): a batch with more tokens x
+    vocabulary is scored in chunks of tokens (:class:`ChunkedSoftmaxNLL`, which forms
+    each chunk's gradients in the forward pass), with the same losses and gradients.
+    Batches under the bound (on short Yelp, every training and validation batch)
+    take the single-matrix path, unchanged."""
 
     def __init__(self, vocab_size, embed_dim, hidden_dim, latent_dim, dropout_in, dropout_out,
-                 softmax="full"):
+                 softmax="full", max_chunk_logits=None):
         super().__init__()
         if softmax not in SOFTMAXES:
             raise ValueError(f"softmax must be one of {SOFTMAXES}, got {softmax!r}.")
+        self.max_chunk_logits = MAX_CHUNK_LOGITS if max_chunk_logits is None else int(max_chunk_logits)
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
         self.dropout_in = Dropout(dropout_in)
         self.latent_to_state = nn.Linear(latent_dim, hidden_dim)
@@ -114,6 +200,16 @@ class Decoder(nn.Module):
         # hidden: (tokens, hidden), targets: (tokens,) -> (tokens,) in fp32
         if self.adaptive:
             return adaptive_nll(self.output, hidden, targets)
+        rows = max(1, self.max_chunk_logits // self.output.out_features)   # tokens per chunk
+        if hidden.size(0) <= rows:
+            return self._full_softmax_nll(hidden, targets)
+        if torch.is_grad_enabled() and (hidden.requires_grad or self.output.weight.requires_grad):
+            return ChunkedSoftmaxNLL.apply(hidden, self.output.weight, self.output.bias, targets, rows)
+        return torch.cat([self._full_softmax_nll(hidden_chunk, target_chunk) for hidden_chunk, target_chunk
+                          in zip(hidden.split(rows), targets.split(rows))])
+
+    def _full_softmax_nll(self, hidden, targets):
+        # hidden: (rows, hidden), targets: (rows,) -> (rows,); logits (rows, vocab) in fp32
         return F.cross_entropy(self.output(hidden).float(), targets, reduction="none")
 
     def hidden_states(self, inputs, z, state=None):
@@ -161,16 +257,21 @@ class TextVAE(nn.Module):
         Batch-norm epsilon (see :class:`MeanBatchNorm`).
     softmax : {"full", "adaptive"}
         The decoder's output distribution (see :class:`Decoder`).
+    max_chunk_logits : int or None
+        At most this many logits (tokens x vocabulary) of the full softmax at once;
+        None is :data:`MAX_CHUNK_LOGITS` (see :class:`Decoder`). Not a weight: a
+        module rebuilt from its weights gets the default, and setting
+        ``module.decoder.max_chunk_logits`` changes it.
     """
 
     def __init__(self, vocab_size, embed_dim=128, hidden_dim=512, latent_dim=32, gamma=0.7,
-                 dropout_in=0.5, dropout_out=0.5, bn_eps=1e-12, softmax="full"):
+                 dropout_in=0.5, dropout_out=0.5, bn_eps=1e-12, softmax="full", max_chunk_logits=None):
         super().__init__()
         self.latent_dim = latent_dim
         self.encoder = Encoder(vocab_size, embed_dim, hidden_dim, latent_dim)
         self.mean_norm = MeanBatchNorm(latent_dim, gamma, bn_eps) if gamma else nn.Identity()
         self.decoder = Decoder(vocab_size, embed_dim, hidden_dim, latent_dim, dropout_in, dropout_out,
-                               softmax)
+                               softmax, max_chunk_logits)
         self.reset_parameters()
 
     def reset_parameters(self):

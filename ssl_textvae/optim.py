@@ -17,6 +17,8 @@ gradient is rounded to bf16 before the clipping coefficient is computed.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -100,6 +102,8 @@ class ClippedSGD:
             return 1.0
         norms = torch.stack([torch.linalg.vector_norm(_values(grad)).float() for grad in grads])
         total = float(torch.linalg.vector_norm(norms))
+        if not math.isfinite(total):   # the update would make every weight NaN
+            raise FloatingPointError(f"the gradient norm became {total:g}")
         return min(1.0, self.max_norm / (total + 1e-6))
 
 

@@ -6,9 +6,23 @@ import contextlib
 import ctypes
 import os
 
+import numpy as np
 import torch
 
 PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def check_finite_means(means: np.ndarray) -> np.ndarray:
+    """``means`` (n_texts, latent_dim) if every value is finite; else a ``ValueError``
+    counting the texts affected, never NaN passed on to a head."""
+    finite = np.isfinite(means).all(axis=1)
+    if not finite.all():
+        rows = np.flatnonzero(~finite)
+        raise ValueError(f"The encoder gave non-finite (NaN or infinite) means for {len(rows)} of "
+                         f"{len(means)} texts (first at row {rows[0]}): the model's weights are not "
+                         "finite or overflow on this input. Retrain it with a smaller lr, or encode "
+                         "with precision='fp32'.")
+    return means
 
 
 def resolve_device(device) -> torch.device:

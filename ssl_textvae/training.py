@@ -10,41 +10,25 @@ import copy
 import math
 import os
 import time
-import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .checkpoints import CHECKPOINT_NAME, data_fingerprint, load_checkpoint, save_checkpoint
 from .data import EncodedCorpus, bucket_batches, collate, n_batches
+from .diagnostics import check_pre_bn_variance, diverged_error
 from .inference import batches, eval_mode
 from .metrics import evaluate_elbo, evaluate_reconstruction_at_mean
 from .optim import ClippedSGD
 from .runtime import autocast_context, flush_denormals, resolve_precision
+from .threads import AdaptiveThreads
 
-CHECKPOINT_NAME = "checkpoint.pt"
 OPTIMIZERS = ("sgd", "adam")
 OBJECTIVES = ("vae", "autoencoder")
 KL_SCHEDULES = ("constant", "linear", "cyclical")
-
-
-class KLCollapseWarning(UserWarning):
-    """The pre-batch-norm variance of the posterior means fell near batch norm's eps,
-    where BN-VAE's lower bound on the KL no longer holds.
-
-    See Also
-    --------
-    BNVAE : its ``bn_eps`` and ``optimizer`` parameters (the default SGD keeps the bound).
-
-    Examples
-    --------
-    >>> import warnings
-    >>> from ssl_textvae import KLCollapseWarning
-    >>> warnings.simplefilter("error", KLCollapseWarning)   # make a collapse stop training
-    >>> warnings.resetwarnings()
-    """
 
 
 @dataclass
@@ -67,6 +51,10 @@ class TrainingConfig:
     kl_cycles: int = 4
     kl_cycle_ratio: float = 0.5
     free_bits: float = 0.0
+    # Intra-op CPU threads: None adapts to the CPUs other processes leave free (see
+    # ssl_textvae.threads; SSL_TEXTVAE_NUM_THREADS fixes it). A setting of the machine,
+    # not of the run: a checkpoint does not compare it.
+    n_threads: Optional[int] = None
 
 
 class KLSchedule:
@@ -171,11 +159,13 @@ def pretrain(module, train: EncodedCorpus, valid: EncodedCorpus, config: Trainin
     checkpoint = os.path.join(checkpoint_dir, CHECKPOINT_NAME) if checkpoint_dir else None
     if checkpoint_dir:
         os.makedirs(checkpoint_dir, exist_ok=True)
+        state["data"] = data_fingerprint(train, valid)
     if checkpoint and os.path.exists(checkpoint):
-        state = _load_checkpoint(checkpoint, module, optimizer, config)
+        state = load_checkpoint(checkpoint, module, optimizer, config, state["data"])
 
     devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), flush_denormals():
+    with AdaptiveThreads(config.n_threads, adapt=device.type == "cpu") as threads, \
+            torch.random.fork_rng(devices=devices), flush_denormals():
         if state["torch_rng"] is None:
             torch.manual_seed(config.seed)
         else:
@@ -184,7 +174,7 @@ def pretrain(module, train: EncodedCorpus, valid: EncodedCorpus, config: Trainin
         rng.bit_generator.state = state["rng"]
         while state["epoch"] < config.max_epochs and state["halvings"] <= config.max_lr_halvings:
             record = train_epoch(module, optimizer, train, config, device, rng, state["epoch"],
-                                  schedule, state)
+                                 schedule, state, threads)
             recalibrate_batch_norm(module, train, device, config.batch_size * 8, rng)
             record.update({f"valid_{k}": v for k, v in
                            evaluate_elbo(module, valid, device, config.batch_size * 4,
@@ -194,7 +184,13 @@ def pretrain(module, train: EncodedCorpus, valid: EncodedCorpus, config: Trainin
                 # z = mu (as Li et al. 2019 do); the ELBO of its untrained variance means little.
                 record["valid_objective"] = evaluate_reconstruction_at_mean(
                     module, valid, device, config.batch_size * 4, config.precision)
-            _check_pre_bn_variance(module, record)
+            if not all(math.isfinite(record[key]) for key in ("valid_loss", "valid_objective")
+                       if key in record):
+                value = record.get("valid_objective", record["valid_loss"])
+                raise diverged_error(f"the validation loss became {value:g} (the training loss "
+                                     "was finite)", state["epoch"], state["step"],
+                                     None, None, optimizer, config)
+            check_pre_bn_variance(module, record)
             _step_plateau(module, optimizer, state, record, config.lr_patience)
             state["history"].append({k: v if isinstance(v, int) else float(v) for k, v in record.items()})
             state["epoch"] += 1
@@ -202,7 +198,7 @@ def pretrain(module, train: EncodedCorpus, valid: EncodedCorpus, config: Trainin
             if config.verbose:
                 tqdm.write(_format_record(record))
             if checkpoint:
-                _save_checkpoint(checkpoint, module, optimizer, config, state)
+                save_checkpoint(checkpoint, module, optimizer, config, state)
             if epoch_callback is not None:
                 epoch_callback(dict(state["history"][-1]))
         if state["best_weights"] is not None:
@@ -235,21 +231,26 @@ def recalibrate_batch_norm(module, corpus, device, batch_size, rng, max_texts=50
         norm.running_var.copy_(means.var(0))
 
 
-def train_epoch(module, optimizer, corpus, config, device, rng, epoch, schedule=None, state=None):
+def train_epoch(module, optimizer, corpus, config, device, rng, epoch, schedule=None, state=None,
+                threads=None):
     """One pretraining epoch over ``corpus`` in length-bucketed batches drawn with ``rng``;
     returns its history record (train loss, reconstruction, KL, KL weight, lr, seconds,
-    tokens per second). ``schedule`` and ``state`` carry the KL weight across epochs."""
+    tokens per second). ``schedule`` and ``state`` carry the KL weight across epochs;
+    ``threads`` (an ``AdaptiveThreads``), when given, adjusts the thread count as it goes."""
     schedule = schedule or KLSchedule.from_config(config, 1)
     state = state if state is not None else {"step": 0}
     weights = []
     module.train()
     batches = bucket_batches(corpus.lengths, config.batch_size, shuffle=True, rng=rng)
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # summed on the device: no sync per step
-    start, n_texts = time.perf_counter(), 0
+    start, n_texts, thread_steps = time.perf_counter(), 0, 0
     progress = tqdm(batches, desc=f"epoch {epoch + 1}/{config.max_epochs}", leave=False,
                     disable=not config.verbose, unit="batch")
+    # On a CPU the finiteness check of each step's loss costs microseconds; on CUDA it
+    # would wait for the device at every step, so there it runs every 64 steps.
+    check_every = 1 if device.type == "cpu" else 64
     with _update_step(module, optimizer, config, device) as update:
-        for indices in progress:
+        for batch_index, indices in enumerate(progress):
             tokens, lengths = (t.to(device, non_blocking=True) for t in collate(corpus, indices))
             with autocast_context(device, config.precision):
                 terms = objective_terms(module, tokens, lengths, config.objective)
@@ -257,19 +258,33 @@ def train_epoch(module, optimizer, corpus, config, device, rng, epoch, schedule=
             state["step"] += 1
             weights.append(weight)
             loss = (terms["reconstruction"] + weight * kl_penalty(terms["kl_per_dim"], config.free_bits)).mean()
+            if batch_index % check_every == 0 and not bool(torch.isfinite(loss.detach())):
+                raise diverged_error(f"the training loss became {float(loss.detach()):g}", epoch,
+                                     state["step"], batch_index, len(batches), optimizer, config)
             update.zero_grad()
             loss.backward()
-            update.step()
+            try:
+                update.step()
+            except FloatingPointError as error:
+                raise diverged_error(str(error), epoch, state["step"], batch_index, len(batches),
+                                     optimizer, config) from None
+            thread_steps += torch.get_num_threads()
+            if threads is not None:
+                threads.step()
             size = len(indices)
             totals += size * torch.stack([loss.detach(), terms["reconstruction"].detach().mean(),
                                           terms["kl"].detach().mean()]).double()
             n_texts += size
     seconds = time.perf_counter() - start
     loss, reconstruction, kl = totals.cpu().numpy().astype(float) / max(n_texts, 1)
+    if not math.isfinite(loss):   # on CUDA, a step between the checks
+        raise diverged_error(f"the mean training loss became {loss:g}", epoch, state["step"],
+                             None, len(batches), optimizer, config)
     return {"epoch": epoch + 1, "train_loss": loss, "train_reconstruction": reconstruction,
             "train_kl": kl, "kl_weight": float(np.mean(weights)) if weights else schedule(state["step"]),
             "lr": optimizer.param_groups[0]["lr"], "seconds": seconds,
-            "tokens_per_second": corpus.n_tokens() / seconds}
+            "tokens_per_second": corpus.n_tokens() / seconds,
+            "mean_threads": thread_steps / len(batches) if batches else float(torch.get_num_threads())}
 
 
 def _update_step(module, optimizer, config, device):
@@ -292,21 +307,10 @@ class _TorchStep(contextlib.nullcontext):
 
     def step(self):
         if self.max_norm:
-            torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.max_norm)
+            norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.max_norm)
+            if not bool(torch.isfinite(norm)):
+                raise FloatingPointError(f"the gradient norm became {float(norm):g}")
         self.optimizer.step()
-
-
-def _check_pre_bn_variance(module, record):
-    norm = getattr(getattr(module, "mean_norm", None), "norm", None)
-    if norm is None:
-        return
-    smallest = float(norm.running_var.min())
-    record["pre_bn_var_min"] = smallest
-    if smallest < 100 * norm.eps:
-        warnings.warn(f"The pre-batch-norm variance of a posterior mean fell to {smallest:.2e}, near "
-                      f"batch norm's eps ({norm.eps:.0e}); BN-VAE's KL bound may no longer hold. "
-                      "Use the default optimizer ('sgd') or a smaller learning rate.",
-                      KLCollapseWarning, stacklevel=3)
 
 
 def _step_plateau(module, optimizer, state, record, patience):
@@ -331,57 +335,3 @@ def _format_record(record):
     keys = ("train_loss", "valid_loss", "valid_reconstruction", "valid_kl", "valid_active_units")
     shown = ", ".join(f"{k} {record[k]:.3f}" for k in keys if k in record)
     return f"epoch {record['epoch']}: {shown}, lr {record['lr']:.3g}, {record['seconds']:.0f}s"
-
-
-def _save_checkpoint(path, module, optimizer, config, state):
-    payload = {"module": module.state_dict(), "optimizer": optimizer.state_dict(),
-               "config": asdict(config), **{k: v for k, v in state.items() if k != "rng"},
-               "rng": _rng_to_tensor(state["rng"]),
-               "best_loss": float(state["best_loss"])}  # a numpy float fails weights_only loading
-    tmp = path + ".tmp"
-    torch.save(payload, tmp)
-    os.replace(tmp, path)  # never leave a half-written checkpoint behind
-
-
-def _load_checkpoint(path, module, optimizer, config):
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    saved = dict(payload["config"])
-    current = asdict(config)
-    for key in ("verbose", "max_epochs"):
-        saved.pop(key), current.pop(key)
-    if saved != current:
-        raise ValueError(f"The checkpoint in {os.path.dirname(path)!r} was written with another "
-                         f"training configuration ({saved}); expected {current}. Use another "
-                         "checkpoint_dir or delete the checkpoint.")
-    _check_same_module(path, module, payload["module"])
-    module.load_state_dict(payload["module"])
-    optimizer.load_state_dict(payload["optimizer"])
-    state = {k: payload[k] for k in ("epoch", "history", "best_loss", "bad_epochs", "halvings",
-                                     "best_weights", "torch_rng")}
-    state["step"] = int(payload.get("step", 0))
-    state["rng"] = _tensor_to_rng(payload["rng"])
-    return state
-
-
-def _check_same_module(path, module, saved):
-    """Refuse weights of another architecture or another fixed batch-norm scale (gamma)."""
-    current = module.state_dict()
-    same = set(saved) == set(current) and all(saved[k].shape == current[k].shape for k in current)
-    same = same and all(torch.equal(saved[name].cpu(), parameter.detach().cpu())
-                        for name, parameter in module.named_parameters() if not parameter.requires_grad)
-    if not same:
-        raise ValueError(f"The checkpoint in {os.path.dirname(path)!r} was written for another model "
-                         "(other sizes, vocabulary or gamma). Use another checkpoint_dir or delete "
-                         "the checkpoint.")
-
-
-def _rng_to_tensor(rng_state):
-    # numpy's PCG64 state holds 128-bit ints, which weights_only loading cannot read back as ints
-    inner = rng_state["state"]
-    return {"state": str(inner["state"]), "inc": str(inner["inc"]),
-            "has_uint32": rng_state["has_uint32"], "uinteger": rng_state["uinteger"]}
-
-
-def _tensor_to_rng(saved):
-    return {"bit_generator": "PCG64", "state": {"state": int(saved["state"]), "inc": int(saved["inc"])},
-            "has_uint32": saved["has_uint32"], "uinteger": saved["uinteger"]}

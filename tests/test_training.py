@@ -36,7 +36,7 @@ def losses(history):
 def test_history_has_one_record_per_epoch(three_epochs):
     history = three_epochs.history_
     assert [record["epoch"] for record in history] == [1, 2, 3]
-    expected = set(LOSS_KEYS) | {"epoch", "seconds", "tokens_per_second", "pre_bn_var_min",
+    expected = set(LOSS_KEYS) | {"epoch", "seconds", "tokens_per_second", "pre_bn_var_min", "mean_threads",
                                  "kl_weight"}
     for record in history:
         assert set(record) == expected

@@ -84,9 +84,19 @@ def test_evaluate_then_combine_gives_the_table3_json(table3, data_dir, pretraine
     yelp_table3, _ = table3
     seeds = tmp_path / "seeds"
     common = ["--data-dir", str(data_dir), "--budgets", "20", "60"]
+    model = str(pretrained / "seed0" / "epoch002")
     for seed in (0, 1):
-        yelp_table3.main(["evaluate", *common, "--seed", str(seed), "--model",
-                          str(pretrained / "seed0" / "epoch002"), "--out", str(seeds / f"seed{seed}.json")])
+        yelp_table3.main(["evaluate", *common, "--seed", str(seed), "--model", model,
+                          "--out", str(seeds / f"seed{seed}.json")])
+    # Budgets run separately on the same model join one record; another model replaces it.
+    yelp_table3.main(["evaluate", "--data-dir", str(data_dir), "--budgets", "20", "--seed", "2", "--model",
+                      str(pretrained / "seed0" / "epoch001"), "--out", str(seeds / "seed2.json")])
+    yelp_table3.main(["evaluate", "--data-dir", str(data_dir), "--budgets", "60", "--seed", "2", "--model",
+                      str(pretrained / "seed0" / "epoch001"), "--protocols", "paper", "--out", str(seeds / "seed2.json")])
+    seed2 = json.loads((seeds / "seed2.json").read_text())
+    assert set(seed2["rows"]["paper/bnvae_fine_tuned"]) == {"20", "60"}
+    assert set(seed2["rows"]["few-label/bnvae_fine_tuned"]) == {"20"} and len(seed2["commands"]) == 2
+    (seeds / "seed2.json").unlink()
     yelp_table3.main(["combine", "--seed-dir", str(seeds), "--out-prefix", str(tmp_path / "table3")])
     table = json.loads((tmp_path / "table3.json").read_text())
     assert set(table["protocol"]) == {"paper", "few-label"}
@@ -102,7 +112,7 @@ def test_evaluate_then_combine_gives_the_table3_json(table3, data_dir, pretraine
     assert "20" in table["rows"]["few-label/bnvae_self_training"]
     assert "60" not in table["rows"]["few-label/bnvae_self_training"]   # SINGLE_MODEL_FROM
     assert [s["seed"] for s in table["seeds"]] == [0, 1]
-    assert "--seed 1" in table["seeds"][1]["command"]
+    assert "--seed 1" in table["seeds"][1]["commands"][0]
     markdown = (tmp_path / "table3.md").read_text()
     assert "| paper/bnvae_fine_tuned |" in markdown
     assert "BN-VAE (paper)" not in markdown   # the paper's row only beside its own budgets

@@ -24,7 +24,11 @@ Storage: None keeps the study in memory; an RDB URL (``sqlite:///study.db``,
 ``postgresql+psycopg2://user@host/db``) keeps it in a database that resumes where
 it stopped and that several processes or machines can work on at once. RDB
 studies run a heartbeat: a trial whose worker was killed is marked failed when a
-worker next starts a trial, and its parameters are tried again.
+worker next starts a trial, and its parameters are tried again. A rerun on the
+same host fails the trials of its dead worker processes at once, without waiting
+for the heartbeat's grace period, and a resumed study's sampler is seeded from
+the number of trials it holds, so it never replays the parameters of its first
+trials.
 
 Optuna is an optional dependency (``pip install 'ssl_textvae[tuning]'``) and is
 imported only when a function of this module needs it.

@@ -8,7 +8,6 @@ import hashlib
 import json
 import numbers
 import os
-import socket
 
 import numpy as np
 from sklearn.base import clone
@@ -18,6 +17,7 @@ from sklearn.utils import check_random_state
 
 from .._vae_params import VAE_CONSTRAINTS
 from ..bnvae import BNVAE
+from .resume import worker_id
 from ..inputs import ConcatTexts, check_classes, check_labels, check_texts, iterate_texts
 from ._optuna import import_optuna
 from .storage import save_atomically
@@ -223,6 +223,8 @@ class TuningObjective:
 
     def __call__(self, trial):
         optuna = import_optuna()
+        # First thing: a rerun on this host fails the trial at once if this process dies.
+        trial.set_user_attr("worker", worker_id())
         params = {name: _suggest(trial, name, dist) for name, dist in self.search_space.items()}
         all_params = {**self.fixed_params, **params}
         vae_params = {**self._vae_fixed, "random_state": self.seed, **_vae_kwargs(params)}
@@ -240,7 +242,6 @@ class TuningObjective:
         vae, key = self.pretrained_vae(vae_params, epoch_callback=report)
         scores = self.cv_accuracy(vae, head)
         trial.set_user_attr("vae_key", key)
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr("cv_accuracy_std", float(scores.std()))
         if getattr(vae, "history_", None):
             trial.set_user_attr("valid_loss", float(vae.history_[-1]["valid_loss"]))

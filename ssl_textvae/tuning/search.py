@@ -15,6 +15,7 @@ from ..bnvae import BNVAE
 from ..classifier import BNVAEClassifier
 from ._optuna import import_optuna
 from .objective import HEAD_PREFIX, TuningObjective, _derive_seed
+from .resume import fail_trials_of_dead_workers, resumed_sampler_seed
 from .storage import make_storage
 
 
@@ -31,9 +32,12 @@ def tune(texts, y, n_trials=None, timeout=None, storage=None, study_name=None, s
     y : array-like of shape (n_texts,)
         Labels; -1 (or "-1") marks unlabeled texts, which are used for pretraining only.
     n_trials : int or None, default=None
-        Number of finished (complete or pruned) trials the study should hold; a
-        resumed study runs only the rest. Several workers may overshoot by one
-        trial each.
+        Number of finished (complete or pruned) trials the study should hold in
+        total, not the number of new trials: ``tune(n_trials=3)`` then
+        ``tune(n_trials=6)`` on the same storage runs 3 new trials, with other
+        parameters than the first 3 (the sampler's seed is drawn from
+        ``random_state`` and the number of trials already in the study). Failed
+        trials do not count. Several workers may overshoot by one trial each.
     timeout : float or None, default=None
         Stop starting trials after this many seconds. At least one of
         ``n_trials`` and ``timeout`` is required.
@@ -69,7 +73,9 @@ def tune(texts, y, n_trials=None, timeout=None, storage=None, study_name=None, s
         n_warmup_steps=1)`` on the accuracy reported after each epoch.
     heartbeat_interval : int, default=30
         Seconds between heartbeats of a running trial in an RDB storage; a trial
-        silent for twice as long is marked failed (and retried once).
+        silent for twice as long is marked failed (and retried once). A trial whose
+        worker ran on this host and no longer exists (killed) is marked failed
+        (and retried) as soon as ``tune`` starts, without waiting.
     max_failures : int, default=3
         This call stops after that many of its trials failed (the errors are logged).
     verbose : int, default=1
@@ -109,6 +115,11 @@ def tune(texts, y, n_trials=None, timeout=None, storage=None, study_name=None, s
     if "fixed_params" not in study.user_attrs:
         study.set_user_attr("fixed_params", json.loads(json.dumps(objective.fixed_params,
                                                                   default=repr)))
+    if sampler is None:   # a resumed study must not replay its first trials' parameters
+        study.sampler = optuna.samplers.TPESampler(seed=resumed_sampler_seed(seed, len(study.trials)))
+    dead = fail_trials_of_dead_workers(study) if isinstance(storage, optuna.storages.RDBStorage) else []
+    if dead and verbose:
+        tqdm.write(f"Marked trials {dead} failed: their worker process on this host is gone.")
 
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     n_done = len(study.get_trials(deepcopy=False, states=finished))

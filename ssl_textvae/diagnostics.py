@@ -1,0 +1,78 @@
+"""What can go wrong while pretraining, and how it is reported: the posterior means'
+pre-batch-norm variance slipping under batch norm's eps (BN-VAE's KL bound then fails)
+and a loss or gradient that is no longer finite."""
+
+from __future__ import annotations
+
+import warnings
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The training (or validation) loss or the gradient norm became NaN or infinite:
+    the run diverged. Raised before the update of the offending step, so the weights
+    hold the last finite state; the message names the epoch and step and what to change.
+
+    See Also
+    --------
+    BNVAE : its ``lr``, ``clip_grad_norm`` and ``gamma``, the usual causes.
+
+    Examples
+    --------
+    >>> from ssl_textvae import BNVAE, TrainingDivergedError
+    >>> texts = ["good food", "bad service", "great place", "awful staff"] * 10
+    >>> try:
+    ...     BNVAE(lr=1e9, max_epochs=1, embed_dim=8, hidden_dim=8, latent_dim=2, batch_size=8,
+    ...           verbose=0).fit(texts)
+    ... except TrainingDivergedError as error:
+    ...     print("diverged")
+    diverged
+    """
+
+
+class KLCollapseWarning(UserWarning):
+    """The pre-batch-norm variance of the posterior means fell near batch norm's eps,
+    where BN-VAE's lower bound on the KL no longer holds.
+
+    See Also
+    --------
+    BNVAE : its ``bn_eps`` and ``optimizer`` parameters (the default SGD keeps the bound).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from ssl_textvae import KLCollapseWarning
+    >>> warnings.simplefilter("error", KLCollapseWarning)   # make a collapse stop training
+    >>> warnings.resetwarnings()
+    """
+
+
+def check_pre_bn_variance(module, record):
+    norm = getattr(getattr(module, "mean_norm", None), "norm", None)
+    if norm is None:
+        return
+    smallest = float(norm.running_var.min())
+    record["pre_bn_var_min"] = smallest
+    if smallest < 100 * norm.eps:
+        warnings.warn(f"The pre-batch-norm variance of a posterior mean fell to {smallest:.2e}, near "
+                      f"batch norm's eps ({norm.eps:.0e}); BN-VAE's KL bound may no longer hold. "
+                      "Use the default optimizer ('sgd') or a smaller learning rate.",
+                      KLCollapseWarning, stacklevel=3)
+
+
+def diverged_error(what, epoch, step, batch_index, n_batches, optimizer, config):
+    """A :class:`TrainingDivergedError` saying where (epoch, optimizer step) and what to do."""
+    where = f"epoch {epoch + 1}"
+    if batch_index is not None:
+        where += f", batch {batch_index + 1} of {n_batches} (optimizer step {step})"
+    elif n_batches is not None:
+        where += f" (after optimizer step {step})"
+    lr = optimizer.param_groups[0]["lr"]
+    clipping = (f"clip_grad_norm is {config.clip_grad_norm:g}" if config.clip_grad_norm
+                else "gradient clipping is off: set clip_grad_norm (5.0 by default)")
+    return TrainingDivergedError(
+        f"Pretraining diverged: {what} in {where}. The learning rate is {lr:g} and {clipping}. "
+        f"Use a smaller lr (the paper's SGD uses 1.0, Adam about 1e-3), keep gradient clipping "
+        f"on, or train with precision='fp32'. "
+        + ("The weights were not updated with this step; a " if batch_index is not None else "A ")
+        + "checkpoint_dir still holds the last finished epoch, but resuming it repeats the same "
+        "settings: delete the checkpoint to restart with other ones.")
