@@ -399,14 +399,19 @@ def run_quick(args, command):
     print(f"Quick run: {combined['seconds']['total'] / 60:.1f} min ({pretraining / 60:.1f} pretraining).")
 
 
+def add_data_arguments(parser, budgets):
+    # Per subcommand, not a shared parent parser: argparse shares a parent's actions, so one
+    # subcommand's default budgets would become every subcommand's.
+    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    parser.add_argument("--budgets", type=int, nargs="+", default=list(budgets),
+                        help="labeled subset sizes (default: %(default)s)")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
-    common.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS))
     commands = parser.add_subparsers(dest="command", required=True)
-    evaluate = commands.add_parser("evaluate", parents=[common],
-                                   help="one seed's pretrained BN-VAE -> seed<S>.json")
+    evaluate = commands.add_parser("evaluate", help="one seed's pretrained BN-VAE -> seed<S>.json")
+    add_data_arguments(evaluate, BUDGETS)
     evaluate.add_argument("--seed", type=int, required=True)
     evaluate.add_argument("--model", required=True, help="a BNVAE directory (a yelp_pretrain.py snapshot)")
     evaluate.add_argument("--protocols", nargs="+", choices=tuple(PROTOCOLS), default=list(PROTOCOLS))
@@ -415,16 +420,14 @@ def build_parser():
     combine_parser = commands.add_parser("combine", help="seed*.json -> yelp_table3.{json,md,png}")
     combine_parser.add_argument("--seed-dir", default=str(SEED_RESULTS))
     combine_parser.add_argument("--out-prefix", default=str(FIGURES / "yelp_table3"))
-    curve = commands.add_parser("curve", parents=[common],
-                                help="validation accuracy against pretraining epochs")
-    curve.set_defaults(budgets=[100, 1000])
+    curve = commands.add_parser("curve", help="validation accuracy against pretraining epochs")
+    add_data_arguments(curve, [100, 1000])
     curve.add_argument("--seed", type=int, required=True)
     curve.add_argument("--epochs", type=int, nargs="+", required=True)
     curve.add_argument("--run-dir", default=str(Path.home() / "runs" / "yelp_table3"))
     curve.add_argument("--out", default=None)
-    quick = commands.add_parser("quick", parents=[common],
-                                help="small-budget pretraining and the few-label rows")
-    quick.set_defaults(budgets=QUICK["budgets"])
+    quick = commands.add_parser("quick", help="small-budget pretraining and the few-label rows")
+    add_data_arguments(quick, QUICK["budgets"])
     quick.add_argument("--device", default="auto")
     quick.add_argument("--verbose", type=int, default=1)
     quick.add_argument("--out-prefix", default=None, help="default: recipes/figures/yelp_quick")

@@ -142,3 +142,11 @@ def test_quick_run_writes_the_few_label_table(table3, data_dir, tmp_path):
     assert quick["protocol"]["few-label"]["pretraining"]["softmax"] == "adaptive"
     assert not any(row.startswith("paper/") for row in quick["rows"])
     assert quick["seconds"]["total"] >= quick["seconds"]["pretraining"] > 0
+
+
+def test_each_subcommand_keeps_its_own_default_budgets(table3):
+    yelp_table3, _ = table3
+    parser = yelp_table3.build_parser()
+    assert parser.parse_args(["evaluate", "--seed", "0", "--model", "m"]).budgets == [100, 500, 1000, 2000, 10000]
+    assert parser.parse_args(["curve", "--seed", "0", "--epochs", "1"]).budgets == [100, 1000]
+    assert parser.parse_args(["quick"]).budgets == [100, 500, 1000]
