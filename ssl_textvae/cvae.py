@@ -47,20 +47,19 @@ def total_kl(mean_q, logvar_q, mean_p, logvar_p):
 
 
 class UtteranceEncoder(nn.Module):
-    """Bidirectional GRU over ``<s> w_1..w_n </s>``; the two last states, concatenated."""
+    """Bidirectional GRU over the embedded ``<s> w_1..w_n </s>``; the two last states,
+    concatenated. (The embeddings are the model's, shared with the decoder.)"""
 
-    def __init__(self, embedding, hidden_dim):
+    def __init__(self, embed_dim, hidden_dim):
         super().__init__()
-        self.embedding = embedding
-        self.gru = nn.GRU(embedding.embedding_dim, hidden_dim, batch_first=True, bidirectional=True)
+        self.gru = nn.GRU(embed_dim, hidden_dim, batch_first=True, bidirectional=True)
         self.output_dim = 2 * hidden_dim
 
-    def forward(self, tokens, lengths):
-        # tokens: (n, time); lengths: (n,) -> (n, 2 * hidden)
-        packed = pack_padded_sequence(self.embedding(tokens), lengths.cpu(), batch_first=True,
-                                      enforce_sorted=False)
+    def forward(self, embedded, lengths):
+        # embedded: (n, time, embed); lengths: (n,) -> (n, 2 * hidden)
+        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, last = self.gru(packed)                                           # (2, n, hidden)
-        return last.transpose(0, 1).reshape(tokens.size(0), self.output_dim)
+        return last.transpose(0, 1).reshape(embedded.size(0), self.output_dim)
 
 
 class ContextEncoder(nn.Module):
@@ -111,7 +110,7 @@ class ConditionalVAE(nn.Module):
         super().__init__()
         self.latent_dim = latent_dim
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
-        self.utterance_encoder = UtteranceEncoder(self.embedding, utterance_dim)
+        self.utterance_encoder = UtteranceEncoder(embed_dim, utterance_dim)
         self.context_encoder = ContextEncoder(self.utterance_encoder.output_dim, context_dim)
         self.recognition = nn.Linear(context_dim + self.utterance_encoder.output_dim, 2 * latent_dim)
         self.prior = nn.Sequential(nn.Linear(context_dim, max(latent_dim * 2, 100)), nn.Tanh(),
@@ -130,7 +129,7 @@ class ConditionalVAE(nn.Module):
     # -- the networks ------------------------------------------------------------
     def encode_context(self, utterances, utterance_lengths, floors, sizes):
         """c: (batch, context) from the utterances of each context (see ContextEncoder)."""
-        encodings = self.utterance_encoder(utterances, utterance_lengths)    # (n_utterances, 2 * utt)
+        encodings = self.utterance_encoder(self.embedding(utterances), utterance_lengths)    # (n_utterances, 2 * utt)
         return self.context_encoder(encodings, floors, sizes)
 
     def prior_params(self, context):
@@ -143,7 +142,7 @@ class ConditionalVAE(nn.Module):
         return self.recognition_params(context, response, response_lengths)[0]
 
     def recognition_params(self, context, response, response_lengths):
-        encoded = self.utterance_encoder(response, response_lengths)        # (batch, 2 * utt)
+        encoded = self.utterance_encoder(self.embedding(response), response_lengths)        # (batch, 2 * utt)
         mean, logvar = self.recognition(torch.cat([context, encoded], -1)).float().chunk(2, -1)
         return mean, logvar                                                  # 2 x (batch, latent)
 
