@@ -125,7 +125,7 @@ def train(module, train_corpus: DialogueCorpus, valid_corpus: DialogueCorpus,
         rng.bit_generator.state = state["rng"]
         while state["epoch"] < config.max_epochs and state["bad_epochs"] < config.n_iter_no_change:
             record = _train_epoch(module, optimizer, train_corpus, config, device, rng, state)
-            recalibrate_batch_norm(module, train_corpus, device, config.batch_size * 4, rng)
+            recalibrate_batch_norm(module, train_corpus, device, config.batch_size * 4, rng, config.precision)
             valid = evaluate_terms(module, valid_corpus, device, config.batch_size * 2, config.precision)
             record.update({f"valid_{k}": v for k, v in valid.items()})
             if record["valid_loss"] < state["best_loss"]:
@@ -145,7 +145,7 @@ def train(module, train_corpus: DialogueCorpus, valid_corpus: DialogueCorpus,
         if state["best_weights"] is not None:
             module.load_state_dict(state["best_weights"])
         elif not state["history"]:  # max_epochs=0: untrained, but its statistics still exact
-            recalibrate_batch_norm(module, train_corpus, device, config.batch_size * 4, rng)
+            recalibrate_batch_norm(module, train_corpus, device, config.batch_size * 4, rng, config.precision)
     module.eval()
     return state["history"]
 
@@ -206,10 +206,12 @@ def evaluate_terms(module, corpus: DialogueCorpus, device, batch_size=128, preci
     return result
 
 
-def recalibrate_batch_norm(module, corpus: DialogueCorpus, device, batch_size, rng, max_pairs=5_000):
+def recalibrate_batch_norm(module, corpus: DialogueCorpus, device, batch_size, rng, precision="auto",
+                           max_pairs=5_000):
     """Set the running statistics of the batch norm on mu_q to the exact mean and variance
-    over (a sample of) the training pairs at the current weights; the moving averages lag
-    behind a changing encoder (see :func:`ssl_textvae.training.recalibrate_batch_norm`)."""
+    over (a sample of) the training pairs at the current weights, in the precision the
+    model is evaluated in; the moving averages lag behind a changing encoder (see
+    :func:`ssl_textvae.training.recalibrate_batch_norm`)."""
     norm = getattr(getattr(module, "mean_norm", None), "norm", None)
     if norm is None:
         return
@@ -222,8 +224,9 @@ def recalibrate_batch_norm(module, corpus: DialogueCorpus, device, batch_size, r
     with torch.no_grad():
         for batch in bucket_batches(corpus.response_lengths[indices], batch_size, shuffle=False):
             utterances, lengths, floors, sizes, response, response_lengths = corpus.batch(indices[batch], device)
-            context = module.encode_context(utterances, lengths, floors, sizes)
-            means.append(module.pre_norm_posterior_mean(context, response, response_lengths).float())
+            with autocast_context(device, precision):
+                context = module.encode_context(utterances, lengths, floors, sizes)
+                means.append(module.pre_norm_posterior_mean(context, response, response_lengths).float())
         means = torch.cat(means)                                             # (pairs, latent)
         norm.running_mean.copy_(means.mean(0))
         norm.running_var.copy_(means.var(0))
