@@ -71,6 +71,7 @@ def main(argv=None):
     parser.add_argument("--data-dir", default=DEFAULT_DATA)
     parser.add_argument("--quick", action="store_true", help="a few minutes on 2 CPU cores: " + str(QUICK))
     parser.add_argument("--run-name", default=None)
+    parser.add_argument("--out-dir", default=None, help="default: results/<run-name>")
     parser.add_argument("--train-pairs", type=int, default=0, help="training pairs sampled (0: all)")
     parser.add_argument("--valid-pairs", type=int, default=2000, help="validation pairs for epoch selection")
     parser.add_argument("--test-pairs", type=int, default=0, help="test pairs for likelihood (0: all)")
@@ -98,7 +99,7 @@ def main(argv=None):
             if key not in explicit:
                 setattr(args, key, value)
     run_name = args.run_name or ("dailydialog_quick" if args.quick else "dailydialog")
-    out_dir = os.path.join(HERE, "..", "results", run_name)
+    out_dir = args.out_dir or os.path.join(HERE, "..", "results", run_name)
     os.makedirs(out_dir, exist_ok=True)
     command = "python recipes/dailydialog_bncvae.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
 

@@ -251,3 +251,33 @@ def test_bad_parameters_and_arguments(fitted, pairs):
         fitted.generate(pairs[0][:1], temperature=-1.0)
     with pytest.raises(Exception, match="not fitted"):
         BNCVAE().generate(pairs[0][:1])
+
+
+def test_recipe_runs_end_to_end_and_drops_duplicated_dialogues(tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "recipes" / "dailydialog_bncvae.py"
+    spec = importlib.util.spec_from_file_location("recipe_dailydialog", path)
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    lines = [" __eou__ ".join([f"hello {i} ."] + d[1:]) + " __eou__" for i, d in enumerate(make_dialogues(80))]
+    lines[65], lines[75], lines[76] = lines[0], lines[1], lines[2]  # repeats of training dialogues
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "dialogues_train.txt").write_text("\n".join(lines[:60]) + "\n", encoding="utf-8")
+    (data / "dialogues_validation.txt").write_text("\n".join(lines[60:70]) + "\n", encoding="utf-8")
+    (data / "dialogues_test.txt").write_text("\n".join(lines[70:] + ["x __eou__ y __eou__"]) + "\n",
+                                             encoding="utf-8")
+    out = tmp_path / "out"
+    recipe.main(["--data-dir", str(data), "--out-dir", str(out), "--max-epochs", "1", "--latent-dim", "2",
+                 "--embed-dim", "8", "--utterance-dim", "8", "--context-dim", "8", "--decoder-dim", "8",
+                 "--test-contexts", "4", "--n-samples", "2", "--verbose", "0"])
+    record = json.loads((out / "results.json").read_text())
+    assert record["dropped_duplicates"] == {"validation": 1, "test": 2}
+    assert record["pairs"]["all_test"] == 3 * 8 + 1 and record["pairs"]["all_validation"] == 3 * 9
+    assert set(record["results"]) == {"CVAE", "CVAE (BOW)", "BN-CVAE"}
+    assert record["command"].startswith("python recipes/dailydialog_bncvae.py --data-dir")
+    assert "| KL(q‖p) |" in (out / "results.md").read_text()
+    assert (out / "kl_per_epoch.png").stat().st_size > 0 and "Reference:" in (out / "samples.md").read_text()
