@@ -80,6 +80,8 @@ def main(argv=None):
     parser.add_argument("--max-epochs", type=int, default=10)
     parser.add_argument("--n-iter-no-change", type=int, default=3)
     parser.add_argument("--gamma", type=float, default=0.5, help="BN-CVAE's fixed BN scale")
+    parser.add_argument("--kl-warmup-steps", type=int, default=0,
+                        help="linear KL annealing over this many steps, for every model (0: none)")
     parser.add_argument("--latent-dim", type=int, default=32)
     parser.add_argument("--embed-dim", type=int, default=128)
     parser.add_argument("--utterance-dim", type=int, default=128)
@@ -114,6 +116,7 @@ def main(argv=None):
                   context_dim=args.context_dim, decoder_dim=args.decoder_dim, max_context=args.max_context,
                   max_vocab_size=args.max_vocab_size, batch_size=args.batch_size, lr=args.lr,
                   max_epochs=args.max_epochs, n_iter_no_change=args.n_iter_no_change,
+                  kl_warmup_steps=args.kl_warmup_steps,
                   random_state=args.seed, verbose=args.verbose)
     results, samples = {}, {}
     shown = data["test_generation"][0][:5]
@@ -162,12 +165,14 @@ LOWER_IS_BETTER = {"loss", "perplexity", "elbo_perplexity"}
 
 def report(record, args):
     results, names = record["results"], list(record["results"])
-    lines = [f"# DailyDialog: CVAE, CVAE (BOW), BN-CVAE ({'quick' if args.quick else 'full'} budget)", "",
+    budget = f"{record['pairs']['train']:,} training pairs, at most {args.max_epochs} epochs"
+    lines = [f"# DailyDialog: CVAE, CVAE (BOW), BN-CVAE ({'quick budget: ' if args.quick else ''}{budget})", "",
              "```bash", record["command"], "```", "",
              f"Pairs: {record['pairs']}. Dropped validation/test dialogues that repeat a training dialogue: "
              f"{record['dropped_duplicates']}. Each model: the same training pairs, at most {args.max_epochs} "
              f"epochs, the epoch with the best validation −ELBO kept; latent {args.latent_dim}, BN-CVAE gamma "
              f"{args.gamma} (bound latent·γ²/2 = {args.latent_dim * args.gamma ** 2 / 2:.2f}), "
+             f"{'KL annealing over %d steps' % args.kl_warmup_steps if args.kl_warmup_steps else 'no KL annealing'}, "
              f"{args.n_samples} responses sampled per test context (z ~ p(z|c), greedy decoding). "
              f"Embedding scores use {record['word_vectors']}. Wall time {record['seconds'] / 60:.1f} min, "
              "1 thread.", "",
