@@ -172,7 +172,7 @@ def report(record, args):
              f"{record['dropped_duplicates']}. Each model: the same training pairs, at most {args.max_epochs} "
              f"epochs, the epoch with the best validation −ELBO kept; latent {args.latent_dim}, BN-CVAE gamma "
              f"{args.gamma} (bound latent·γ²/2 = {args.latent_dim * args.gamma ** 2 / 2:.2f}), "
-             f"{'KL annealing over %d steps' % args.kl_warmup_steps if args.kl_warmup_steps else 'no KL annealing'}, "
+             f"{'KL annealing over %d steps' % args.kl_warmup_steps if getattr(args, 'kl_warmup_steps', 0) else 'no KL annealing'}, "
              f"{args.n_samples} responses sampled per test context (z ~ p(z|c), greedy decoding). "
              f"Embedding scores use {record['word_vectors']}. Wall time {record['seconds'] / 60:.1f} min, "
              "1 thread.", "",
