@@ -103,7 +103,9 @@ class BNCVAE(BaseEstimator):
         Linear KL annealing from 0 to 1 over this many steps (Zhao et al. used
         10,000); 0 trains the true ELBO from the start.
     validation_fraction : float, default=0.1
-        Share of the pairs held out when ``fit`` gets no ``validation_data``.
+        Share of the pairs held out when ``fit`` gets no ``validation_data``. Pairs
+        are drawn at random, so turns of one dialogue can fall on both sides; pass
+        ``validation_data`` from other dialogues (the recipe does) for a clean choice.
     precision : {"auto", "fp32", "bf16"}, default="auto"
         bf16 autocast where the hardware supports it.
     bn_eps : float, default=1e-12
@@ -210,6 +212,7 @@ class BNCVAE(BaseEstimator):
         seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
         generator = torch.Generator().manual_seed(seed)
         device = resolve_device(self.device)
+        # generation reads the contexts only; the responses are placeholders the batches need
         corpus = DialogueCorpus.from_texts(self.tokenizer_, contexts, ["."] * len(contexts))
         module = self.module_.to(device)
         out = []
