@@ -113,6 +113,7 @@ class ConditionalVAE(nn.Module):
         self.utterance_encoder = UtteranceEncoder(embed_dim, utterance_dim)
         self.context_encoder = ContextEncoder(self.utterance_encoder.output_dim, context_dim)
         self.recognition = nn.Linear(context_dim + self.utterance_encoder.output_dim, 2 * latent_dim)
+        # the hidden sizes of the prior (max(2 * latent, 100)) and bag-of-words (400) MLPs are Zhao et al.'s
         self.prior = nn.Sequential(nn.Linear(context_dim, max(latent_dim * 2, 100)), nn.Tanh(),
                                    nn.Linear(max(latent_dim * 2, 100), 2 * latent_dim))
         self.mean_norm = MeanBatchNorm(latent_dim, gamma, bn_eps) if gamma else nn.Identity()
