@@ -3,12 +3,13 @@
 from ._version import __version__
 from .bnvae import BNVAE
 from .classifier import BNVAEClassifier
+from .diagnostics import KLCollapseWarning, TrainingDivergedError
+from .dialogue import BNCVAE
 from .fine_tuned import FineTunedBNVAEClassifier
 from .inputs import ConcatTexts, TextFile, load_hf_texts, read_labeled_file
 from .loading import load
 from .tokenization import TextTokenizer
-from .diagnostics import KLCollapseWarning, TrainingDivergedError
 
-__all__ = ["BNVAE", "BNVAEClassifier", "ConcatTexts", "FineTunedBNVAEClassifier",
+__all__ = ["BNCVAE", "BNVAE", "BNVAEClassifier", "ConcatTexts", "FineTunedBNVAEClassifier",
            "KLCollapseWarning", "TextFile", "TextTokenizer", "TrainingDivergedError",
            "__version__", "load", "load_hf_texts", "read_labeled_file"]

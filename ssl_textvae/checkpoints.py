@@ -35,7 +35,7 @@ def data_fingerprint(train: EncodedCorpus, valid: EncodedCorpus) -> dict:
 def save_checkpoint(path, module, optimizer, config, state):
     payload = {"module": module.state_dict(), "optimizer": optimizer.state_dict(),
                "config": asdict(config), **{k: v for k, v in state.items() if k != "rng"},
-               "rng": _rng_to_tensor(state["rng"]),
+               "rng": rng_to_tensor(state["rng"]),
                "best_loss": float(state["best_loss"])}  # a numpy float fails weights_only loading
     tmp = path + ".tmp"
     torch.save(payload, tmp)
@@ -76,14 +76,14 @@ def load_checkpoint(path, module, optimizer, config, data=None):
                          f"training configuration ({saved}); expected {current}. Use another "
                          "checkpoint_dir or delete the checkpoint.")
     _check_same_data(path, payload.get("data"), data)
-    _check_same_module(path, module, payload["module"])
+    check_same_module(path, module, payload["module"])
     module.load_state_dict(payload["module"])
     optimizer.load_state_dict(payload["optimizer"])
     state = {k: payload[k] for k in ("epoch", "history", "best_loss", "bad_epochs", "halvings",
                                      "best_weights", "torch_rng")}
     state["step"] = int(payload.get("step", 0))
     state["data"] = data
-    state["rng"] = _tensor_to_rng(payload["rng"])
+    state["rng"] = tensor_to_rng(payload["rng"])
     return state
 
 
@@ -106,7 +106,7 @@ def _check_same_data(path, saved, current):
             "checkpoint to train on these.")
 
 
-def _check_same_module(path, module, saved):
+def check_same_module(path, module, saved):
     """Refuse weights of another architecture or another fixed batch-norm scale (gamma)."""
     current = module.state_dict()
     same = set(saved) == set(current) and all(saved[k].shape == current[k].shape for k in current)
@@ -118,13 +118,13 @@ def _check_same_module(path, module, saved):
                          "the checkpoint.")
 
 
-def _rng_to_tensor(rng_state):
+def rng_to_tensor(rng_state):
     # numpy's PCG64 state holds 128-bit ints, which weights_only loading cannot read back as ints
     inner = rng_state["state"]
     return {"state": str(inner["state"]), "inc": str(inner["inc"]),
             "has_uint32": rng_state["has_uint32"], "uinteger": rng_state["uinteger"]}
 
 
-def _tensor_to_rng(saved):
+def tensor_to_rng(saved):
     return {"bit_generator": "PCG64", "state": {"state": int(saved["state"]), "inc": int(saved["inc"])},
             "has_uint32": saved["has_uint32"], "uinteger": saved["uinteger"]}

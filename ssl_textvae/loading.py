@@ -5,9 +5,10 @@ from __future__ import annotations
 from . import persistence
 from .bnvae import BNVAE
 from .classifier import BNVAEClassifier
+from .dialogue import BNCVAE
 from .fine_tuned import FineTunedBNVAEClassifier
 
-LOADERS = {cls.__name__: cls for cls in (BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier)}
+LOADERS = {cls.__name__: cls for cls in (BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier, BNCVAE)}
 
 
 def load(path, trusted=None):
@@ -16,15 +17,15 @@ def load(path, trusted=None):
     Parameters
     ----------
     path : str or path-like
-        A directory written by ``BNVAE.save``, ``BNVAEClassifier.save`` or
-        ``FineTunedBNVAEClassifier.save`` (format 1 or 2).
+        A directory written by ``BNVAE.save``, ``BNVAEClassifier.save``,
+        ``FineTunedBNVAEClassifier.save`` (format 1 or 2) or ``BNCVAE.save``.
     trusted : list of str or None, default=None
         More types to trust in a classifier's ``head.skops`` (see
         :meth:`BNVAEClassifier.load`).
 
     Returns
     -------
-    BNVAE, BNVAEClassifier or FineTunedBNVAEClassifier
+    BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier or BNCVAE
         The fitted model; no code is executed from the directory.
 
     Examples
