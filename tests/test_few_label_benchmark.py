@@ -46,7 +46,9 @@ def test_benchmark_writes_every_row_with_its_command(bench, tmp_path):
     assert rows["majority"]["accuracy"] == round(100 * np.mean(y_test == values[counts.argmax()]), 2)
     assert all(0 <= r["accuracy"] <= 100 and r["seconds"] >= 0 and "macro_f1" not in r for r in rows.values())
     assert len(rows["bnvae_fine_tuned"]["best_epochs"]) == 5
-    assert rows["bnvae_tuned"]["trials"] >= 1
+    tuned = rows["bnvae_tuned"]
+    assert tuned["trials"] >= 1 and tuned["default_vae_reused"]
+    assert tuned["best_cv_accuracy"] >= tuned["default_cv_accuracy"]
     facts = result["sets"]["tiny"]
     assert facts["vae_params"]["hidden_dim"] == 16 and facts["epochs_run"] == 1
     assert "MiniLM row left out" in result["notes"][0]
