@@ -137,10 +137,10 @@ def tuned_classifier(pool, texts, y, default_vae, seed, seconds, cache_dir):
     spends ``seconds`` on other settings; a VAE one study pretrained is reused by the next (the
     cache is keyed by parameters, seed and pool). All scores are cross-validated accuracies on
     the labeled rows."""
-    from ssl_textvae.tuning import TuningObjective, tune
-    from ssl_textvae.tuning._optuna import import_optuna
+    import optuna
 
-    optuna = import_optuna()
+    from ssl_textvae.tuning import TuningObjective, tune
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     labels = np.full(len(pool), "-1", dtype=object)
     position = {text: i for i, text in enumerate(pool)}

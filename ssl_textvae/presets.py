@@ -12,12 +12,17 @@ answers ``get_params`` as the one that was fitted).
 :func:`small_pool_search_space` is the matching search space for
 :func:`ssl_textvae.tuning.tune`.
 
-The rules and why (``recipes/README.md``, "Few-label benchmark", has the measurements):
+The rules, and which were measured (``recipes/README.md``, "Few-label benchmark"): the
+tokenizer and the epoch count by ``recipes/pool_settings.py`` (cross-validated accuracy of a
+head on the frozen means of the labeled texts, never a test set); the model size, vocabulary
+size and length cut are cost rules, so that pretraining on a pool of 10,000 texts takes
+minutes on 2 CPU cores rather than hours.
 
 * **Tokenizer.** Text whose punctuation is split off by spaces ("accounts ." rather than
   "accounts.") or has none is pre-tokenized: word-level vocabulary, words seen once map
   to ``<unk>`` (``min_frequency=2``). Raw text gets a BPE vocabulary, so "refund?" and
-  "refund" share their subwords.
+  "refund" share their subwords. On sms_spam (raw), BPE reached 98.0% cross-validated
+  accuracy at 1,000 labels after 8 epochs, words 88.7%.
 * **Vocabulary size.** BPE: about one subword per 25 tokens of text, between 2,000 and
   16,000. Word-level: at most 30,000 words.
 * **Model size.** A pool under 20,000 texts gets embeddings of 64 and LSTMs of 128;
@@ -25,6 +30,8 @@ The rules and why (``recipes/README.md``, "Few-label benchmark", has the measure
 * **Epochs.** About a million tokens of pretraining: ``ceil(1e6 / n_tokens)`` epochs,
   between 3 and 20 (a 10,000-text pool of 12 words a text gets 9 epochs); early
   stopping (``lr_patience``, ``max_lr_halvings``) still ends a run that stops improving.
+  On sms_spam (15 epochs) the cross-validated accuracy rose from 87.3% after one epoch
+  and 93.3% after three to 98.0% after eight, then stayed within 0.4 points.
 * **Length.** Texts are cut at 64 tokens when a twentieth of them are longer, so a few
   long documents do not set the cost of every batch.
 
