@@ -20,8 +20,11 @@ budget, the rows are
 - ``bnvae_tuned``: ``ssl_textvae.tuning.tune`` under a wall-time budget (``--tune-seconds``)
   over ``presets.small_pool_search_space`` plus the pretraining epochs, scored by
   cross-validation on the labeled rows only (classes with one label cannot be cross-validated:
-  those rows are left out of the score), the VAEs cached so trials share them; the best
-  trial's VAE and head are refitted on the N labels without pretraining again;
+  those rows are left out of the score), the VAEs cached so trials share them. The first
+  trial is the defaults, whose pretrained VAE is put in the cache (so it costs nothing and
+  tuned can only differ from defaults where cross-validation prefers something else); the best
+  trial's cached VAE and its head are refitted on the N labels without pretraining again. The
+  budget is checked between trials, so a study runs past it by the trial in progress;
 - ``bnvae_means_tfidf`` (beyond the paper): one ``LogisticRegressionCV`` on the standardized
   frozen means of the default VAE beside the TF-IDF features.
 
