@@ -43,6 +43,7 @@ from sklearn.preprocessing import StandardScaler
 import ssl_textvae
 from ssl_textvae import BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier
 from ssl_textvae.model import SOFTMAXES
+from ssl_textvae.presets import data_dependent_params, describe_texts
 
 UNLABELED = "-1"
 VAE_OPTIONS = {"gamma": float, "latent_dim": int, "embed_dim": int, "hidden_dim": int,
@@ -69,12 +70,14 @@ def build_parser():
                         help="inverse regularization of the logistic-regression head (default: 1.0)")
     parser.add_argument("--tune", type=int, default=0, metavar="N_TRIALS",
                         help="tune the VAE with ssl_textvae.tuning first (needs optuna)")
-    parser.add_argument("--tokenizer", choices=("word", "bpe"), default="bpe",
-                        help="'bpe' for raw text (default), 'word' for pre-tokenized text")
+    parser.add_argument("--tokenizer", choices=("auto", "word", "bpe"), default="auto",
+                        help="'bpe' for raw text, 'word' for pre-tokenized text; 'auto' (default) "
+                             "picks one from the texts (ssl_textvae.presets)")
     parser.add_argument("--lowercase", action="store_true", help="lowercase texts before tokenizing")
     for name, kind in VAE_OPTIONS.items():
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
-                            help=f"BNVAE {name} (default: the package default)")
+                            help=f"BNVAE {name} (default: picked from the texts by "
+                             "ssl_textvae.presets, else the package default)")
     parser.add_argument("--softmax", choices=SOFTMAXES, default=None,
                         help="BNVAE softmax: 'adaptive' pretrains faster, another model than the "
                              "paper's (default: the package default, full)")
@@ -165,11 +168,23 @@ def write_rows(rows, path):
 
 # -- fitting --------------------------------------------------------------------------------
 def vae_params(args):
-    params = {"tokenizer": args.tokenizer, "lowercase": args.lowercase}
+    """The BNVAE parameters given on the command line."""
+    params = {"lowercase": args.lowercase}
+    if args.tokenizer != "auto":
+        params["tokenizer"] = args.tokenizer
     params.update({name: getattr(args, name) for name in VAE_OPTIONS if getattr(args, name) is not None})
     if args.softmax is not None:
         params["softmax"] = args.softmax
     return params
+
+
+def resolved_vae_params(args, texts):
+    """``ssl_textvae.presets``' settings for ``texts`` (model size, vocabulary, epochs,
+    tokenizer), with every setting given on the command line winning."""
+    description = describe_texts(texts)
+    if args.tokenizer != "auto":
+        description["pretokenized"] = args.tokenizer == "word"
+    return {**data_dependent_params(description), **vae_params(args)}
 
 
 def tuned_params(args, texts, labels, unlabeled, params):
@@ -204,7 +219,7 @@ def fit(args):
     print(f"{len(texts):,} rows: {len(y):,} labeled ({dict(zip(classes.tolist(), counts.tolist()))}), "
           f"{len(unlabeled_texts):,} unlabeled.")
 
-    params = vae_params(args)
+    params = resolved_vae_params(args, texts)
     tuning = None
     if args.tune:
         params, tuning = tuned_params(args, labeled_texts, y, unlabeled_texts, params)

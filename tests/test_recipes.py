@@ -197,6 +197,15 @@ def test_own_data_passes_the_softmax_to_the_vae(own_data):
     assert "softmax" not in own_data.vae_params(own_data.build_parser().parse_args(["rows.csv"]))
 
 
+def test_own_data_picks_settings_from_the_texts_unless_given(own_data):
+    raw = ["Call me back, please.", "Free entry!! Text WIN now.", "ok, see you (later)"] * 10
+    picked = own_data.resolved_vae_params(own_data.build_parser().parse_args(["rows.csv"]), raw)
+    assert picked["tokenizer"] == "bpe" and picked["hidden_dim"] == 128 and picked["max_epochs"] == 20
+    given = own_data.resolved_vae_params(own_data.build_parser().parse_args(
+        ["rows.csv", "--tokenizer", "word", "--hidden-dim", "32"]), raw)
+    assert given["tokenizer"] == "word" and given["hidden_dim"] == 32 and given["min_frequency"] == 2
+
+
 def test_own_data_treats_missing_and_minus_one_labels_as_unlabeled(own_data, tmp_path):
     path = tmp_path / "rows.jsonl"
     rows = [{"text": "a b", "label": 1}, {"text": "c d", "label": None}, {"text": "e f"},

@@ -1,0 +1,88 @@
+"""recipes/few_label_benchmark.py on tiny synthetic split folders."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import make_corpus
+from test_recipes import load_recipe
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_recipe("few_label_benchmark")
+
+
+def write_split(root, name, n_pool=240, n_labeled=40, n_test=60):
+    texts, labels = make_corpus(n_pool + n_test, seed=3)
+    names = np.where(labels == 1, "pos", "neg")
+    split = root / name / "split"
+    split.mkdir(parents=True)
+    (split / "pool.txt").write_text("\n".join(texts[:n_pool]) + "\n", encoding="utf-8")
+    for path, rows in ((split / f"train.{n_labeled}.tsv", range(n_labeled)),
+                       (split / "test.tsv", range(n_pool, n_pool + n_test))):
+        path.write_text("".join(f"{names[i]}\t{texts[i]}\n" for i in rows), encoding="utf-8")
+    return names[n_pool:]
+
+
+def test_benchmark_writes_every_row_with_its_command(bench, tmp_path):
+    pytest.importorskip("optuna")
+    y_test = write_split(tmp_path, "tiny")
+    prefix = tmp_path / "out" / "bench"
+    argv = ["--quick", "--data-dir", str(tmp_path), "--sets", "tiny", "--budgets", "40",
+            "--tune-seconds", "1", "--no-sentence-encoder", "--out-prefix", str(prefix),
+            "--vae-param", "hidden_dim=16", "--vae-param", "embed_dim=8", "--vae-param", "latent_dim=4",
+            "--vae-param", "max_epochs=1", "--vae-param", "batch_size=16"]
+    bench.main(argv)
+    result = json.loads(prefix.with_suffix(".json").read_text(encoding="utf-8"))
+    assert result["command"].startswith("python recipes/few_label_benchmark.py --quick")
+    rows = {r["row"]: r for r in result["rows"]}
+    assert set(rows) == {"majority", "tfidf_lr", "bnvae_frozen", "bnvae_fine_tuned",
+                         "bnvae_means_tfidf", "bnvae_tuned"}
+    labels = np.array([line.split("\t")[0] for line in
+                       (tmp_path / "tiny" / "split" / "train.40.tsv").read_text().splitlines()])
+    values, counts = np.unique(labels, return_counts=True)
+    assert rows["majority"]["accuracy"] == round(100 * np.mean(y_test == values[counts.argmax()]), 2)
+    assert all(0 <= r["accuracy"] <= 100 and r["seconds"] >= 0 and "macro_f1" not in r for r in rows.values())
+    assert len(rows["bnvae_fine_tuned"]["best_epochs"]) == 5
+    tuned = rows["bnvae_tuned"]
+    assert tuned["trials"] >= 1 and tuned["default_vae_reused"]
+    assert tuned["best_cv_accuracy"] >= tuned["default_cv_accuracy"]
+    facts = result["sets"]["tiny"]
+    assert facts["vae_params"]["hidden_dim"] == 16 and facts["epochs_run"] == 1
+    assert "MiniLM row left out" in result["notes"][0]
+    table = prefix.with_suffix(".md").read_text(encoding="utf-8")
+    assert "| TF-IDF + LR |" in table and result["command"] in table
+
+
+def test_selection_folds_never_hold_out_a_class_with_one_label(bench):
+    y = np.array(["a"] * 6 + ["b"] * 2 + ["c"])
+    folds = bench.selection_folds(y, seed=0)
+    assert len(folds) == 5
+    held_out = np.concatenate([valid for _, valid in folds])
+    assert sorted(held_out) == list(range(8))           # every row of a and b once, never c
+    for train, valid in folds:
+        assert 8 in train and not set(train) & set(valid)
+        assert set(y[valid]) <= set(y[train])
+    with pytest.raises(ValueError, match="expected at least 5"):
+        bench.selection_folds(np.array(["a", "a", "b", "c", "d"]), seed=0)
+
+
+def test_ensemble_refuses_models_with_other_classes(bench):
+    class Model:
+        def __init__(self, classes):
+            self.classes_ = np.array(classes)
+
+    with pytest.raises(ValueError, match="share their classes"):
+        bench.Ensemble([Model(["a", "b"]), Model(["a", "c"])])
+
+
+def test_benchmark_errors_name_the_problem(bench, tmp_path):
+    with pytest.raises(FileNotFoundError, match="make_splits.py"):
+        bench.main(["--data-dir", str(tmp_path), "--sets", "missing"])
+    with pytest.raises(SystemExit, match="Unknown BNVAE parameters"):
+        bench.main(["--data-dir", str(tmp_path), "--vae-param", "hiden_dim=3"])
+    write_split(tmp_path, "tiny")
+    with pytest.raises(FileNotFoundError, match="budgets must be among"):
+        bench.main(["--data-dir", str(tmp_path), "--sets", "tiny", "--budgets", "77"])
