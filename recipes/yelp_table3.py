@@ -266,7 +266,7 @@ def write_report(combined, prefix):
     prefix.parent.mkdir(parents=True, exist_ok=True)
     prefix.with_suffix(".json").write_text(json.dumps(combined, indent=2) + "\n", encoding="utf-8")
     budgets = sorted({int(b) for values in combined["rows"].values() for b in values})
-    lines = [f"# Short Yelp test accuracy (%), paper and few-label protocols", "",
+    lines = ["# Short Yelp test accuracy (%), paper and few-label protocols", "",
              f"Combined by `{combined['command']}` from:", ""]
     lines += [f"- seed {s['seed']}: " + ", ".join(f"`{c}`" for c in s["commands"]) +
               f" ({s['vae']['epochs']} pretraining epochs, "
