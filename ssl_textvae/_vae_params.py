@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numbers
 
-from ._validation import Interval, Options
+from ._validation import Interval, IsBool, IsPath, Options
 from .model import SOFTMAXES
 from .runtime import PRECISIONS
 from .tokenization import KINDS
@@ -44,6 +44,8 @@ VAE_CONSTRAINTS = {
     "free_bits": Interval(_real, 0, None),
     "softmax": Options(*SOFTMAXES),
     "verbose": Interval(_int, 0, None, allow_bool=True),
+    "lowercase": IsBool(),
+    "checkpoint_dir": IsPath(),
 }
 
 VAE_PARAMS_DOC = """

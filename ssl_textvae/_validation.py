@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 
@@ -47,13 +48,37 @@ class Options:
         return "a str among {" + ", ".join(repr(o) for o in self.options) + "}"
 
 
+class IsBool:
+    def __contains__(self, value):
+        return isinstance(value, (bool, np.bool_))
+
+    def __str__(self):
+        return "a bool"
+
+
+class IsPath:
+    """A str or os.PathLike, or None."""
+
+    def __contains__(self, value):
+        return value is None or isinstance(value, (str, os.PathLike))
+
+    def __str__(self):
+        return "a str or os.PathLike (a directory) or None"
+
+
 def validate_params(estimator, constraints):
-    """Raise ``ValueError`` for the first parameter outside its constraint."""
+    """Raise ``ValueError`` for the first parameter outside its constraint.
+
+    A numpy scalar that passes (``np.int64(4)`` from a ``GridSearchCV`` grid over
+    ``np.arange``) is replaced by the equal Python number: torch's modules take
+    Python ints only, and the saved config is JSON."""
     for name, constraint in constraints.items():
         value = getattr(estimator, name)
         if value not in constraint:
             raise ValueError(f"The {name!r} parameter of {type(estimator).__name__} must be "
                              f"{constraint}. Got {value!r} instead.")
+        if isinstance(value, np.generic):
+            setattr(estimator, name, value.item())
 
 
 def string_input_tags(tags):

@@ -156,11 +156,14 @@ class BNVAE(TransformerMixin, BaseEstimator):
         return check_finite_means(means)
 
     def encode(self, X):
-        """Token ids of texts ``X`` as an :class:`~ssl_textvae.data.EncodedCorpus`
-        (every text must be non-empty, so rows line up with ``X``)."""
+        """Token ids of texts ``X`` as an :class:`~ssl_textvae.data.EncodedCorpus`,
+        one row per text: an empty or whitespace-only text is one unknown token. A
+        warning counts the empty texts and those of unknown words only (they all get
+        the same representation)."""
         check_is_fitted(self, "tokenizer_")
-        corpus = EncodedCorpus.from_texts(self.tokenizer_, check_texts(X))
-        _check_vocabulary_overlap(corpus)
+        corpus = EncodedCorpus.from_texts(self.tokenizer_, check_texts(X, allow_empty=True),
+                                          empty_as_unknown=True)
+        _warn_unknown_rows(corpus)
         return corpus
 
     def get_feature_names_out(self, input_features=None):
@@ -280,6 +283,17 @@ def module_kwargs(vae: BNVAE) -> dict:
             "hidden_dim": vae.hidden_dim, "latent_dim": vae.latent_dim, "gamma": vae.gamma,
             "dropout_in": vae.dropout_in, "dropout_out": vae.dropout_out, "bn_eps": vae.bn_eps,
             "softmax": vae.softmax}
+
+
+def _warn_unknown_rows(corpus):
+    """Warn, counting them, about rows that are empty or of unknown words only."""
+    unknown = np.add.reduceat(corpus.ids != UNK_ID, corpus.offsets[:-1]) == 0
+    n_unknown = int(np.sum(unknown)) - corpus.n_empty
+    if corpus.n_empty or n_unknown:
+        warnings.warn(f"{corpus.n_empty} of {len(corpus)} texts are empty and {n_unknown} consist "
+                      "of out-of-vocabulary tokens only; each is encoded as one unknown token, so "
+                      "they all get the same representation. Check the input against the "
+                      "pretraining texts.", UserWarning)
 
 
 def _check_vocabulary_overlap(corpus):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .inputs import check_text, empty_text_error
-from .tokenization import BOS_ID, EOS_ID, PAD_ID
+from .tokenization import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 ENCODE_CHUNK = 20_000
 
@@ -32,16 +32,22 @@ class EncodedCorpus:
         self.offsets = offsets
 
     @classmethod
-    def from_texts(cls, tokenizer, texts, skip_empty=False) -> "EncodedCorpus":
+    def from_texts(cls, tokenizer, texts, skip_empty=False, empty_as_unknown=False) -> "EncodedCorpus":
         """Encode in chunks so only the ids stay in memory. Empty or whitespace-only
         texts raise, unless ``skip_empty`` (for pretraining pools, where they are
-        dropped and counted in ``n_skipped``)."""
-        id_chunks, lengths, n_skipped, chunk = [], [], 0, []
+        dropped and counted in ``n_skipped``) or ``empty_as_unknown`` (for predicted
+        rows, one per text: they become one unknown token, counted in ``n_empty``)."""
+        id_chunks, lengths, n_skipped, n_empty, chunk = [], [], 0, 0, []
 
         def flush():
             # one int32 array per chunk of texts: no per-text objects stay alive
-            nonlocal n_skipped
-            encoded = [text_ids for text_ids in tokenizer.encode_batch(chunk) if text_ids]
+            nonlocal n_skipped, n_empty
+            encoded = tokenizer.encode_batch(chunk)
+            if empty_as_unknown:
+                n_empty += sum(not text_ids for text_ids in encoded)
+                encoded = [text_ids or [UNK_ID] for text_ids in encoded]
+            else:
+                encoded = [text_ids for text_ids in encoded if text_ids]
             n_skipped += len(chunk) - len(encoded)
             chunk_lengths = [len(text_ids) for text_ids in encoded]
             id_chunks.append(np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int32,
@@ -50,7 +56,7 @@ class EncodedCorpus:
             chunk.clear()
 
         for index, text in enumerate(texts):
-            if not check_text(text, index).strip():
+            if not check_text(text, index).strip() and not empty_as_unknown:
                 if not skip_empty:
                     raise empty_text_error(index)
                 n_skipped += 1
@@ -64,7 +70,7 @@ class EncodedCorpus:
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         corpus = cls(ids, offsets)
-        corpus.n_skipped = n_skipped
+        corpus.n_skipped, corpus.n_empty = n_skipped, n_empty
         return corpus
 
     def __len__(self):

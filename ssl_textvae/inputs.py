@@ -29,10 +29,13 @@ def check_text(text, index, name="X") -> str:
     return text
 
 
-def check_texts(X, name="X") -> List[str]:
-    """A list of non-empty str, one per row of ``X`` (labeled or predicted rows)."""
+def check_texts(X, name="X", allow_empty=False) -> List[str]:
+    """A list of str, one per row of ``X``: a list, 1-d array, ``pandas.Series`` or
+    one-column ``pandas.DataFrame``. Empty or whitespace-only texts raise unless
+    ``allow_empty`` (predicted rows: they are encoded as one unknown token)."""
     if X is None:
         raise ValueError(f"Expected {name} to be a list of texts, got None.")
+    X = _pandas_texts(X, name)
     if isinstance(X, (str, bytes)):
         raise TypeError(f"Expected {name} to be a list of texts, got a single {type(X).__name__}; "
                         "wrap it in a list: [text].")
@@ -44,9 +47,25 @@ def check_texts(X, name="X") -> List[str]:
     if not texts:
         raise ValueError(f"Found 0 texts in {name}; expected at least 1.")
     for index, text in enumerate(texts):
-        if not check_text(text, index, name).strip():
+        if not check_text(text, index, name).strip() and not allow_empty:
             raise empty_text_error(index, name)
     return texts
+
+
+def _pandas_texts(X, name="X"):
+    """The values of a ``pandas.Series``, or of the one column of a ``DataFrame``
+    (iterating a DataFrame yields its column names, never its rows)."""
+    if not type(X).__module__.startswith("pandas"):
+        return X
+    if hasattr(X, "columns"):
+        if X.shape[1] != 1:
+            raise ValueError(f"Expected {name} to be a list of texts; got a DataFrame with "
+                             f"{X.shape[1]} columns {list(X.columns)[:10]}. Select the text "
+                             "column: X[\"text\"].")
+        X = X.iloc[:, 0]
+    if hasattr(X, "to_numpy"):
+        return X.to_numpy(dtype=object)
+    return X
 
 
 def empty_text_error(index, name="X") -> ValueError:
@@ -60,9 +79,10 @@ def iterate_texts(X) -> Iterable[str]:
     pretraining pools, which may not fit in memory; items are checked as they are read)."""
     if X is None:
         raise ValueError("Expected an iterable of texts, got None.")
-    if isinstance(X, str):
+    if isinstance(X, (str, bytes)):
         raise TypeError("Expected an iterable of texts (for example a list of strings), "
-                        "got a single string.")
+                        f"got a single {'bytes object' if isinstance(X, bytes) else 'string'}.")
+    X = _pandas_texts(X)
     if _is_hf_dataset(X):
         return _CheckedTexts(_DatasetTexts(X))
     if not isinstance(X, Iterable):
@@ -96,7 +116,9 @@ def check_labels(y, n_texts, allow_unlabeled=True):
     its unlabeled rows, -1 (or "-1")."""
     if y is None:
         raise ValueError("y is None; expected one label per text (-1 for unlabeled texts).")
-    y = np.asarray(y)
+    given, y = y, np.asarray(y)
+    if y.dtype.kind == "U" and not (isinstance(given, np.ndarray) and given.dtype.kind == "U"):
+        y = np.asarray(given, dtype=object)   # [1, "a"] would silently become ["1", "a"]
     if y.ndim != 1:
         raise ValueError(f"Expected y to be 1-d, got an array of shape {y.shape}.")
     if len(y) != n_texts:
@@ -128,8 +150,11 @@ def is_unlabeled(y):
 def check_semi_supervised(X, y):
     """``(texts, labels, unlabeled)`` of a classifier's ``fit``: the checked texts and
     labels and the mask of the rows marked -1; at least two classes among the others."""
-    texts = check_texts(X)
+    texts = check_texts(X, allow_empty=True)
     labels, unlabeled = check_labels(y, len(texts))
+    for index, text in enumerate(texts):   # an empty unlabeled row is skipped, as BNVAE.fit does
+        if not unlabeled[index] and not text.strip():
+            raise empty_text_error(index)
     check_classes(labels[~unlabeled])
     return texts, labels, unlabeled
 
@@ -268,6 +293,10 @@ class _DatasetTexts:
                           if getattr(feature, "dtype", None) in ("string", "large_string")]
         if not string_columns:
             raise ValueError(f"The Dataset has no string column; columns: {dataset.column_names}.")
+        if len(string_columns) > 1:
+            raise ValueError(f"The Dataset has {len(string_columns)} string columns "
+                             f"{string_columns}; expected one. Select the text column: "
+                             f"dataset.select_columns([{string_columns[0]!r}]).")
         self.dataset, self.column = dataset, string_columns[0]
 
     def __len__(self):

@@ -26,9 +26,23 @@ def check_finite_means(means: np.ndarray) -> np.ndarray:
 
 
 def resolve_device(device) -> torch.device:
-    if device in (None, "auto"):
+    """The torch device of a ``device`` parameter: "auto" (or None: CUDA when
+    available, else CPU), "cpu", "cuda", "cuda:N", "mps" or a ``torch.device``."""
+    if device is None or isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"The 'device' parameter must be 'auto', 'cpu', 'cuda', 'cuda:N' or a "
+                         f"torch.device. Got {device!r} instead.") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but no CUDA GPU is available to this torch build "
+                         f"(torch {torch.__version__}). Use device='cpu', or 'auto' to use a GPU "
+                         "only where there is one.")
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise ValueError(f"device={device!r} but only {torch.cuda.device_count()} CUDA device(s) "
+                         "are visible.")
+    return resolved
 
 
 def autocast_context(device: torch.device, precision: str):

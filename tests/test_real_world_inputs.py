@@ -1,0 +1,169 @@
+"""Input as production code and notebooks send it (issue 17, items 2, 4, 7 and 9):
+DataFrames, numpy parameters, empty and unknown texts, non-string items, and
+parameters of the wrong type."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.frozen import FrozenEstimator
+from sklearn.model_selection import GridSearchCV
+
+from ssl_textvae import BNVAE, BNVAEClassifier
+from ssl_textvae.fine_tuned import FineTunedBNVAEClassifier
+from ssl_textvae.inputs import check_labels, check_texts, iterate_texts
+from ssl_textvae.runtime import resolve_device
+
+from conftest import TINY, make_corpus
+
+
+@pytest.fixture(scope="module")
+def fine_tuned(fitted_vae):
+    texts, labels = make_corpus(60, seed=3)
+    return FineTunedBNVAEClassifier(FrozenEstimator(fitted_vae), fine_tuning_max_epochs=1,
+                                    random_state=0, verbose=0).fit(texts, labels)
+
+
+# -- item 7: every row sent gets a prediction ---------------------------------------------
+def test_one_empty_text_in_a_batch_gets_a_prediction(fitted_classifier, held_out):
+    texts = list(held_out[0][:20])
+    texts[7] = ""
+    texts[11] = "  \t"
+    with pytest.warns(UserWarning, match="2 of 20 texts are empty and 0 consist of "
+                                         "out-of-vocabulary tokens only"):
+        predicted = fitted_classifier.predict(texts)
+    assert len(predicted) == 20
+    with pytest.warns(UserWarning, match="1 of 1 texts are empty"):
+        assert fitted_classifier.predict_proba([""]).shape == (1, 2)
+
+
+def test_a_single_unknown_text_warns_as_in_a_batch(fitted_classifier):
+    with pytest.warns(UserWarning, match="0 of 1 texts are empty and 1 consist of out-of-vocabulary"):
+        single = fitted_classifier.predict(["zebra giraffe"])
+    with pytest.warns(UserWarning, match="0 of 2 texts are empty and 1 consist"):
+        batch = fitted_classifier.predict(["zebra giraffe", "the food was good"])
+    assert len(single) == 1 and single[0] == batch[0]
+
+
+def test_empty_and_unknown_rows_are_encoded_alike(fitted_vae):
+    with pytest.warns(UserWarning, match="1 of 2 texts are empty and 1 consist"):
+        means = fitted_vae.transform(["", "zebra"])
+    np.testing.assert_allclose(means[0], means[1])
+
+
+def test_fine_tuned_predicts_every_row(fine_tuned):
+    with pytest.warns(UserWarning, match="1 of 3 texts are empty"):
+        assert len(fine_tuned.predict(["the food was good", "", "great place"])) == 3
+
+
+def test_classifier_fit_skips_an_empty_unlabeled_row_as_bnvae_does(corpus, semi_labels):
+    texts = list(corpus[0])
+    texts[50] = ""   # semi_labels[50] == -1
+    assert semi_labels[50] == -1
+    with pytest.warns(UserWarning, match="Skipped 1 empty or whitespace-only texts"):
+        BNVAEClassifier(vae=BNVAE(**dict(TINY, max_epochs=1))).fit(texts, semi_labels)
+    texts[50], texts[3] = "good", " "
+    with pytest.raises(ValueError, match="Item 3 of X is empty or whitespace only"):
+        BNVAEClassifier(vae=BNVAE(**dict(TINY, max_epochs=1))).fit(texts, semi_labels)
+
+
+# -- item 2: pandas --------------------------------------------------------------------------
+def test_a_dataframe_is_read_as_its_rows_not_its_column_names(fitted_classifier, fine_tuned,
+                                                              held_out):
+    texts, labels = list(held_out[0][:30]), np.asarray(held_out[1][:30])
+    expected = fitted_classifier.predict(texts)
+    frame = pd.DataFrame({"food": texts})
+    np.testing.assert_array_equal(fitted_classifier.predict(frame), expected)
+    np.testing.assert_array_equal(fitted_classifier.predict(frame["food"]), expected)
+    assert fitted_classifier.transform(frame).shape[0] == 30
+    assert fitted_classifier.score(frame, labels) == fitted_classifier.score(texts, labels)
+    assert len(fine_tuned.predict(frame)) == 30
+    indexed = pd.Series(texts, index=range(100, 130))   # a filtered frame's index
+    np.testing.assert_array_equal(fitted_classifier.predict(indexed), expected)
+
+
+def test_a_dataframe_of_several_columns_is_refused():
+    frame = pd.DataFrame({"title": ["a", "b"], "body": ["c", "d"]})
+    with pytest.raises(ValueError, match=r"DataFrame with 2 columns \['title', 'body'\]\. "
+                                         r"Select the text column"):
+        check_texts(frame)
+    with pytest.raises(ValueError, match="Select the text column"):
+        iterate_texts(frame)
+    assert list(iterate_texts(pd.DataFrame({"text": ["a b", "c"]}))) == ["a b", "c"]
+
+
+# -- item 4: numpy parameters -------------------------------------------------------------------
+def test_numpy_scalar_parameters_fit(corpus):
+    vae = BNVAE(**dict(TINY, max_epochs=1, latent_dim=np.int64(4), hidden_dim=np.int32(16),
+                       batch_size=np.int64(16), dropout_in=np.float64(0.2)))
+    vae.fit(corpus[0][:60])
+    assert vae.transform(["the food"]).shape == (1, 4)
+    assert type(vae.latent_dim) is int
+
+
+def test_grid_search_over_a_numpy_grid(corpus):
+    texts, labels = list(corpus[0][:60]), corpus[1][:60]
+    search = GridSearchCV(BNVAEClassifier(vae=BNVAE(**dict(TINY, max_epochs=1))),
+                          {"vae__latent_dim": np.array([2, 4])}, cv=2, error_score="raise")
+    search.fit(texts, labels)
+    assert search.best_params_["vae__latent_dim"] in (2, 4)
+
+
+# -- item 9 -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("item, kind", [(None, "NoneType"), (3, "int"), (b"x", "bytes")])
+def test_non_string_items_at_fit_name_the_item(corpus, item, kind):
+    texts = list(corpus[0][:20])
+    texts[5] = item
+    with pytest.raises(TypeError, match=f"Expected every item of X to be a str; item 5 is {kind}"):
+        BNVAE(**TINY).fit(texts)
+
+
+def test_a_dataset_of_several_string_columns_is_refused():
+    datasets = pytest.importorskip("datasets")
+    data = datasets.Dataset.from_dict({"title": ["a", "b"], "text": ["c d", "e"]})
+    with pytest.raises(ValueError, match=r"2 string columns \['title', 'text'\]; expected one\. "
+                                         r"Select the text column"):
+        iterate_texts(data)
+    assert list(iterate_texts(data.select_columns(["text"]))) == ["c d", "e"]
+
+
+@pytest.mark.parametrize("y", [[1, "a", -1], ["1", 0, 0], pd.Series([1, "a", 0])])
+def test_mixed_int_and_str_labels_are_refused(y):
+    with pytest.raises(ValueError, match="y mixes label types"):
+        check_labels(y, 3)
+
+
+def test_string_and_int_labels_still_pass():
+    assert check_labels(["a", "-1", "b"], 3)[1].tolist() == [False, True, False]
+    assert check_labels(np.array(["a", "b"]), 2)[0].dtype.kind == "U"
+    assert check_labels([1, -1], 2)[0].dtype.kind == "i"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a CPU-only machine")
+@pytest.mark.parametrize("device, match", [
+    ("gpu", "must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device. Got 'gpu'"),
+    ("cuda", "no CUDA GPU is available.*Use device='cpu'"),
+    ("cuda:1", "no CUDA GPU is available"),
+    (3.5, "must be 'auto', 'cpu'"),
+])
+def test_device_errors_say_what_to_do(device, match):
+    with pytest.raises(ValueError, match=match):
+        resolve_device(device)
+
+
+def test_device_values_that_resolve():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    assert resolve_device("auto").type in ("cpu", "cuda")
+
+
+@pytest.mark.parametrize("params, match", [
+    (dict(lowercase="yes"), r"'lowercase' parameter of BNVAE must be a bool\. Got 'yes'"),
+    (dict(checkpoint_dir=123), r"'checkpoint_dir' parameter of BNVAE must be a str or "
+                               r"os.PathLike \(a directory\) or None\. Got 123"),
+])
+def test_type_of_lowercase_and_checkpoint_dir(corpus, params, match):
+    with pytest.raises(ValueError, match=match):
+        BNVAE(**TINY, **params).fit(corpus[0][:20])
