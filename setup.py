@@ -27,7 +27,7 @@ setup(
         "tuning": ["optuna>=3.4", "matplotlib>=3.6"],
         "postgres": ["optuna>=3.4", "psycopg2-binary>=2.9"],
         "plots": ["matplotlib>=3.6"],
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "hypothesis>=6"],
     },
     entry_points={"console_scripts": ["ssl-textvae=ssl_textvae.cli:main"]},
 )
