@@ -22,7 +22,7 @@ class TextClassifierMixin(ClassifierMixin):
 
     def score(self, X, y, sample_weight=None):
         """Accuracy on labeled texts; ``y`` may not contain the unlabeled marker."""
-        texts = check_texts(X)
+        texts = check_texts(X, allow_empty=True)   # predict gives each a row
         y, _ = check_labels(y, len(texts), allow_unlabeled=False)
         return super().score(texts, y, sample_weight)
 

@@ -167,3 +167,12 @@ def test_device_values_that_resolve():
 def test_type_of_lowercase_and_checkpoint_dir(corpus, params, match):
     with pytest.raises(ValueError, match=match):
         BNVAE(**TINY, **params).fit(corpus[0][:20])
+
+
+def test_score_counts_an_empty_row_as_predict_does(fitted_classifier, held_out):
+    texts, labels = list(held_out[0][:10]), np.asarray(held_out[1][:10])
+    texts[0] = ""
+    with pytest.warns(UserWarning, match="1 of 10 texts are empty"):
+        score = fitted_classifier.score(texts, labels)
+    with pytest.warns(UserWarning, match="1 of 10 texts are empty"):
+        assert score == np.mean(fitted_classifier.predict(texts) == labels)
