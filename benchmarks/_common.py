@@ -111,3 +111,28 @@ def print_table(rows, headers):
     print("-" * len(line))
     for row in rows:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+
+
+def zipf_texts(n_texts, vocab_size, min_words, max_words, seed=0, every_word=False):
+    """Synthetic texts of ``min_words``-``max_words`` Zipf-distributed words ``w0``, ``w1``, ...;
+    with ``every_word`` each of the ``vocab_size`` words occurs at least once."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(min_words, max_words + 1, n_texts)
+    total = int(lengths.sum())
+    probabilities = 1.0 / np.arange(1, vocab_size + 1)
+    probabilities /= probabilities.sum()
+    if every_word:
+        if total < vocab_size:
+            raise SystemExit(f"{total} tokens cannot hold a {vocab_size}-word vocabulary")
+        words = np.concatenate([np.arange(vocab_size),
+                                rng.choice(vocab_size, total - vocab_size, p=probabilities)])
+        rng.shuffle(words)
+    else:
+        words = rng.choice(vocab_size, size=total, p=probabilities)
+    texts, start = [], 0
+    for length in lengths:
+        texts.append(" ".join(f"w{index}" for index in words[start:start + length]))
+        start += length
+    return texts

@@ -28,7 +28,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks._common import REPO_ROOT, RESULTS_DIR, print_table, write_json  # noqa: E402
+from benchmarks._common import REPO_ROOT, RESULTS_DIR, print_table, write_json, zipf_texts  # noqa: E402
 
 TARGET_BYTES = 2 * 2**30
 
@@ -36,23 +36,7 @@ TARGET_BYTES = 2 * 2**30
 def synthetic_corpus(n_texts, vocab_size, min_tokens, max_tokens, seed=0):
     """Texts of ``min_tokens``-``max_tokens`` words; every one of the ``vocab_size``
     words occurs at least once, the rest are Zipf-distributed."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(min_tokens, max_tokens + 1, n_texts)
-    total = int(lengths.sum())
-    if total < vocab_size:
-        raise SystemExit(f"{total} tokens cannot hold a {vocab_size}-word vocabulary")
-    probabilities = 1.0 / np.arange(1, vocab_size + 1)
-    probabilities /= probabilities.sum()
-    words = np.concatenate([np.arange(vocab_size),
-                            rng.choice(vocab_size, total - vocab_size, p=probabilities)])
-    rng.shuffle(words)
-    texts, start = [], 0
-    for length in lengths:
-        texts.append(" ".join(f"w{index}" for index in words[start:start + length]))
-        start += length
-    return texts
+    return zipf_texts(n_texts, vocab_size, min_tokens, max_tokens, seed, every_word=True)
 
 
 def child(args):

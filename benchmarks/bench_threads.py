@@ -42,7 +42,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks._common import REPO_ROOT, RESULTS_DIR, machine, print_table, write_json  # noqa: E402
+from benchmarks._common import REPO_ROOT, RESULTS_DIR, machine, print_table, write_json, zipf_texts  # noqa: E402
 
 POLICIES = ("adaptive", "fixed")
 CONDITIONS = ("idle", "busy_loop", "pretraining")
@@ -52,19 +52,7 @@ TINY_MODEL = dict(embed_dim=32, hidden_dim=64, latent_dim=8)
 
 def synthetic_texts(n_texts, vocab_size=5000, min_words=5, max_words=15, seed=0):
     """Texts of Zipf-distributed words, as a text VAE's pool would be."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    ranks = np.arange(1, vocab_size + 1)
-    probabilities = 1.0 / ranks
-    probabilities /= probabilities.sum()
-    lengths = rng.integers(min_words, max_words + 1, n_texts)
-    words = rng.choice(vocab_size, size=int(lengths.sum()), p=probabilities)
-    texts, start = [], 0
-    for length in lengths:
-        texts.append(" ".join(f"w{index}" for index in words[start:start + length]))
-        start += length
-    return texts
+    return zipf_texts(n_texts, vocab_size, min_words, max_words, seed)
 
 
 # -- children --------------------------------------------------------------------------------

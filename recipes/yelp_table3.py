@@ -308,13 +308,7 @@ def plot_rows(rows, budgets, path):
     if set(budgets) <= set(paper):
         axes.plot(budgets, [paper[b] for b in budgets], "k--", label="BN-VAE (paper, Table 3)")
     axes.set_xscale("log")
-    axes.set_xlabel("labeled examples")
-    axes.set_ylabel("test accuracy (%)")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_plot(figure, axes, path, "labeled examples", "test accuracy (%)")
 
 
 def run_curve(args, command):
@@ -360,13 +354,20 @@ def plot_curve(curve, path):
     if not points:
         return
     figure, axes = plt.subplots(figsize=(6.4, 4.2))
-    for key in points[0]["accuracy"]:
-        axes.plot([p["epoch"] for p in points], [p["accuracy"][key] for p in points], marker="o", label=key)
-    axes.set_xlabel("pretraining epochs over the pool")
-    axes.set_ylabel("validation accuracy (%)")
+    for key in sorted({key for p in points for key in p["accuracy"]}):   # budgets may differ by epoch
+        measured = [p for p in points if key in p["accuracy"]]
+        axes.plot([p["epoch"] for p in measured], [p["accuracy"][key] for p in measured], marker="o", label=key)
     axes.set_title("Few-label classifiers against pretraining (short Yelp validation file)")
+    save_plot(figure, axes, path, "pretraining epochs over the pool", "validation accuracy (%)")
+
+
+def save_plot(figure, axes, path, xlabel, ylabel):
+    import matplotlib.pyplot as plt
+
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
+    axes.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

@@ -128,3 +128,16 @@ def rng_to_tensor(rng_state):
 def tensor_to_rng(saved):
     return {"bit_generator": "PCG64", "state": {"state": int(saved["state"]), "inc": int(saved["inc"])},
             "has_uint32": saved["has_uint32"], "uinteger": saved["uinteger"]}
+
+
+def restore_rngs(state, seed):
+    """Seed torch's (forked) RNG or put back a checkpoint's state, and return the numpy
+    ``Generator`` of the batch order at the checkpoint's state: what a resumed run needs
+    to draw exactly what the uninterrupted run would have drawn."""
+    if state["torch_rng"] is None:
+        torch.manual_seed(seed)
+    else:
+        torch.set_rng_state(state["torch_rng"])
+    rng = np.random.default_rng()
+    rng.bit_generator.state = state["rng"]
+    return rng

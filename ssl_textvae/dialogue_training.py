@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from .cvae import training_loss
 from .data import EncodedCorpus, bucket_batches, collate
 from .runtime import autocast_context, flush_denormals
-from .checkpoints import check_same_module, rng_to_tensor, tensor_to_rng
+from .checkpoints import check_same_module, restore_rngs, rng_to_tensor, tensor_to_rng
 
 CHECKPOINT_NAME = "bncvae_checkpoint.pt"
 TERMS = ("reconstruction", "kl", "prior_kl", "posterior_kl", "bow")
@@ -117,12 +117,7 @@ def train(module, train_corpus: DialogueCorpus, valid_corpus: DialogueCorpus,
         state = _load_checkpoint(checkpoint, module, optimizer, config)
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), flush_denormals():
-        if state["torch_rng"] is None:
-            torch.manual_seed(config.seed)
-        else:
-            torch.set_rng_state(state["torch_rng"])
-        rng = np.random.default_rng()
-        rng.bit_generator.state = state["rng"]
+        rng = restore_rngs(state, config.seed)
         while state["epoch"] < config.max_epochs and state["bad_epochs"] < config.n_iter_no_change:
             record = _train_epoch(module, optimizer, train_corpus, config, device, rng, state)
             recalibrate_batch_norm(module, train_corpus, device, config.batch_size * 4, rng, config.precision)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoints import CHECKPOINT_NAME, data_fingerprint, load_checkpoint, save_checkpoint
+from .checkpoints import CHECKPOINT_NAME, data_fingerprint, load_checkpoint, restore_rngs, save_checkpoint
 from .data import EncodedCorpus, bucket_batches, collate, n_batches
 from .diagnostics import check_pre_bn_variance, diverged_error
 from .inference import batches, eval_mode
@@ -166,12 +166,7 @@ def pretrain(module, train: EncodedCorpus, valid: EncodedCorpus, config: Trainin
     devices = [device.index or 0] if device.type == "cuda" else []
     with AdaptiveThreads(config.n_threads, adapt=device.type == "cpu") as threads, \
             torch.random.fork_rng(devices=devices), flush_denormals():
-        if state["torch_rng"] is None:
-            torch.manual_seed(config.seed)
-        else:
-            torch.set_rng_state(state["torch_rng"])
-        rng = np.random.default_rng()
-        rng.bit_generator.state = state["rng"]
+        rng = restore_rngs(state, config.seed)
         while state["epoch"] < config.max_epochs and state["halvings"] <= config.max_lr_halvings:
             record = train_epoch(module, optimizer, train, config, device, rng, state["epoch"],
                                  schedule, state, threads)

@@ -128,6 +128,7 @@ def test_curve_reads_validation_only_and_resumes(table3, data_dir, pretrained, t
     points = json.loads(out.read_text())["points"]
     assert [p["epoch"] for p in points] == [1]
     assert set(points[0]["accuracy"]) == {"frozen_lr/20", "fine_tuned/20", "frozen_lr/60", "fine_tuned/60"}
+    args.remove("60")                                       # fewer budgets later: the plot copes
     yelp_table3.main([*args, "--epochs", "1", "2"])        # epoch 1 kept, epoch 2 added
     assert [p["epoch"] for p in json.loads(out.read_text())["points"]] == [1, 2]
     assert out.with_suffix(".png").stat().st_size > 0
