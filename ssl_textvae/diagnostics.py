@@ -21,8 +21,8 @@ class TrainingDivergedError(FloatingPointError):
     >>> from ssl_textvae import BNVAE, TrainingDivergedError
     >>> texts = ["good food", "bad service", "great place", "awful staff"] * 10
     >>> try:
-    ...     BNVAE(lr=1e9, max_epochs=1, embed_dim=8, hidden_dim=8, latent_dim=2, batch_size=8,
-    ...           verbose=0).fit(texts)
+    ...     BNVAE(lr=1e9, clip_grad_norm=None, max_epochs=2, embed_dim=8, hidden_dim=8,
+    ...           latent_dim=2, batch_size=8, random_state=0, verbose=0).fit(texts)
     ... except TrainingDivergedError as error:
     ...     print("diverged")
     diverged
