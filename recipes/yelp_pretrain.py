@@ -57,6 +57,18 @@ def pretraining_corpus(data_dir, largest=10000):
     return ConcatTexts(load_pool(data_dir), labeled)
 
 
+def earlier_epochs(progress):
+    """The epoch records an interrupted run already wrote to ``progress.jsonl`` (the last of each)."""
+    if not progress.exists():
+        return []
+    records = {}
+    for line in progress.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        record.pop("time", None)
+        records[record["epoch"]] = record
+    return [records[epoch] for epoch in sorted(records)]
+
+
 def seed_dir(run_dir, seed, softmax="full"):
     return Path(run_dir) / (f"seed{seed}" if softmax == "full" else f"seed{seed}_{softmax}")
 
@@ -66,10 +78,10 @@ def main(argv=None):
     out = seed_dir(args.run_dir, args.seed, args.softmax)
     out.mkdir(parents=True, exist_ok=True)
     command = shlex.join(["python", "recipes/yelp_pretrain.py", *(sys.argv[1:] if argv is None else argv)])
-    history = []
+    history = earlier_epochs(out / "progress.jsonl")   # a resumed run's snapshots keep every epoch
 
     def snapshot(vae, record):
-        history.append(record)
+        history[:] = [r for r in history if r["epoch"] < record["epoch"]] + [record]
         vae.history_ = list(history)         # save() stores the history; fit sets it at the end
         vae.save(out / f"epoch{record['epoch']:03d}")
         with open(out / "progress.jsonl", "a", encoding="utf-8") as handle:

@@ -328,7 +328,9 @@ def run_curve(args, command):
             print(f"{snapshot} does not exist yet; skipped.")
             continue
         vae = BNVAE.load(snapshot)
-        point = {"epoch": epoch, "pretraining_minutes": sum(r["seconds"] for r in vae.history_) / 60,
+        complete = len(vae.history_) == epoch   # snapshots of resumed runs before the fix lack early epochs
+        point = {"epoch": epoch,
+                 "pretraining_minutes": sum(r["seconds"] for r in vae.history_) / 60 if complete else None,
                  "valid_kl": vae.history_[-1].get("valid_kl"), "accuracy": {}}
         valid_means = vae.transform(valid_texts)
         for budget in args.budgets:

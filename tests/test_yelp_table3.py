@@ -80,6 +80,19 @@ def test_pretraining_writes_a_loadable_snapshot_per_epoch(pretrained):
     assert len((seed / "progress.jsonl").read_text().splitlines()) == 2
 
 
+def test_a_resumed_pretraining_keeps_every_epoch_in_its_snapshots(table3, data_dir, tmp_path):
+    _, yelp_pretrain = table3
+    args = ["--seed", "0", "--data-dir", str(data_dir), "--run-dir", str(tmp_path), "--verbose", "0"]
+    yelp_pretrain.pretraining_corpus.__defaults__ = (60,)
+    try:
+        yelp_pretrain.main([*args, "--max-epochs", "1"])
+        yelp_pretrain.main([*args, "--max-epochs", "2"])          # resumes from epoch 1's checkpoint
+    finally:
+        yelp_pretrain.pretraining_corpus.__defaults__ = (10000,)
+    second = BNVAE.load(tmp_path / "seed0" / "epoch002")
+    assert [record["epoch"] for record in second.history_] == [1, 2]
+
+
 def test_evaluate_then_combine_gives_the_table3_json(table3, data_dir, pretrained, tmp_path):
     yelp_table3, _ = table3
     seeds = tmp_path / "seeds"
