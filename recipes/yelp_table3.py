@@ -41,11 +41,11 @@ from ssl_textvae import BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier
 from yelp_data import load_pool, load_split
 from yelp_low_label import chosen_c, make_head
 from yelp_pretrain import DEFAULT_DATA_DIR, PAPER_VAE, pretraining_corpus
+from yelp_report import BUDGETS, plot_curve, write_report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIGURES = REPO_ROOT / "recipes" / "figures"
 SEED_RESULTS = FIGURES / "yelp_table3_seeds"
-BUDGETS = (100, 500, 1000, 2000, 10000)
 PAPER_FINE_TUNING = {"fine_tuning_optimizer": "sgd", "fine_tuning_lr": 1.0,
                      "fine_tuning_batch_size": 16, "fine_tuning_clip_grad_norm": 5.0,
                      "head_dropout": 0.5, "fine_tuning_patience": 2,
@@ -53,9 +53,6 @@ PAPER_FINE_TUNING = {"fine_tuning_optimizer": "sgd", "fine_tuning_lr": 1.0,
                      "fine_tuning_max_epochs": 40}
 N_FOLDS, SINGLE_MODEL_FROM = 5, 10000
 SELF_TRAINING = {"pool_sentences": 20000, "per_labeled": 4}   # pseudo-labels: 4 per label at most
-# Zhu et al. (2020), Table 3, at BUDGETS: references beside our rows, never inputs.
-PAPER_TABLE3 = {"BN-VAE (paper)": [88.8, 91.6, 92.5, 94.1, 95.4], "AE+FB (paper)": [87.6, 90.2, 92.0, 93.4, 94.9],
-                "VAE (paper)": [66.1, 82.6, 88.4, 89.6, 94.5], "AE (paper)": [81.1, 86.2, 90.3, 89.4, 94.1]}
 PROTOCOLS = {
     "paper": {"classifier": "FineTunedBNVAEClassifier", **PAPER_FINE_TUNING,
               "selection_data": "short_yelp.valid.txt (10,000 labeled sentences)"},
@@ -262,55 +259,6 @@ def combine(runs, command):
             "seeds": [{"seed": r["seed"], "commands": r["commands"], "vae": r["vae"]} for r in runs]}
 
 
-def write_report(combined, prefix):
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    prefix.with_suffix(".json").write_text(json.dumps(combined, indent=2) + "\n", encoding="utf-8")
-    budgets = sorted({int(b) for values in combined["rows"].values() for b in values})
-    lines = ["# Short Yelp test accuracy (%), paper and few-label protocols", "",
-             f"Combined by `{combined['command']}` from:", ""]
-    lines += [f"- seed {s['seed']}: " + ", ".join(f"`{c}`" for c in s["commands"]) +
-              f" ({s['vae']['epochs']} pretraining epochs, "
-              f"validation KL {s['vae']['valid_kl_best_epoch']:.2f} against the bound "
-              f"{s['vae']['kl_bound']:.2f}, {s['vae']['valid_active_units']} active units)"
-              for s in combined["seeds"]]
-    lines += ["", "| protocol / method | " + " | ".join(f"{b:,}" for b in budgets) + " |",
-              "|---|" + "---:|" * len(budgets)]
-    for row, values in combined["rows"].items():
-        cells = []
-        for budget in budgets:
-            accuracies = values.get(str(budget), [])
-            cells.append("—" if not accuracies else f"{np.mean(accuracies):.1f}" if len(accuracies) == 1
-                         else f"{np.mean(accuracies):.1f} ± {np.std(accuracies, ddof=1):.1f}")
-        lines.append(f"| {row} | " + " | ".join(cells) + " |")
-    for name, values in PAPER_TABLE3.items():
-        paper = dict(zip(BUDGETS, values))
-        if set(budgets) <= set(paper):
-            lines.append(f"| {name} | " + " | ".join(f"{paper[b]:.1f}" for b in budgets) + " |")
-    lines += ["", "Cells: mean ± standard deviation over seeds (one seed: the value). Protocols: "
-              "recipes/yelp_table3.py's docstring and the JSON's `protocol`."]
-    prefix.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    plot_rows(combined["rows"], budgets, prefix.with_suffix(".png"))
-    print("\n".join(lines))
-
-
-def plot_rows(rows, budgets, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7, 4.6))
-    for row, values in rows.items():
-        present = [b for b in budgets if str(b) in values]
-        axes.errorbar(present, [np.mean(values[str(b)]) for b in present], marker="o", capsize=3, label=row,
-                      yerr=[np.std(values[str(b)], ddof=1) if len(values[str(b)]) > 1 else 0 for b in present])
-    paper = dict(zip(BUDGETS, PAPER_TABLE3["BN-VAE (paper)"]))
-    if set(budgets) <= set(paper):
-        axes.plot(budgets, [paper[b] for b in budgets], "k--", label="BN-VAE (paper, Table 3)")
-    axes.set_xscale("log")
-    save_plot(figure, axes, path, "labeled examples", "test accuracy (%)")
-
-
 def run_curve(args, command):
     """Validation accuracy (never test) of the few-label classifiers against pretraining epochs,
     from the per-epoch snapshots of ``recipes/yelp_pretrain.py``: what each hour of pretraining buys."""
@@ -344,35 +292,6 @@ def run_curve(args, command):
         curve["points"].sort(key=lambda p: p["epoch"])
         path.write_text(json.dumps(curve, indent=2) + "\n", encoding="utf-8")
     plot_curve(curve, path.with_suffix(".png"))
-
-
-def plot_curve(curve, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    points = curve["points"]
-    if not points:
-        return
-    figure, axes = plt.subplots(figsize=(6.4, 4.2))
-    for key in sorted({key for p in points for key in p["accuracy"]}):   # budgets may differ by epoch
-        measured = [p for p in points if key in p["accuracy"]]
-        axes.plot([p["epoch"] for p in measured], [p["accuracy"][key] for p in measured], marker="o", label=key)
-    axes.set_title("Few-label classifiers against pretraining (short Yelp validation file)")
-    save_plot(figure, axes, path, "pretraining epochs over the pool", "validation accuracy (%)")
-
-
-def save_plot(figure, axes, path, xlabel, ylabel):
-    import matplotlib.pyplot as plt
-
-    axes.set_xlabel(xlabel)
-    axes.set_ylabel(ylabel)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
 
 
 # The quick budget: one epoch with the faster adaptive softmax, the few-label rows up to 1,000
