@@ -60,14 +60,15 @@ def parse_args(argv=None):
     parser.add_argument("--loss-chunk", type=int, default=10, help="steps per loss-curve point")
     parser.add_argument("--loss-seeds", type=int, default=3, help="seeds of the loss comparison")
     parser.add_argument("--profile-steps", type=int, default=30,
-                        help="steps of the per-operator profile of the default path")
+                        help="steps of the per-operator profile of the default path (0 skips it)")
     parser.add_argument("--figure", default=None, help="PNG to write (default: next to the JSON)")
     parser.add_argument("--quick", action="store_true", help="tiny run to check the script works")
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.warmup_steps, args.repeats, args.loss_steps = 5, 2, 1, 20
         args.ratio_pairs, args.ratio_steps = 2, 3
-        args.loss_chunk, args.loss_seeds, args.profile_steps = 5, 2, 3
+        args.loss_chunk, args.loss_seeds = 5, 2
+        args.profile_steps = min(args.profile_steps, 3)
     return args
 
 
@@ -281,6 +282,31 @@ def step_profile(corpus, vocab_size, args, device, precision, steps):
                           for e in rows[:15]]}
 
 
+def print_profile(profile):
+    """Print the kernel floor and the largest operators of :func:`step_profile`'s result."""
+    floor = profile["kernel_floor_tokens_per_second"]
+    if floor:
+        target_ms = profile["tokens_per_step"] / TARGET_TOKENS_PER_SECOND * 1000
+        outside = profile["outside_kernels"]
+        least_ms = profile["kernel_ms_per_step"] + outside["update_ms"] + outside["softmax_ms"]
+        profile["least_step_ms"] = least_ms
+        profile["least_step_tokens_per_second"] = profile["tokens_per_step"] / least_ms * 1000
+        print(f"\nkernel floor: {floor:,.0f} tokens/s (matrix-product and LSTM kernels "
+              f"{profile['kernel_ms_per_step']:.1f} ms of a {profile['ms_per_step']:.1f} ms step, "
+              f"{profile['tokens_per_step']:.0f} tokens); {TARGET_TOKENS_PER_SECOND:,} tokens/s "
+              f"allows {target_ms - profile['kernel_ms_per_step']:.1f} ms per step for everything else")
+        print(f"outside the kernels at least: SGD update {outside['update_ms']:.2f} ms "
+              f"({outside['dense_parameters']:,} parameters x 12 bytes at "
+              f"{outside['copy_bandwidth_gb_per_s']:.0f} GB/s), softmax forward + backward "
+              f"{outside['softmax_ms']:.2f} ms; step at least {least_ms:.1f} ms = "
+              f"{profile['least_step_tokens_per_second']:,.0f} tokens/s")
+    print(f"\nprofile of the default path ({profile['ms_per_step']:.1f} ms of CPU self time per step, "
+          f"{profile['steps']} steps; largest operators):")
+    print_table([[o["name"][:40], f"{o['ms_per_step']:.2f}", f"{o['share']:.0%}",
+                  f"{o['calls_per_step']:.0f}"] for o in profile["operators"]],
+                ["operator", "ms/step", "share", "calls/step"])
+
+
 def loss_curves(corpus, vocab_size, args, device, default_precision):
     """Training loss every ``loss_chunk`` steps, for each of ``loss_seeds`` seeds, in the
     default precision and in fp32 on the same batches, initialization and dropout.
@@ -366,12 +392,14 @@ def main(argv=None):
 
     results, ratio = throughput(corpus, vocab_size, args, device, default_precision)
     paired = overhead_ratio(corpus, vocab_size, args, device, default_precision)
-    profile = step_profile(corpus, vocab_size, args, device, default_precision, args.profile_steps)
-    dense = sum(p.numel() for layer in TextVAE(vocab_size, args.embed_dim, args.hidden_dim,
-                                               args.latent_dim).modules()
-                if isinstance(layer, AUTOCAST_LAYERS) for p in layer.parameters(recurse=False))
-    profile["outside_kernels"] = work_outside_kernels(device, round(profile["tokens_per_step"]),
-                                                      vocab_size, dense)
+    profile = None
+    if args.profile_steps > 0:
+        profile = step_profile(corpus, vocab_size, args, device, default_precision, args.profile_steps)
+        dense = sum(p.numel() for layer in TextVAE(vocab_size, args.embed_dim, args.hidden_dim,
+                                                   args.latent_dim).modules()
+                    if isinstance(layer, AUTOCAST_LAYERS) for p in layer.parameters(recurse=False))
+        profile["outside_kernels"] = work_outside_kernels(device, round(profile["tokens_per_step"]),
+                                                          vocab_size, dense)
     curves, loss = loss_curves(corpus, vocab_size, args, device, default_precision)
 
     rows = []
@@ -399,27 +427,8 @@ def main(argv=None):
                  for k in rates],
                 ["matmul path", "GFLOP/s", "GFLOP/s per time step", "ceiling tokens/s",
                  "shape-aware ceiling"])
-    floor = profile["kernel_floor_tokens_per_second"]
-    if floor:
-        target_ms = profile["tokens_per_step"] / TARGET_TOKENS_PER_SECOND * 1000
-        outside = profile["outside_kernels"]
-        least_ms = profile["kernel_ms_per_step"] + outside["update_ms"] + outside["softmax_ms"]
-        profile["least_step_ms"] = least_ms
-        profile["least_step_tokens_per_second"] = profile["tokens_per_step"] / least_ms * 1000
-        print(f"\nkernel floor: {floor:,.0f} tokens/s (matrix-product and LSTM kernels "
-              f"{profile['kernel_ms_per_step']:.1f} ms of a {profile['ms_per_step']:.1f} ms step, "
-              f"{profile['tokens_per_step']:.0f} tokens); {TARGET_TOKENS_PER_SECOND:,} tokens/s "
-              f"allows {target_ms - profile['kernel_ms_per_step']:.1f} ms per step for everything else")
-        print(f"outside the kernels at least: SGD update {outside['update_ms']:.2f} ms "
-              f"({outside['dense_parameters']:,} parameters x 12 bytes at "
-              f"{outside['copy_bandwidth_gb_per_s']:.0f} GB/s), softmax forward + backward "
-              f"{outside['softmax_ms']:.2f} ms; step at least {least_ms:.1f} ms = "
-              f"{profile['least_step_tokens_per_second']:,.0f} tokens/s")
-    print(f"\nprofile of the default path ({profile['ms_per_step']:.1f} ms of CPU self time per step, "
-          f"{profile['steps']} steps; largest operators):")
-    print_table([[o["name"][:40], f"{o['ms_per_step']:.2f}", f"{o['share']:.0%}",
-                  f"{o['calls_per_step']:.0f}"] for o in profile["operators"]],
-                ["operator", "ms/step", "share", "calls/step"])
+    if profile is not None:
+        print_profile(profile)
     print(f"\nBN-VAE / VAE throughput ratio: {paired['median']:.3f} median of {paired['pairs']} "
           f"back-to-back pairs of {paired['steps']} steps (quartiles {paired['quartiles'][0]:.3f}, "
           f"{paired['quartiles'][1]:.3f}); from the repeats above {ratio['median']:.3f} wall (per repeat "
