@@ -27,6 +27,17 @@ __all__ = ["MAX_CHUNK_LOGITS", "SOFTMAXES", "ChunkedSoftmaxNLL", "Decoder", "Dro
 MAX_CHUNK_LOGITS = 2**24
 
 
+def padded_rows(n):
+    """``n`` rounded up to one of 8 sizes per power of two (at most 1/8 more rows).
+
+    The output layer sees one row per real token, a count that differs in nearly every
+    batch. Under bf16 on CPU, oneDNN caches a matrix-product primitive per shape, each
+    with its own packed copy of the vocabulary x hidden weight: over an epoch of short
+    Yelp those grew the process by gigabytes. Few row counts keep that cache small."""
+    step = max(16, 1 << max(0, n.bit_length() - 4))
+    return -(-n // step) * step
+
+
 class Dropout(nn.Dropout):
     """``nn.Dropout`` drawing its mask from uniforms on CPU: torch's CPU ``bernoulli_``
     takes several times as long as ``rand`` and a comparison. Elsewhere (CUDA) it is ``nn.Dropout``."""
@@ -200,6 +211,13 @@ class Decoder(nn.Module):
         # hidden: (tokens, hidden), targets: (tokens,) -> (tokens,) in fp32
         if self.adaptive:
             return adaptive_nll(self.output, hidden, targets)
+        n = hidden.size(0)
+        padded = padded_rows(n) if hidden.device.type == "cpu" and torch.is_autocast_enabled("cpu") else n
+        if padded > n:   # zero rows whose losses are cut off below: they get no gradient
+            hidden, targets = F.pad(hidden, (0, 0, 0, padded - n)), F.pad(targets, (0, padded - n))
+        return self._output_nll(hidden, targets)[:n]
+
+    def _output_nll(self, hidden, targets):
         rows = max(1, self.max_chunk_logits // self.output.out_features)   # tokens per chunk
         if hidden.size(0) <= rows:
             return self._full_softmax_nll(hidden, targets)
