@@ -246,10 +246,11 @@ class BNVAE(TransformerMixin, BaseEstimator):
         """The fitted BNVAE of parameters ``params`` and history ``history`` whose
         vocabulary (tokenizer.json) and weights (model.safetensors) are in ``path``;
         :meth:`load` reads ``params`` and ``history`` from its config.json."""
-        vae = cls(**params)
+        vae = cls(**persistence.check_params(path, params, cls, VAE_CONSTRAINTS))
         vae.tokenizer_ = persistence.load_tokenizer(path)
         vae.module_ = persistence.load_weights(TextVAE(**module_kwargs(vae)),
                                                os.path.join(path, persistence.WEIGHTS))
+        _check_saved_settings(path, vae, params)
         vae.history_ = history
         vae.n_features_out_ = vae.latent_dim
         return vae
@@ -284,6 +285,22 @@ def module_kwargs(vae: BNVAE) -> dict:
              "bn_eps", "softmax")
     return {"vocab_size": vae.tokenizer_.vocab_size,
             **{name: python_scalar(getattr(vae, name)) for name in names}}
+
+
+def _check_saved_settings(path, vae, params):
+    """The settings in config.json (``params``) that tokenizer.json and the weights were
+    written with: an edited one would load silently and ``get_params`` would lie."""
+    tokenizer = vae.tokenizer_
+    for name, saved in (("tokenizer", tokenizer.kind), ("max_vocab_size", tokenizer.max_vocab_size),
+                        ("min_frequency", tokenizer.min_frequency), ("lowercase", tokenizer.lowercase),
+                        ("max_length", tokenizer.max_length)):
+        if name in params:
+            persistence.check_saved_setting(path, name, params[name], persistence.TOKENIZER, saved)
+    norm = getattr(vae.module_.mean_norm, "norm", None)
+    if norm is not None:   # BN-VAE: the batch norm's fixed weight is gamma
+        if not torch.equal(norm.weight, torch.full_like(norm.weight, vae.gamma)):
+            persistence.check_saved_setting(path, "gamma", vae.gamma, persistence.WEIGHTS,
+                                            float(f"{norm.weight[0].item():.7g}"))
 
 
 def _warn_unknown_rows(corpus):

@@ -284,7 +284,7 @@ class BNCVAE(BaseEstimator):
         from . import persistence
 
         config = persistence.read_config(path, cls.__name__, ("params", "history"))
-        model = cls(**config["params"])
+        model = cls(**persistence.check_params(path, config["params"], cls, CONSTRAINTS))
         model.tokenizer_ = persistence.load_tokenizer(path)
         model.module_ = persistence.load_weights(ConditionalVAE(**module_kwargs(model)),
                                                  os.path.join(path, persistence.WEIGHTS))

@@ -283,12 +283,18 @@ class FineTunedBNVAEClassifier(TextClassifierMixin, BaseEstimator):
         """Load what :meth:`save` wrote (format 1 or 2; no code is executed from the files)."""
         config = persistence.read_config(path, cls.__name__, ("params", "classes", "classes_dtype",
                                                               "history", "best_epoch"))
-        params = {RENAMED.get(name, name): value for name, value in config["params"].items()}
+        params = config["params"]
+        if isinstance(params, dict):
+            params = {RENAMED.get(name, name): value for name, value in params.items()}
+        persistence.check_params(path, params, cls, FINE_TUNING_CONSTRAINTS, not_saved=("vae",))
         # format 1 took only a fitted BNVAE, used as it is: frozen
         vae, fitted = load_nested_vae(path, config.get("vae_frozen", True))
         model = cls(vae=vae, **params)
         model.vae_ = fitted
-        model.classes_ = np.asarray(config["classes"], dtype=np.dtype(config["classes_dtype"]))
+        with persistence.reading_field(path, "classes_dtype"):
+            dtype = np.dtype(config["classes_dtype"])
+        with persistence.reading_field(path, "classes"):
+            model.classes_ = np.asarray(config["classes"], dtype=dtype)
         model.module_ = persistence.load_weights(model._new_module(),
                                                  os.path.join(path, FINE_TUNED_WEIGHTS))
         model.history_, model.best_epoch_ = config["history"], config["best_epoch"]
