@@ -156,6 +156,7 @@ class AdaptiveThreads:
         return self
 
     def __exit__(self, *exc_info):
+        self.adaptive = False   # a pass still holding this policy no longer changes threads
         if self in _running:
             _running.remove(self)
         if torch.get_num_threads() != self.saved:

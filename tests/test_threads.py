@@ -181,3 +181,10 @@ def test_a_pass_inside_a_policy_follows_that_policy(two_threads, busy_machine):
     assert torch.get_num_threads() == 2
     with threads.cpu_threads(torch.device("cpu"), n_threads=1) as fixed:
         assert not fixed.adaptive and torch.get_num_threads() == 1
+
+
+def test_a_policy_that_has_exited_changes_nothing(two_threads, busy_machine):
+    with threads.cpu_threads(torch.device("cpu")) as policy:
+        pass
+    policy.step()   # a pass of another Python thread that still holds it
+    assert torch.get_num_threads() == 2
