@@ -66,7 +66,8 @@ class FineTunedBNVAEClassifier(TextClassifierMixin, BaseEstimator):
     ``fit(..., validation_data=(texts, labels))``, picks the epoch; epoch 0, the
     frozen start, competes too. On short Yelp it beat a head on the frozen means
     (:class:`BNVAEClassifier`, which trains no encoder) at every label budget,
-    the most with thousands of labels.
+    the most with thousands of labels. ``score`` leaves the -1 rows out, so
+    ``cross_val_score(clf, X, y)`` scores each fold on its labeled texts.
 
     The official BN-VAE code's classifier protocol is
     ``fine_tuning_optimizer="sgd", fine_tuning_lr=1.0, fine_tuning_batch_size=16,
