@@ -1,7 +1,8 @@
 """Your own texts: a few labeled, many unlabeled -> a saved semi-supervised classifier.
 
-Input is a CSV or JSON Lines file with a text column and a label column; a row whose
-label is missing, empty, null or "-1" is unlabeled. The recipe
+Input is a CSV or JSON Lines file with a text column and a label column, in UTF-8 (or
+the ``--encoding`` given); a row whose label is missing, empty, null or "-1" is
+unlabeled. The recipe
 
 1. pretrains one BN-VAE on every text (labeled and unlabeled; labels are not used),
 2. reports cross-validated accuracy of the head on the labeled rows (the pretrained
@@ -65,7 +66,11 @@ def build_parser():
     parser.add_argument("--report", default=None,
                         help="write the cross-validation report as JSON here (default: "
                              "<model-dir>/report.json)")
-    parser.add_argument("--cv", type=int, default=5, help="cross-validation folds (default: 5)")
+    parser.add_argument("--cv", type=folds, default=5, help="cross-validation folds, at least 2 "
+                                                            "(default: 5)")
+    parser.add_argument("--encoding", default="utf-8",
+                        help="the data files' text encoding, for example latin-1 or cp1252 "
+                             "(default: utf-8)")
     parser.add_argument("--C", type=float, default=1.0,
                         help="inverse regularization of the logistic-regression head (default: 1.0)")
     parser.add_argument("--tune", type=int, default=0, metavar="N_TRIALS",
@@ -96,16 +101,50 @@ def build_parser():
     return parser
 
 
+def folds(text):
+    """``--cv``: an int >= 2."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be an int >= 2 (cross-validation needs at least 2 "
+                                         f"folds), got {text!r}")
+    return value
+
+
 # -- reading and writing rows ---------------------------------------------------------------
-def read_rows(path):
-    """Rows of a CSV / TSV (header line) or JSON Lines file, as a list of dicts."""
-    path = Path(path)
+def read_rows(path, encoding="utf-8"):
+    """Rows of a CSV / TSV (header line) or JSON Lines file in ``encoding``, as a list of
+    dicts; a file in another encoding is a ``ValueError`` that says how to read it."""
+    try:
+        return _read_rows(Path(path), encoding)
+    except UnicodeDecodeError:
+        number, byte = undecodable_line(path, encoding)
+        name = "UTF-8" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+        raise ValueError(f"{path} is not {name} (line {number} holds the byte 0x{byte}). Pass the "
+                         "file's encoding, for example --encoding latin-1 (or cp1252), or save it "
+                         "as UTF-8.") from None
+
+
+def undecodable_line(path, encoding):
+    """(line number, first undecodable byte as hex) of ``path``; (None, None) if none."""
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                raw.decode(encoding)
+            except UnicodeDecodeError as error:
+                return number, raw[error.start:error.start + 1].hex()
+    return None, None
+
+
+def _read_rows(path, encoding):
     if not path.is_file():
         raise FileNotFoundError(f"No such file: {path}.")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json", ".ndjson"):
         rows = []
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding=encoding) as handle:
             for number, line in enumerate(handle, 1):
                 if not line.strip():
                     continue
@@ -120,7 +159,8 @@ def read_rows(path):
                 rows.append(row)
         return rows
     if suffix in (".csv", ".tsv"):
-        with open(path, encoding="utf-8-sig", newline="") as handle:   # -sig: spreadsheets' BOM
+        utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+        with open(path, encoding="utf-8-sig" if utf8 else encoding, newline="") as handle:   # BOM
             return list(csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ","))
     raise ValueError(f"Cannot read {path.name!r}: expected a .csv, .tsv, .jsonl or .json (JSON Lines) file.")
 
@@ -203,7 +243,7 @@ def tuned_params(args, texts, labels, unlabeled, params):
 
 def fit(args):
     start = time.perf_counter()
-    rows = read_rows(args.data)
+    rows = read_rows(args.data, args.encoding)
     texts, labels = split_rows(rows, args.text_column, args.label_column, args.data)
     labeled = labels != UNLABELED
     labeled_texts = [text for text, keep in zip(texts, labeled) if keep]
@@ -278,7 +318,7 @@ def predict(args):
     classifier = ssl_textvae.load(args.model)
     if not hasattr(classifier, "classes_"):
         raise ValueError(f"{args.model} holds a {type(classifier).__name__}, not a classifier.")
-    rows = read_rows(args.predict)
+    rows = read_rows(args.predict, args.encoding)
     texts = column(rows, args.text_column, args.predict)
     for number, text in enumerate(texts, 1):
         if not isinstance(text, str) or not text.strip():

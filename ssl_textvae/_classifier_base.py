@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import warnings
 
+import numpy as np
 from sklearn.base import ClassifierMixin, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils.validation import check_is_fitted
@@ -21,9 +22,27 @@ class TextClassifierMixin(ClassifierMixin):
     """``score`` on labeled texts and the string-input tags of a text classifier."""
 
     def score(self, X, y, sample_weight=None):
-        """Accuracy on labeled texts; ``y`` may not contain the unlabeled marker."""
+        """Mean accuracy on the labeled rows of ``X``: rows whose label is -1 (or "-1"),
+        the unlabeled marker of ``fit``, are left out (with their ``sample_weight``).
+
+        So ``cross_val_score(clf, X, y)`` and ``GridSearchCV`` score each fold on its
+        labeled texts when ``y`` marks unlabeled ones, as ``fit`` reads them. A
+        scorer given by name (``scoring="accuracy"``) calls ``predict`` instead and
+        counts a -1 row as a wrong prediction: keep the default scoring (None).
+
+        Raises ``ValueError`` when every row is unlabeled.
+        """
         texts = check_texts(X, allow_empty=True)   # predict gives each a row
-        y, _ = check_labels(y, len(texts), allow_unlabeled=False)
+        y, unlabeled = check_labels(y, len(texts))
+        if unlabeled.all():
+            raise ValueError("Every label of y is -1 (unlabeled); score needs labeled texts. In a "
+                             "cross-validation, give each fold some labeled rows (fewer folds, or "
+                             "StratifiedKFold, which spreads the -1 rows over the folds).")
+        if unlabeled.any():
+            texts = [text for text, skip in zip(texts, unlabeled) if not skip]
+            y = y[~unlabeled]
+            if sample_weight is not None:
+                sample_weight = np.asarray(sample_weight)[~unlabeled]
         return super().score(texts, y, sample_weight)
 
     def __sklearn_tags__(self):

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import numbers
 import os
+from types import SimpleNamespace
 
 import numpy as np
+
 
 class Interval:
     """Numbers of ``kind`` (int or float) between ``low`` and ``high`` (None: unbounded)."""
@@ -67,18 +69,26 @@ class IsPath:
 
 
 def validate_params(estimator, constraints):
-    """Raise ``ValueError`` for the first parameter outside its constraint.
+    """The values of the parameters named in ``constraints``, checked, as a namespace
+    (``params.latent_dim``); ``ValueError`` for the first one outside its constraint.
 
     A numpy scalar that passes (``np.int64(4)`` from a ``GridSearchCV`` grid over
-    ``np.arange``) is replaced by the equal Python number: torch's modules take
-    Python ints only, and the saved config is JSON."""
+    ``np.arange``) comes back as the equal Python number: torch's modules take
+    Python ints only. The estimator itself is left as it is (scikit-learn's
+    contract: ``fit`` never changes a parameter), so ``fit`` reads these values."""
+    values = {}
     for name, constraint in constraints.items():
         value = getattr(estimator, name)
         if value not in constraint:
             raise ValueError(f"The {name!r} parameter of {type(estimator).__name__} must be "
                              f"{constraint}. Got {value!r} instead.")
-        if isinstance(value, np.generic):
-            setattr(estimator, name, value.item())
+        values[name] = python_scalar(value)
+    return SimpleNamespace(**values)
+
+
+def python_scalar(value):
+    """``value``, a numpy scalar as the equal Python number (bool, int, float)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def string_input_tags(tags):

@@ -18,7 +18,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from . import persistence
-from ._validation import string_input_tags, validate_params
+from ._validation import python_scalar, string_input_tags, validate_params
 from ._vae_params import VAE_CONSTRAINTS, VAE_PARAMS_DOC
 from .data import EncodedCorpus
 from .inference import encode_means
@@ -113,11 +113,11 @@ class BNVAE(TransformerMixin, BaseEstimator):
         works inside it (at the current weights) without changing the training run.
         An exception it raises stops ``fit`` and propagates: ``ssl_textvae.tuning``
         uses it to report a score per epoch to Optuna and to prune hopeless trials."""
-        validate_params(self, VAE_CONSTRAINTS)
+        params = validate_params(self, VAE_CONSTRAINTS)   # numpy scalars as Python numbers
         texts = iterate_texts(X)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        self.tokenizer_ = TextTokenizer(self.tokenizer, self.max_vocab_size, self.min_frequency,
-                                        self.lowercase, self.max_length).fit(texts)
+        self.tokenizer_ = TextTokenizer(params.tokenizer, params.max_vocab_size, params.min_frequency,
+                                        params.lowercase, params.max_length).fit(texts)
         corpus = EncodedCorpus.from_texts(self.tokenizer_, texts, skip_empty=True)
         if corpus.n_skipped:
             warnings.warn(f"Skipped {corpus.n_skipped} empty or whitespace-only texts.", UserWarning)
@@ -126,25 +126,25 @@ class BNVAE(TransformerMixin, BaseEstimator):
                              "(batch norm needs 2 per batch, plus a validation split).")
         _check_vocabulary_overlap(corpus)
         order = np.random.default_rng(seed).permutation(len(corpus))
-        n_valid = min(max(1, round(self.validation_fraction * len(corpus))), len(corpus) - 2)
+        n_valid = min(max(1, round(params.validation_fraction * len(corpus))), len(corpus) - 2)
         with torch.random.fork_rng(devices=[]):  # seeded initialization, global RNG untouched
             torch.manual_seed(seed)
-            self.module_ = TextVAE(self.tokenizer_.vocab_size, self.embed_dim, self.hidden_dim,
-                                   self.latent_dim, self.gamma, self.dropout_in, self.dropout_out,
-                                   self.bn_eps, self.softmax)
-        config = TrainingConfig(self.optimizer, self.lr, self.batch_size, self.max_epochs,
-                                self.clip_grad_norm, self.lr_patience, self.max_lr_halvings,
-                                self.precision, seed, self.verbose, objective=self.objective,
-                                kl_schedule=self.kl_schedule, kl_start=self.kl_start,
-                                kl_warmup_steps=self.kl_warmup_steps, kl_cycles=self.kl_cycles,
-                                kl_cycle_ratio=self.kl_cycle_ratio, free_bits=self.free_bits)
+            self.module_ = TextVAE(self.tokenizer_.vocab_size, params.embed_dim, params.hidden_dim,
+                                   params.latent_dim, params.gamma, params.dropout_in,
+                                   params.dropout_out, params.bn_eps, params.softmax)
+        config = TrainingConfig(params.optimizer, params.lr, params.batch_size, params.max_epochs,
+                                params.clip_grad_norm, params.lr_patience, params.max_lr_halvings,
+                                params.precision, seed, params.verbose, objective=params.objective,
+                                kl_schedule=params.kl_schedule, kl_start=params.kl_start,
+                                kl_warmup_steps=params.kl_warmup_steps, kl_cycles=params.kl_cycles,
+                                kl_cycle_ratio=params.kl_cycle_ratio, free_bits=params.free_bits)
         train, valid = corpus.subset(order[n_valid:]), corpus.subset(order[:n_valid])
         del corpus  # only the split copies stay in memory while training
         self.history_ = pretrain(self.module_, train, valid, config,
-                                 resolve_device(self.device), self.checkpoint_dir,
+                                 resolve_device(self.device), params.checkpoint_dir,
                                  None if epoch_callback is None
                                  else lambda record: epoch_callback(self, record))
-        self.n_features_out_ = self.latent_dim
+        self.n_features_out_ = params.latent_dim
         return self
 
     def transform(self, X):
@@ -192,7 +192,7 @@ class BNVAE(TransformerMixin, BaseEstimator):
             raise ValueError(f"n_samples must be an int >= 1, got {n_samples!r}.")
         device = resolve_device(self.device)
         seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
-        z = torch.randn(n_samples, self.latent_dim, generator=torch.Generator().manual_seed(seed))
+        z = torch.randn(n_samples, self.n_features_out_, generator=torch.Generator().manual_seed(seed))
         return self._decode(z, temperature, max_tokens, seed, device)
 
     def reconstruct(self, X, temperature=0.0, max_tokens=40, random_state=None):
@@ -246,10 +246,11 @@ class BNVAE(TransformerMixin, BaseEstimator):
         """The fitted BNVAE of parameters ``params`` and history ``history`` whose
         vocabulary (tokenizer.json) and weights (model.safetensors) are in ``path``;
         :meth:`load` reads ``params`` and ``history`` from its config.json."""
-        vae = cls(**params)
+        vae = cls(**persistence.check_params(path, params, cls, VAE_CONSTRAINTS))
         vae.tokenizer_ = persistence.load_tokenizer(path)
         vae.module_ = persistence.load_weights(TextVAE(**module_kwargs(vae)),
                                                os.path.join(path, persistence.WEIGHTS))
+        _check_saved_settings(path, vae, params)
         vae.history_ = history
         vae.n_features_out_ = vae.latent_dim
         return vae
@@ -278,11 +279,28 @@ class BNVAE(TransformerMixin, BaseEstimator):
 
 
 def module_kwargs(vae: BNVAE) -> dict:
-    """The constructor arguments of ``vae.module_`` (for rebuilding it from weights)."""
-    return {"vocab_size": vae.tokenizer_.vocab_size, "embed_dim": vae.embed_dim,
-            "hidden_dim": vae.hidden_dim, "latent_dim": vae.latent_dim, "gamma": vae.gamma,
-            "dropout_in": vae.dropout_in, "dropout_out": vae.dropout_out, "bn_eps": vae.bn_eps,
-            "softmax": vae.softmax}
+    """The constructor arguments of ``vae.module_`` (for rebuilding it from weights);
+    numpy scalars of a grid search as Python numbers."""
+    names = ("embed_dim", "hidden_dim", "latent_dim", "gamma", "dropout_in", "dropout_out",
+             "bn_eps", "softmax")
+    return {"vocab_size": vae.tokenizer_.vocab_size,
+            **{name: python_scalar(getattr(vae, name)) for name in names}}
+
+
+def _check_saved_settings(path, vae, params):
+    """The settings in config.json (``params``) that tokenizer.json and the weights were
+    written with: an edited one would load silently and ``get_params`` would lie."""
+    tokenizer = vae.tokenizer_
+    for name, saved in (("tokenizer", tokenizer.kind), ("max_vocab_size", tokenizer.max_vocab_size),
+                        ("min_frequency", tokenizer.min_frequency), ("lowercase", tokenizer.lowercase),
+                        ("max_length", tokenizer.max_length)):
+        if name in params:
+            persistence.check_saved_setting(path, name, params[name], persistence.TOKENIZER, saved)
+    norm = getattr(vae.module_.mean_norm, "norm", None)
+    if norm is not None:   # BN-VAE: the batch norm's fixed weight is gamma
+        if not torch.equal(norm.weight, torch.full_like(norm.weight, vae.gamma)):
+            persistence.check_saved_setting(path, "gamma", vae.gamma, persistence.WEIGHTS,
+                                            float(f"{norm.weight[0].item():.7g}"))
 
 
 def _warn_unknown_rows(corpus):

@@ -32,7 +32,8 @@ class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
     pretrained (one encoding pass, then the head). Fine-tuning the encoder as
     well (:class:`FineTunedBNVAEClassifier`) trains the LSTM for several epochs
     and was more accurate on short Yelp at every label budget, the most with
-    thousands of labels.
+    thousands of labels. ``score`` leaves the -1 rows out, so
+    ``cross_val_score(clf, X, y)`` scores each fold on its labeled texts.
 
     Parameters
     ----------""" + VAE_PARAMETER_DOC + """

@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import Interval, Options, validate_params
+from ._validation import Interval, Options, python_scalar, validate_params
 from .cvae import ConditionalVAE, generate_ids
 from .dialogue_training import DialogueCorpus, DialogueTrainingConfig, evaluate_terms, train
 from .runtime import PRECISIONS, resolve_device
@@ -175,35 +175,36 @@ class BNCVAE(BaseEstimator):
         """Train on pairs: ``contexts`` a list of lists of utterance strings, ``responses``
         a list of strings. ``validation_data`` = (contexts, responses) for selecting the
         epoch; without it a random ``validation_fraction`` of the pairs is held out."""
-        validate_params(self, CONSTRAINTS)
-        contexts, responses = check_dialogues(contexts, responses, self.max_context)
+        params = validate_params(self, CONSTRAINTS)   # numpy scalars as Python numbers
+        contexts, responses = check_dialogues(contexts, responses, params.max_context)
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise TypeError("Expected validation_data to be a (contexts, responses) pair, got "
                                 f"{type(validation_data).__name__}.")
-            valid_pairs = check_dialogues(*validation_data, self.max_context, name="validation_data")
+            valid_pairs = check_dialogues(*validation_data, params.max_context, name="validation_data")
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         if validation_data is None:
             if len(responses) < 6:
                 raise ValueError(f"Found {len(responses)} pairs; expected at least 6 (batch norm needs "
                                  "2 per batch, plus a validation split).")
             order = np.random.default_rng(seed).permutation(len(responses))
-            n_valid = max(2, round(self.validation_fraction * len(responses)))
+            n_valid = max(2, round(params.validation_fraction * len(responses)))
             valid_pairs = ([contexts[i] for i in order[:n_valid]], [responses[i] for i in order[:n_valid]])
             contexts, responses = [contexts[i] for i in order[n_valid:]], [responses[i] for i in order[n_valid:]]
         elif len(responses) < 2:
             raise ValueError(f"Found {len(responses)} training pairs; expected at least 2.")
-        self.tokenizer_ = TextTokenizer("word", self.max_vocab_size, self.min_frequency, self.lowercase,
-                                        self.max_length).fit(
+        self.tokenizer_ = TextTokenizer("word", params.max_vocab_size, params.min_frequency,
+                                        params.lowercase, params.max_length).fit(
             [u for context in contexts for u in context] + list(responses))
         train_corpus = DialogueCorpus.from_texts(self.tokenizer_, contexts, responses)
         valid_corpus = DialogueCorpus.from_texts(self.tokenizer_, *valid_pairs)
         with torch.random.fork_rng(devices=[]):  # seeded initialization, global RNG untouched
             torch.manual_seed(seed)
             self.module_ = ConditionalVAE(**module_kwargs(self))
-        config = DialogueTrainingConfig(self.lr, self.batch_size, self.max_epochs, self.clip_grad_norm,
-                                        self.n_iter_no_change, self.kl_warmup_steps, bool(self.gamma),
-                                        self.precision, seed, int(self.verbose))
+        config = DialogueTrainingConfig(params.lr, params.batch_size, params.max_epochs,
+                                        params.clip_grad_norm, params.n_iter_no_change,
+                                        params.kl_warmup_steps, bool(params.gamma),
+                                        params.precision, seed, int(params.verbose))
         self.history_ = train(self.module_, train_corpus, valid_corpus, config,
                               resolve_device(self.device), self.checkpoint_dir)
         return self
@@ -283,7 +284,7 @@ class BNCVAE(BaseEstimator):
         from . import persistence
 
         config = persistence.read_config(path, cls.__name__, ("params", "history"))
-        model = cls(**config["params"])
+        model = cls(**persistence.check_params(path, config["params"], cls, CONSTRAINTS))
         model.tokenizer_ = persistence.load_tokenizer(path)
         model.module_ = persistence.load_weights(ConditionalVAE(**module_kwargs(model)),
                                                  os.path.join(path, persistence.WEIGHTS))
@@ -308,11 +309,11 @@ class BNCVAE(BaseEstimator):
 
 
 def module_kwargs(model: BNCVAE) -> dict:
-    """The constructor arguments of ``model.module_``."""
-    return {"vocab_size": model.tokenizer_.vocab_size, "embed_dim": model.embed_dim,
-            "utterance_dim": model.utterance_dim, "context_dim": model.context_dim,
-            "decoder_dim": model.decoder_dim, "latent_dim": model.latent_dim, "gamma": model.gamma,
-            "bow": bool(model.bow), "bn_eps": model.bn_eps, "dropout": model.dropout}
+    """The constructor arguments of ``model.module_`` (numpy scalars as Python numbers)."""
+    names = ("embed_dim", "utterance_dim", "context_dim", "decoder_dim", "latent_dim", "gamma",
+             "bn_eps", "dropout")
+    return {"vocab_size": model.tokenizer_.vocab_size, "bow": bool(model.bow),
+            **{name: python_scalar(getattr(model, name)) for name in names}}
 
 
 def dialogue_pairs(dialogues, max_context=None):

@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import persistence
 from ._classifier_base import TextClassifierMixin, fit_or_reuse_vae, is_frozen, load_nested_vae
-from ._validation import Interval, Options, validate_params
+from ._validation import Interval, Options, python_scalar, validate_params
 from ._vae_params import VAE_PARAMETER_DOC
 from .fine_tuning import (FEATURES, OPTIMIZERS, SELECTIONS, EncoderClassifier, FineTuningConfig,
                           features, fine_tune, logits)
@@ -48,6 +48,7 @@ FINE_TUNING_CONSTRAINTS = {
     "fine_tuning_max_lr_halvings": Interval(numbers.Integral, 0, None),
     "fine_tuning_selection": Options(*SELECTIONS),
     "precision": Options(*PRECISIONS),
+    "verbose": Interval(numbers.Integral, 0, None, allow_bool=True),
 }
 # Names of format 1 (ssl_textvae 0.1), before the fine-tuning settings got their prefix.
 RENAMED = {name[len(PREFIX):]: name for name in FINE_TUNING_CONSTRAINTS if name.startswith(PREFIX)}
@@ -65,7 +66,8 @@ class FineTunedBNVAEClassifier(TextClassifierMixin, BaseEstimator):
     ``fit(..., validation_data=(texts, labels))``, picks the epoch; epoch 0, the
     frozen start, competes too. On short Yelp it beat a head on the frozen means
     (:class:`BNVAEClassifier`, which trains no encoder) at every label budget,
-    the most with thousands of labels.
+    the most with thousands of labels. ``score`` leaves the -1 rows out, so
+    ``cross_val_score(clf, X, y)`` scores each fold on its labeled texts.
 
     The official BN-VAE code's classifier protocol is
     ``fine_tuning_optimizer="sgd", fine_tuning_lr=1.0, fine_tuning_batch_size=16,
@@ -189,7 +191,7 @@ class FineTunedBNVAEClassifier(TextClassifierMixin, BaseEstimator):
         -------
         self
         """
-        validate_params(self, FINE_TUNING_CONSTRAINTS)
+        params = validate_params(self, FINE_TUNING_CONSTRAINTS)   # numpy scalars as Python numbers
         texts, labels, unlabeled_rows = check_semi_supervised(X, y)
         self.vae_ = fit_or_reuse_vae(self.vae, texts, unlabeled)
         labels = labels[~unlabeled_rows]
@@ -198,16 +200,16 @@ class FineTunedBNVAEClassifier(TextClassifierMixin, BaseEstimator):
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         corpus = self.vae_.encode([text for text, skip in zip(texts, unlabeled_rows) if not skip])
         if validation_data is None:
-            train_rows, valid_rows = _split(targets, self.fine_tuning_validation_fraction, seed)
+            train_rows, valid_rows = _split(targets, params.fine_tuning_validation_fraction, seed)
             train, valid = corpus.subset(train_rows), corpus.subset(valid_rows)
             train_targets, valid_targets = targets[train_rows], targets[valid_rows]
         else:
             train, train_targets = corpus, targets
             valid, valid_targets = self._validation_set(validation_data)
         device = resolve_device(self.device)
-        config = FineTuningConfig(**{name[len(PREFIX):]: getattr(self, name) for name in RENAMED.values()
+        config = FineTuningConfig(**{name[len(PREFIX):]: getattr(params, name) for name in RENAMED.values()
                                      if name != "fine_tuning_validation_fraction"},
-                                  precision=self.precision, verbose=self.verbose)
+                                  precision=params.precision, verbose=params.verbose)
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []), \
                 flush_denormals():
             torch.manual_seed(seed)
@@ -218,8 +220,8 @@ class FineTunedBNVAEClassifier(TextClassifierMixin, BaseEstimator):
         return self
 
     def _new_module(self):
-        return EncoderClassifier(self.vae_.module_, len(self.classes_), self.dropout, self.features,
-                                 self.head_dropout)
+        return EncoderClassifier(self.vae_.module_, len(self.classes_), python_scalar(self.dropout),
+                                 self.features, python_scalar(self.head_dropout))
 
     def _validation_set(self, validation_data):
         """The encoded texts and class indices of ``validation_data = (texts, labels)``."""
@@ -282,12 +284,18 @@ class FineTunedBNVAEClassifier(TextClassifierMixin, BaseEstimator):
         """Load what :meth:`save` wrote (format 1 or 2; no code is executed from the files)."""
         config = persistence.read_config(path, cls.__name__, ("params", "classes", "classes_dtype",
                                                               "history", "best_epoch"))
-        params = {RENAMED.get(name, name): value for name, value in config["params"].items()}
+        params = config["params"]
+        if isinstance(params, dict):
+            params = {RENAMED.get(name, name): value for name, value in params.items()}
+        persistence.check_params(path, params, cls, FINE_TUNING_CONSTRAINTS, not_saved=("vae",))
         # format 1 took only a fitted BNVAE, used as it is: frozen
         vae, fitted = load_nested_vae(path, config.get("vae_frozen", True))
         model = cls(vae=vae, **params)
         model.vae_ = fitted
-        model.classes_ = np.asarray(config["classes"], dtype=np.dtype(config["classes_dtype"]))
+        with persistence.reading_field(path, "classes_dtype"):
+            dtype = np.dtype(config["classes_dtype"])
+        with persistence.reading_field(path, "classes"):
+            model.classes_ = np.asarray(config["classes"], dtype=dtype)
         model.module_ = persistence.load_weights(model._new_module(),
                                                  os.path.join(path, FINE_TUNED_WEIGHTS))
         model.history_, model.best_epoch_ = config["history"], config["best_epoch"]

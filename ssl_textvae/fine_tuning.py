@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from .data import EncodedCorpus, bucket_batches, collate
 from .inference import run_batched
 from .runtime import autocast_context
+from .threads import cpu_threads
 
 OPTIMIZERS = ("adam", "sgd")
 SELECTIONS = ("accuracy", "loss")
@@ -112,47 +113,49 @@ def fine_tune(module: EncoderClassifier, train: EncodedCorpus, train_targets, va
     def score(accuracy, loss):   # larger is better
         return (-loss,) if config.selection == "loss" else (accuracy, -loss)
 
-    best = (score(*validate(module, valid, valid_targets, device, config.precision)), 0,
-            copy.deepcopy(module.state_dict()))
-    history, bad_epochs, halvings = [], 0, 0
-    for epoch in range(1, config.max_epochs + 1):
-        module.train()
-        total = torch.zeros((), dtype=torch.float64, device=device)  # no sync per step
-        count = 0
-        batches = bucket_batches(train.lengths, config.batch_size, shuffle=True, rng=rng)
-        for indices in tqdm(batches, desc=f"fine-tuning {epoch}/{config.max_epochs}", leave=False,
-                            disable=not config.verbose, unit="batch"):
-            tokens, lengths = (t.to(device) for t in collate(train, indices))
-            with autocast_context(device, config.precision):
-                scores = module(tokens, lengths)                          # (batch, classes)
-            loss = F.cross_entropy(scores.float(), labels[torch.as_tensor(indices, device=device)])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.clip_grad_norm is not None:
-                nn.utils.clip_grad_norm_(module.parameters(), config.clip_grad_norm)
-            optimizer.step()
-            total += loss.detach().double() * len(indices)
-            count += len(indices)
-        accuracy, valid_loss = validate(module, valid, valid_targets, device, config.precision)
-        lr = optimizer.param_groups[0]["lr"]
-        history.append({"epoch": epoch, "train_loss": float(total) / max(count, 1),
-                        "valid_loss": valid_loss, "valid_accuracy": accuracy, "lr": lr})
-        if config.verbose:
-            tqdm.write(f"fine-tuning epoch {epoch}: train_loss {history[-1]['train_loss']:.4f}, "
-                       f"valid_loss {valid_loss:.4f}, valid_accuracy {accuracy:.4f}, lr {lr:.3g}")
-        if score(accuracy, valid_loss) > best[0]:
-            best, bad_epochs = (score(accuracy, valid_loss), epoch, copy.deepcopy(module.state_dict())), 0
-            continue
-        bad_epochs += 1
-        if bad_epochs < config.patience:
-            continue
-        if halvings == config.max_lr_halvings:
-            break
-        # The plateau schedule of the official code: back to the best weights, half the step.
-        halvings, bad_epochs = halvings + 1, 0
-        module.load_state_dict(best[2])
-        for group in optimizer.param_groups:
-            group["lr"] /= 2
+    with cpu_threads(device) as threads:   # the free CPUs, as in pretraining
+        best = (score(*validate(module, valid, valid_targets, device, config.precision)), 0,
+                copy.deepcopy(module.state_dict()))
+        history, bad_epochs, halvings = [], 0, 0
+        for epoch in range(1, config.max_epochs + 1):
+            module.train()
+            total = torch.zeros((), dtype=torch.float64, device=device)  # no sync per step
+            count = 0
+            batches = bucket_batches(train.lengths, config.batch_size, shuffle=True, rng=rng)
+            for indices in tqdm(batches, desc=f"fine-tuning {epoch}/{config.max_epochs}", leave=False,
+                                disable=not config.verbose, unit="batch"):
+                tokens, lengths = (t.to(device) for t in collate(train, indices))
+                with autocast_context(device, config.precision):
+                    scores = module(tokens, lengths)                          # (batch, classes)
+                loss = F.cross_entropy(scores.float(), labels[torch.as_tensor(indices, device=device)])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.clip_grad_norm is not None:
+                    nn.utils.clip_grad_norm_(module.parameters(), config.clip_grad_norm)
+                optimizer.step()
+                threads.step()
+                total += loss.detach().double() * len(indices)
+                count += len(indices)
+            accuracy, valid_loss = validate(module, valid, valid_targets, device, config.precision)
+            lr = optimizer.param_groups[0]["lr"]
+            history.append({"epoch": epoch, "train_loss": float(total) / max(count, 1),
+                            "valid_loss": valid_loss, "valid_accuracy": accuracy, "lr": lr})
+            if config.verbose:
+                tqdm.write(f"fine-tuning epoch {epoch}: train_loss {history[-1]['train_loss']:.4f}, "
+                           f"valid_loss {valid_loss:.4f}, valid_accuracy {accuracy:.4f}, lr {lr:.3g}")
+            if score(accuracy, valid_loss) > best[0]:
+                best, bad_epochs = (score(accuracy, valid_loss), epoch, copy.deepcopy(module.state_dict())), 0
+                continue
+            bad_epochs += 1
+            if bad_epochs < config.patience:
+                continue
+            if halvings == config.max_lr_halvings:
+                break
+            # The plateau schedule of the official code: back to the best weights, half the step.
+            halvings, bad_epochs = halvings + 1, 0
+            module.load_state_dict(best[2])
+            for group in optimizer.param_groups:
+                group["lr"] /= 2
     module.load_state_dict(best[2])
     module.eval()
     return history, best[1]

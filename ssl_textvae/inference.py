@@ -3,7 +3,8 @@
 Every pass that runs a model over a corpus without training it goes through
 here: ``transform`` of the estimators, the validation passes of pretraining and
 fine-tuning, the batch-norm recalibration and the metrics. Batches are sorted by
-length (no padding waste) and results are put back in corpus order.
+length (no padding waste) and results are put back in corpus order. The CPU
+threads follow the free CPUs (:func:`ssl_textvae.threads.cpu_threads`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 
 from .data import EncodedCorpus, bucket_batches, collate
 from .runtime import autocast_context, flush_denormals
+from .threads import cpu_threads
 
 # On 2 CPU cores faster than 1024 (the LSTM's per-step state stays in cache):
 # benchmarks/bench_encode.py --batch-sizes 256 1024
@@ -50,11 +52,12 @@ def run_batched(module, corpus: EncodedCorpus, device, function, width, *, preci
     array (n_texts, width) of ``dtype``, row i for text i."""
     out = np.zeros((len(corpus), width), dtype=dtype)
     cast = torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
-    with eval_mode(module):
+    with cpu_threads(device) as threads, eval_mode(module):
         for indices, tokens, lengths in batches(corpus, batch_size, device):
             with autocast_context(device, precision):
                 values = function(tokens, lengths)                     # (batch, width)
             out[indices] = values.to(cast).cpu().numpy()
+            threads.step()
     return out
 
 

@@ -192,17 +192,47 @@ def read_labeled_file(path, encoding="utf-8", allow_unlabeled=False) -> Tuple[Li
     are skipped. A line without a tab raises, unless ``allow_unlabeled`` (then it is
     an unlabeled text, label "-1"). The label -1 marks an unlabeled text either way."""
     texts, labels = [], []
-    with open(path, encoding=encoding) as handle:
-        for number, line in enumerate(handle, 1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            label, text = split_labeled_line(line, f"{path}, line {number}", allow_unlabeled)
-            labels.append(label)
-            texts.append(text)
+    for number, line in read_lines(path, encoding):
+        if not line.strip():
+            continue
+        label, text = split_labeled_line(line, f"{path}, line {number}", allow_unlabeled)
+        labels.append(label)
+        texts.append(text)
     if not texts:
         raise ValueError(f"{path} holds no texts; expected 'label<TAB>text' lines.")
     return texts, labels
+
+
+def read_lines(path, encoding="utf-8") -> Iterator[Tuple[int, str]]:
+    """``(line number, line without its newline)`` of a text file; a file that is not in
+    ``encoding`` raises a ``ValueError`` naming the line and saying how to fix it."""
+    try:
+        with open(path, encoding=encoding) as handle:
+            for number, line in enumerate(handle, 1):
+                yield number, line.rstrip("\n")
+    except UnicodeDecodeError as error:
+        raise decoding_error(path, encoding, error) from None
+
+
+def decoding_error(path, encoding, error) -> ValueError:
+    """The message for ``path`` that ``encoding`` cannot decode: where, and what to do."""
+    byte = error.object[error.start:error.start + 1].hex()
+    where = f"at byte {error.start} of a read block"
+    try:
+        with open(path, "rb") as handle:   # find the line (the error only knows its block)
+            for number, raw in enumerate(handle, 1):
+                try:
+                    raw.decode(encoding)
+                except UnicodeDecodeError as line_error:
+                    byte = raw[line_error.start:line_error.start + 1].hex()
+                    where = f"line {number}"
+                    break
+    except (OSError, LookupError):
+        pass
+    return ValueError(f"{os.fspath(path)!r} is not valid {encoding} text: {where} holds the byte "
+                      f"0x{byte}. Convert it to UTF-8 (for example iconv -f latin1 -t utf-8 FILE > "
+                      "FILE.utf8, or 'save as UTF-8' in a spreadsheet or editor) or pass its "
+                      "encoding (encoding='latin-1', 'cp1252', ...).")
 
 
 class TextFile:
@@ -230,12 +260,10 @@ class TextFile:
         self.encoding = encoding
 
     def __iter__(self) -> Iterator[str]:
-        with open(self.path, encoding=self.encoding) as handle:
-            for number, line in enumerate(handle, 1):
-                line = line.rstrip("\n")
-                if self.labeled and line.strip():  # a blank line is an empty text, as unlabeled
-                    line = split_labeled_line(line, f"{self.path}, line {number}")[1]
-                yield line
+        for number, line in read_lines(self.path, self.encoding):
+            if self.labeled and line.strip():  # a blank line is an empty text, as unlabeled
+                line = split_labeled_line(line, f"{self.path}, line {number}")[1]
+            yield line
 
     def __repr__(self):
         return f"TextFile({self.path!r}, labeled={self.labeled})"

@@ -15,6 +15,7 @@ FineTunedBNVAEClassifier with ``vae/``) are still read.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -36,15 +37,24 @@ def write_config(path, class_name, **fields):
         json.dump(config, handle, indent=2)
 
 
+# The type of each config.json field an estimator reads besides its parameters.
+FIELD_TYPES = {"class": str, "history": list, "vae_frozen": bool, "classes": list,
+               "classes_dtype": str, "best_epoch": int, "vae_params": dict}
+
+
 def saved_class(path) -> str:
     """The class name in ``path``/config.json (after checking its format version)."""
-    return _checked_version(path, read_json(path, CONFIG)).get("class") or "?"
+    config = _checked_version(path, read_json(path, CONFIG))
+    check_field_types(path, config, ("class",))
+    return config.get("class") or "?"
 
 
 def read_config(path, expected, required):
     """config.json of a model directory, checked: a format this version reads, the
-    class named ``expected`` and the keys ``required``."""
+    class named ``expected``, the keys ``required`` and the types of the fields it
+    holds (:data:`FIELD_TYPES`)."""
     config = _checked_version(path, read_json(path, CONFIG))
+    check_field_types(path, config, FIELD_TYPES)
     if config.get("class") != expected:
         raise ValueError(f"{path!r} holds a {config.get('class')}, not a {expected}; load it with "
                          f"{config.get('class')}.load or ssl_textvae.load.")
@@ -52,6 +62,57 @@ def read_config(path, expected, required):
     if missing:
         raise ValueError(f"{os.path.join(path, CONFIG)!r} lacks {missing}; the model directory is corrupt.")
     return config
+
+
+def tampered(path, file, problem) -> ValueError:
+    """The error for a field of ``path``/``file`` that no ``save`` writes."""
+    return ValueError(f"{os.path.join(path, file)!r}: {problem}. The model directory was edited "
+                      "or is corrupt; restore the file or save the model again.")
+
+
+def check_field_types(path, config, names):
+    """Each field of ``names`` present in ``config`` has its :data:`FIELD_TYPES` type."""
+    for name in names:
+        kind = FIELD_TYPES[name]
+        value = config.get(name, kind())
+        if not isinstance(value, kind) or kind is int and isinstance(value, bool):
+            noun = {dict: "a JSON object", list: "a list", int: "an int"}.get(kind, f"a {kind.__name__}")
+            raise tampered(path, CONFIG, f"{name} must be {noun}; got {value!r:.60}")
+
+
+def check_params(path, params, estimator_class, constraints, not_saved=()):
+    """``params`` of ``path``/config.json: a JSON object of parameters of
+    ``estimator_class`` (but ``not_saved``), each inside its constraint (the ones
+    ``fit`` checks)."""
+    if not isinstance(params, dict):
+        raise tampered(path, CONFIG, f"params must be a JSON object of {estimator_class.__name__} "
+                                     f"parameters; got {type(params).__name__}")
+    known = set(estimator_class._get_param_names()) - set(not_saved)
+    for name, value in params.items():
+        if name not in known:
+            raise tampered(path, CONFIG, f"params.{name} is not a parameter of "
+                                         f"{estimator_class.__name__}")
+        if name in constraints and value not in constraints[name]:
+            raise tampered(path, CONFIG, f"params.{name} must be {constraints[name]}; got {value!r:.60}")
+    return params
+
+
+def check_saved_setting(path, name, value, file, saved):
+    """``value`` of ``name`` in config.json equals ``saved``, what ``file`` was written with."""
+    if value != saved or type(value) is bool and type(saved) is not bool:
+        raise ValueError(f"{os.path.join(path, CONFIG)!r} gives {name}={value!r}, but {file} was "
+                         f"written with {name}={saved!r}: config.json was edited. Set {name} back "
+                         f"to {saved!r} there; to use another {name}, fit a new model.")
+
+
+@contextlib.contextmanager
+def reading_field(path, field, file=CONFIG):
+    """Turn an error while building ``field`` of ``path``/``file`` into a ``ValueError``
+    naming both."""
+    try:
+        yield
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        raise tampered(path, file, f"{field} could not be read ({error})") from None
 
 
 def _checked_version(path, config):
@@ -89,10 +150,30 @@ def save_tokenizer(tokenizer, path):
         json.dump(tokenizer.to_dict(), handle)
 
 
+TOKENIZER_FIELDS = ("kind", "max_vocab_size", "min_frequency", "lowercase", "max_length", "tokenizer")
+
+
 def load_tokenizer(path):
+    """The ``TextTokenizer`` of ``path``/tokenizer.json, its fields checked."""
     from .tokenization import TextTokenizer
 
-    return TextTokenizer.from_dict(read_json(path, TOKENIZER))
+    state = read_json(path, TOKENIZER)
+    if not isinstance(state, dict):
+        raise tampered(path, TOKENIZER, f"expected a JSON object; got {type(state).__name__}")
+    for name in state:
+        if name not in TOKENIZER_FIELDS:
+            raise tampered(path, TOKENIZER, f"{name} is not a field of a tokenizer")
+    missing = [name for name in TOKENIZER_FIELDS if name not in state]
+    if missing:
+        raise ValueError(f"{os.path.join(path, TOKENIZER)!r} lacks {missing}; the model directory "
+                         "is corrupt.")
+    with reading_field(path, "tokenizer", TOKENIZER):
+        try:
+            return TextTokenizer.from_dict(state)
+        except Exception as error:   # the Rust tokenizer's parse errors are plain Exceptions
+            if isinstance(error, (TypeError, ValueError, KeyError, AttributeError)):
+                raise
+            raise ValueError(str(error)) from None
 
 
 def save_head(objects, path):

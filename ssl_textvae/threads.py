@@ -19,10 +19,15 @@ afterwards (``torch.set_num_threads`` is process-global).
 A fixed count replaces the policy: ``SSL_TEXTVAE_NUM_THREADS=4`` in the environment
 (or ``n_threads`` of :class:`~ssl_textvae.training.TrainingConfig`). Where CPU
 usage cannot be read (not Linux), the count stays as it was.
+
+Every CPU loop of the package runs under :func:`cpu_threads`: pretraining,
+fine-tuning and the batched passes of :mod:`ssl_textvae.inference` (``transform``,
+``predict``, validation). A pass inside a running loop steps that loop's policy.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -133,6 +138,7 @@ class AdaptiveThreads:
         self.history = []
 
     def __enter__(self) -> "AdaptiveThreads":
+        _running.append(self)
         self.saved = torch.get_num_threads()
         self.max_threads = self.saved
         self._start = time.perf_counter()
@@ -150,6 +156,9 @@ class AdaptiveThreads:
         return self
 
     def __exit__(self, *exc_info):
+        self.adaptive = False   # a pass still holding this policy no longer changes threads
+        if self in _running:
+            _running.remove(self)
         if torch.get_num_threads() != self.saved:
             torch.set_num_threads(self.saved)
 
@@ -179,3 +188,19 @@ class AdaptiveThreads:
         if grew and runtime._flush_depth > 0:
             # new OpenMP workers start with the default floating-point state
             runtime.set_flush_denormal_all_threads(True)
+
+
+_running = []   # the policies inside their ``with``, innermost last
+
+
+@contextlib.contextmanager
+def cpu_threads(device, n_threads: Optional[int] = None):
+    """The thread policy of a loop on ``device``: the running one when the loop is
+    inside another (a validation pass inside pretraining steps the training loop's
+    policy), else a new :class:`AdaptiveThreads` (adapting on a CPU only). Call
+    ``step()`` on what it yields once per batch."""
+    if _running:
+        yield _running[-1]
+        return
+    with AdaptiveThreads(n_threads, adapt=torch.device(device).type == "cpu") as policy:
+        yield policy

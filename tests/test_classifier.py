@@ -166,9 +166,11 @@ def test_predict_before_fit_raises():
             getattr(BNVAEClassifier(), method)(TEXTS)
 
 
-def test_score_rejects_unlabeled_marker(fitted_classifier):
-    with pytest.raises(ValueError, match="y contains -1 .* every text here needs a label"):
-        fitted_classifier.score(TEXTS, [1, -1, 0, 1])
+def test_score_leaves_the_unlabeled_rows_out(fitted_classifier):
+    assert fitted_classifier.score(TEXTS, [1, -1, 0, 1]) == fitted_classifier.score(
+        [TEXTS[0], TEXTS[2], TEXTS[3]], [1, 0, 1])
+    with pytest.raises(ValueError, match="Every label of y is -1"):
+        fitted_classifier.score(TEXTS, [-1] * 4)
 
 
 def test_predict_rejects_bad_texts(fitted_classifier):

@@ -91,6 +91,46 @@ def test_errors_are_a_message_and_status_2(files, capsys, tmp_path):
     assert "expected NAME=VALUE" in capsys.readouterr().err
 
 
+def test_a_file_that_is_not_utf8_is_a_message_that_says_how_to_fix(files, capsys, tmp_path):
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes((files / "train.txt").read_bytes() + "1\tcaf\u00e9 cr\u00e8me\n".encode("latin-1"))
+    assert main(["fit", str(latin), str(tmp_path / "model"), *_params(TINY_VAE)]) == 2
+    error = capsys.readouterr().err
+    assert "latin.txt' is not valid utf-8 text: line 161 holds the byte 0xe9" in error
+    assert "iconv -f latin1 -t utf-8" in error
+    assert main(["fit", str(files / "train.txt"), str(tmp_path / "model"), "--unlabeled", str(latin),
+                 *_params(TINY_VAE)]) == 2   # a streamed pool
+    assert "latin.txt' is not valid utf-8 text: line 161" in capsys.readouterr().err
+
+
+def test_tune_quiet_prints_only_the_result(files, capfd, tmp_path):
+    """--quiet: no progress bars, no line per trial, no Optuna INFO log (spied on
+    Optuna's logger, whose handler may hold a stream pytest does not capture)."""
+    import logging
+
+    records = []
+
+    class Spy(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    spy = Spy(level=logging.DEBUG)
+    logger = logging.getLogger("optuna")
+    logger.addHandler(spy)
+    try:
+        status = main(["tune", "--train", str(files / "train.txt"), "--out", str(tmp_path / "tune"),
+                       "--n-trials", "2", "--max-epochs", "1", "--embed-dim", "8", "--hidden-dim",
+                       "16", "--batch-size", "16", "--latent-dims", "4", "--gamma-range", "0.5",
+                       "0.6", "--cv-splits", "2", "--cv-repeats", "1", "--quiet"])
+    finally:
+        logger.removeHandler(spy)
+    out, err = capfd.readouterr()
+    assert status == 0
+    assert set(json.loads(out)["best_params"]) == {"vae__gamma", "vae__latent_dim"}   # the result
+    assert err == ""
+    assert [record.getMessage() for record in records if record.levelno < logging.WARNING] == []
+
+
 def test_version_through_the_module_entry_point():
     result = subprocess.run([sys.executable, "-m", "ssl_textvae.cli", "--version"], cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True,

@@ -284,3 +284,14 @@ def test_recipe_runs_end_to_end_and_drops_duplicated_dialogues(tmp_path):
     assert record["command"].startswith("python recipes/dailydialog_bncvae.py --data-dir")
     assert "| KL(q‖p) |" in (out / "results.md").read_text()
     assert (out / "kl_per_epoch.png").stat().st_size > 0 and "Reference:" in (out / "samples.md").read_text()
+
+
+def test_fit_leaves_numpy_parameters_as_given(pairs):
+    """scikit-learn's contract: fit reads numpy scalars (a grid's values) without
+    rewriting them; the module and a pickle still get Python numbers."""
+    model = BNCVAE(gamma=np.float64(0.5), **dict(TINY, max_epochs=1, latent_dim=np.int64(4)))
+    before = {name: (type(value), value) for name, value in model.get_params().items()}
+    model.fit(*pairs)
+    assert {name: (type(value), value) for name, value in model.get_params().items()} == before
+    restored = pickle.loads(pickle.dumps(model))
+    assert restored.generate(pairs[0][:2], 1, random_state=0) == model.generate(pairs[0][:2], 1, random_state=0)

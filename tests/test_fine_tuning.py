@@ -231,3 +231,25 @@ def test_bad_validation_data_is_refused(fitted_vae, labeled, validation_data, er
     with pytest.raises(error, match=match):
         FineTunedBNVAEClassifier(FrozenEstimator(fitted_vae), fine_tuning_max_epochs=1, verbose=0).fit(
             *labeled, validation_data=validation_data)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda c: c["params"].update(nope=1), r"params.nope is not a parameter of FineTunedBNVAEClassifier"),
+    (lambda c: c.update(params=[1]), r"params must be a JSON object"),
+    (lambda c: c["params"].update(dropout="x"), r"params.dropout must be a float in the range \[0, 1\)"),
+    (lambda c: c.update(classes_dtype="zz"), r"classes_dtype could not be read"),
+    (lambda c: c.update(classes={"a": 1}), r"classes must be a list"),
+    (lambda c: c.update(vae_frozen="yes"), r"vae_frozen must be a bool"),
+    (lambda c: c.update(best_epoch="2"), r"best_epoch must be an int"),
+], ids=["unknown-param", "params-list", "dropout", "classes-dtype", "classes", "frozen", "best-epoch"])
+def test_tampered_config_is_a_value_error_naming_file_and_field(fine_tuned, tmp_path, edit, match):
+    import json
+
+    fine_tuned.save(tmp_path / "model")
+    config_file = tmp_path / "model" / "config.json"
+    config = json.loads(config_file.read_text())
+    edit(config)
+    config_file.write_text(json.dumps(config))
+    for load in (FineTunedBNVAEClassifier.load, ssl_textvae.load):
+        with pytest.raises(ValueError, match="config.json': " + match):
+            load(tmp_path / "model")

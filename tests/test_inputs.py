@@ -37,3 +37,16 @@ def test_one_message_for_a_non_string_text():
         check_texts(["a", b"b"])
     with pytest.raises(TypeError, match=message):
         list(iterate_texts(["a", b"b"]))
+
+
+def test_a_file_that_is_not_utf8_says_so_and_how_to_fix(tmp_path):
+    path = tmp_path / "latin.txt"
+    path.write_bytes("1\tgood food\n0\tcaf\u00e9 froid\n".encode("latin-1"))
+    match = (r"latin.txt' is not valid utf-8 text: line 2 holds the byte 0xe9\. Convert it to UTF-8 "
+             r"\(for example iconv -f latin1 -t utf-8 .*\) or pass its encoding \(encoding='latin-1'")
+    with pytest.raises(ValueError, match=match):
+        read_labeled_file(path)
+    with pytest.raises(ValueError, match=match):
+        list(TextFile(path, labeled=True))
+    assert read_labeled_file(path, encoding="latin-1")[0] == ["good food", "caf\u00e9 froid"]
+    assert list(TextFile(path, labeled=True, encoding="latin-1"))[1] == "caf\u00e9 froid"

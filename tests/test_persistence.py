@@ -205,3 +205,61 @@ def test_loading_with_the_other_class_raises(saved_classifier, saved_vae):
         BNVAE.load(saved_classifier)
     with pytest.raises(ValueError, match="holds a BNVAE, not a BNVAEClassifier"):
         BNVAEClassifier.load(saved_vae)
+
+
+def edit_json(file, edit):
+    content = json.loads(file.read_text(encoding="utf-8"))
+    edit(content)
+    file.write_text(json.dumps(content), encoding="utf-8")
+
+
+@pytest.mark.parametrize("file, edit, match", [
+    (CONFIG, lambda c: c["params"].update(nope=1),
+     r"config.json': params.nope is not a parameter of BNVAE"),
+    (CONFIG, lambda c: c.update(params=[1, 2]), r"config.json': params must be a JSON object"),
+    (CONFIG, lambda c: c["params"].update(latent_dim="four"),
+     r"config.json': params.latent_dim must be an int in the range \[1, inf\); got 'four'"),
+    (CONFIG, lambda c: c["params"].update(hidden_dim=None), r"config.json': params.hidden_dim must be an int"),
+    (CONFIG, lambda c: c["params"].update(softmax="xx"), r"config.json': params.softmax must be a str among"),
+    (CONFIG, lambda c: c.update(history={"a": 1}), r"config.json': history must be a list; got \{'a': 1\}"),
+    (CONFIG, lambda c: c.update({"class": ["BNVAE"]}), r"config.json': class must be a str"),
+    (TOKENIZER, lambda c: c.update(foo=1), r"tokenizer.json': foo is not a field of a tokenizer"),
+    (TOKENIZER, lambda c: c.pop("kind"), r"tokenizer.json' lacks \['kind'\]"),
+    (TOKENIZER, lambda c: c.update(tokenizer=[1]), r"tokenizer.json': tokenizer could not be read"),
+], ids=["unknown-param", "params-list", "latent-str", "hidden-none", "softmax", "history", "class",
+        "tokenizer-extra", "tokenizer-kind", "tokenizer-body"])
+def test_tampered_config_is_a_value_error_naming_file_and_field(saved_vae, tmp_path, file, edit, match):
+    path = copy_dir(saved_vae, tmp_path / "copy")
+    edit_json(path / file, edit)
+    for load in (BNVAE.load, ssl_textvae.load):
+        with pytest.raises(ValueError, match=match):
+            load(path)
+
+
+@pytest.mark.parametrize("name, value, saved_in", [
+    ("gamma", 0.3, "model.safetensors"),
+    ("lowercase", True, "tokenizer.json"),
+    ("max_length", 3, "tokenizer.json"),
+    ("tokenizer", "bpe", "tokenizer.json"),
+    ("min_frequency", 4, "tokenizer.json"),
+])
+def test_an_edited_architecture_field_does_not_load_silently(saved_vae, saved_classifier, tmp_path,
+                                                            name, value, saved_in):
+    path = copy_dir(saved_vae, tmp_path / "copy")
+    saved = json.loads((path / CONFIG).read_text(encoding="utf-8"))["params"][name]
+    edit_json(path / CONFIG, lambda c: c["params"].update({name: value}))
+    match = (rf"config.json' gives {name}={value!r}, but {saved_in} was written with "
+             rf"{name}={saved!r}")
+    with pytest.raises(ValueError, match=match):
+        BNVAE.load(path)
+    nested = copy_dir(saved_classifier, tmp_path / "classifier")   # the VAE inside a classifier
+    edit_json(nested / VAE_DIR / CONFIG, lambda c: c["params"].update({name: value}))
+    with pytest.raises(ValueError, match=match):
+        ssl_textvae.load(nested)
+
+
+def test_an_edited_frozen_flag_of_a_classifier_is_refused(saved_classifier, tmp_path):
+    path = copy_dir(saved_classifier, tmp_path / "copy")
+    edit_json(path / CONFIG, lambda c: c.update(vae_frozen=[1]))
+    with pytest.raises(ValueError, match=r"config.json': vae_frozen must be a bool; got \[1\]"):
+        BNVAEClassifier.load(path)

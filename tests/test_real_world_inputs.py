@@ -2,6 +2,7 @@
 DataFrames, numpy parameters, empty and unknown texts, non-string items, and
 parameters of the wrong type."""
 
+import pickle
 import warnings
 
 import numpy as np
@@ -9,7 +10,8 @@ import pandas as pd
 import pytest
 import torch
 from sklearn.frozen import FrozenEstimator
-from sklearn.model_selection import GridSearchCV
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, cross_val_score
 
 from ssl_textvae import BNVAE, BNVAEClassifier
 from ssl_textvae.fine_tuned import FineTunedBNVAEClassifier
@@ -100,7 +102,8 @@ def test_numpy_scalar_parameters_fit(corpus):
                        batch_size=np.int64(16), dropout_in=np.float64(0.2)))
     vae.fit(corpus[0][:60])
     assert vae.transform(["the food"]).shape == (1, 4)
-    assert type(vae.latent_dim) is int
+    assert type(vae.latent_dim) is np.int64   # fit leaves the parameter as given
+    assert pickle.loads(pickle.dumps(vae)).transform(["the food"]).shape == (1, 4)
 
 
 def test_grid_search_over_a_numpy_grid(corpus):
@@ -176,3 +179,63 @@ def test_score_counts_an_empty_row_as_predict_does(fitted_classifier, held_out):
         score = fitted_classifier.score(texts, labels)
     with pytest.warns(UserWarning, match="1 of 10 texts are empty"):
         assert score == np.mean(fitted_classifier.predict(texts) == labels)
+
+
+# -- item 9: cross-validation with unlabeled rows -----------------------------------------------
+@pytest.mark.parametrize("make", [
+    lambda vae: BNVAEClassifier(vae=FrozenEstimator(vae)),
+    lambda vae: FineTunedBNVAEClassifier(FrozenEstimator(vae), fine_tuning_max_epochs=1,
+                                         random_state=0, verbose=0),
+], ids=["head", "fine_tuned"])
+def test_cross_val_score_with_unlabeled_rows_scores_the_labeled_ones(fitted_vae, make):
+    texts, labels = make_corpus(80, seed=8)
+    y = labels.copy()
+    y[1::2] = -1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # no fold may fail into NaN with a warning
+        scores = cross_val_score(make(fitted_vae), np.asarray(texts, dtype=object), y, cv=2)
+    assert np.isfinite(scores).all() and (scores > 0.5).all()
+    model = make(fitted_vae).fit(texts, y)
+    labeled = y != -1
+    kept = [text for text, keep in zip(texts, labeled) if keep]
+    assert model.score(texts, y) == model.score(kept, y[labeled])
+    weights = np.linspace(0.5, 2, len(y))
+    assert model.score(texts, y, sample_weight=weights) == pytest.approx(
+        model.score(kept, y[labeled], sample_weight=weights[labeled]))
+    with pytest.raises(ValueError, match="Every label of y is -1 .*score needs labeled texts"):
+        model.score(texts[:4], [-1] * 4)
+
+
+# -- sklearn's contract: fit leaves the parameters as they were given ---------------------------
+def _typed_params(estimator):
+    return {name: (type(value), value) for name, value in estimator.get_params(deep=False).items()}
+
+
+@pytest.mark.parametrize("make", [
+    lambda vae: BNVAE(**dict(TINY, max_epochs=np.int64(1), latent_dim=np.int64(4),
+                             hidden_dim=np.int32(16), dropout_in=np.float64(0.2),
+                             lowercase=np.bool_(True))),
+    lambda vae: FineTunedBNVAEClassifier(FrozenEstimator(vae), fine_tuning_max_epochs=np.int64(1),
+                                         fine_tuning_lr=np.float64(1e-3), dropout=np.float32(0.1),
+                                         fine_tuning_batch_size=np.int64(16), random_state=0,
+                                         verbose=np.int64(0)),
+], ids=["bnvae", "fine_tuned"])
+def test_fit_does_not_change_the_parameters(fitted_vae, make):
+    texts, labels = make_corpus(60, seed=9)
+    estimator = make(fitted_vae)
+    before = _typed_params(estimator)
+    if isinstance(estimator, BNVAE):
+        estimator.fit(texts)
+        assert type(estimator.n_features_out_) is int and estimator.transform(texts[:2]).shape == (2, 4)
+    else:
+        estimator.fit(texts, labels)
+    assert _typed_params(estimator) == before
+    assert _typed_params(clone(estimator)) == before
+
+
+def test_grid_search_over_a_numpy_grid_leaves_the_grid_values(corpus):
+    texts, labels = list(corpus[0][:60]), corpus[1][:60]
+    search = GridSearchCV(BNVAEClassifier(vae=BNVAE(**dict(TINY, max_epochs=1))),
+                          {"vae__latent_dim": np.array([2, 4])}, cv=2, error_score="raise").fit(texts, labels)
+    assert type(search.best_estimator_.vae_.latent_dim) is np.int64   # as the grid gave it
+    assert search.best_estimator_.vae_.n_features_out_ == search.best_params_["vae__latent_dim"]

@@ -241,6 +241,29 @@ def test_own_data_errors_name_the_problem(own_data, tmp_path):
         own_data.read_rows(broken)
 
 
+def test_own_data_needs_two_folds_at_least(own_data, tmp_path, capsys):
+    data = tmp_path / "rows.csv"
+    write_csv(data, own_rows())
+    with pytest.raises(SystemExit):
+        own_data.main([str(data), "--text-column", "body", "--label-column", "queue", "--cv", "1"])
+    assert "--cv: must be an int >= 2 (cross-validation needs at least 2 folds), got '1'" in \
+        capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_own_data_explains_a_file_that_is_not_utf8(own_data, tmp_path, suffix):
+    data = tmp_path / f"rows{suffix}"
+    content = ("text,label\ngood food,1\ncaf\u00e9 cr\u00e8me,0\n" if suffix == ".csv" else
+               '{"text": "good food", "label": 1}\n{"text": "caf\u00e9 cr\u00e8me", "label": 0}\n')
+    data.write_bytes(content.encode("latin-1"))
+    with pytest.raises(ValueError, match=r"rows\.(csv|jsonl) is not UTF-8 \(line [23] holds the byte 0xe9\)"
+                                         r".*--encoding latin-1"):
+        own_data.main([str(data), "--model-dir", str(tmp_path / "m")])
+    rows = own_data.read_rows(data, encoding="latin-1")
+    assert rows[1]["text"] == "caf\u00e9 cr\u00e8me"
+    assert own_data.build_parser().parse_args([str(data), "--encoding", "cp1252"]).encoding == "cp1252"
+
+
 def test_prepare_short_yelp_copies_files_and_rebuilds_the_pool(tmp_path):
     import random
 

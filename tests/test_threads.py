@@ -125,3 +125,66 @@ def test_pretraining_keeps_threads_on_an_idle_machine(two_threads, monkeypatch):
     monkeypatch.setattr(threads, "CHECK_SECONDS", 0.0)
     vae = BNVAE(**dict(TINY, max_epochs=1)).fit(make_corpus(120, seed=2)[0])
     assert vae.history_[-1]["mean_threads"] == 2.0
+
+
+@pytest.fixture()
+def busy_machine(monkeypatch):
+    """Other processes take 1.5 of the 2 CPUs; checks at every step."""
+    monkeypatch.setattr(threads, "CpuUsage", lambda: FakeUsage(others=[1.5] * 10_000))
+    monkeypatch.setattr(threads, "FIRST_CHECK_SECONDS", 0.0)
+    monkeypatch.setattr(threads, "CHECK_SECONDS", 0.0)
+
+
+def test_transform_drops_threads_on_a_busy_machine_and_restores_them(two_threads, busy_machine,
+                                                                   fitted_vae, corpus):
+    seen = []
+    hook = fitted_vae.module_.encoder.register_forward_pre_hook(
+        lambda module, args: seen.append(torch.get_num_threads()))
+    try:
+        means = fitted_vae.transform(corpus[0])   # 600 texts: 3 batches of 256
+    finally:
+        hook.remove()
+    assert len(means) == 600 and len(seen) == 3
+    assert seen[1:] == [1, 1]   # after the first check, on the one CPU left free
+    assert torch.get_num_threads() == 2
+
+
+def test_fine_tuning_drops_threads_on_a_busy_machine_and_restores_them(two_threads, busy_machine,
+                                                                     fitted_vae, monkeypatch):
+    from sklearn.frozen import FrozenEstimator
+
+    from ssl_textvae import FineTunedBNVAEClassifier, fine_tuning
+
+    seen = []
+    forward = fine_tuning.EncoderClassifier.forward
+
+    def spy(self, tokens, lengths):
+        if self.training:
+            seen.append(torch.get_num_threads())
+        return forward(self, tokens, lengths)
+
+    monkeypatch.setattr(fine_tuning.EncoderClassifier, "forward", spy)
+    texts, labels = make_corpus(120, seed=4)
+    FineTunedBNVAEClassifier(FrozenEstimator(fitted_vae), fine_tuning_max_epochs=2,
+                             fine_tuning_batch_size=16, random_state=0, verbose=0).fit(texts, labels)
+    assert len(seen) > 4 and set(seen[1:]) == {1}
+    assert torch.get_num_threads() == 2
+
+
+def test_a_pass_inside_a_policy_follows_that_policy(two_threads, busy_machine):
+    """A validation pass inside pretraining steps the running policy, not a second one."""
+    with threads.cpu_threads(torch.device("cpu")) as outer:
+        with threads.cpu_threads(torch.device("cpu")) as inner:
+            assert inner is outer
+            inner.step()
+            assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    with threads.cpu_threads(torch.device("cpu"), n_threads=1) as fixed:
+        assert not fixed.adaptive and torch.get_num_threads() == 1
+
+
+def test_a_policy_that_has_exited_changes_nothing(two_threads, busy_machine):
+    with threads.cpu_threads(torch.device("cpu")) as policy:
+        pass
+    policy.step()   # a pass of another Python thread that still holds it
+    assert torch.get_num_threads() == 2

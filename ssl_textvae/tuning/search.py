@@ -3,6 +3,7 @@ turns its best trial into an unfitted classifier."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import numbers
 import warnings
@@ -98,10 +99,11 @@ def tune(texts, y, n_trials=None, timeout=None, storage=None, study_name=None, s
         raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}.")
     storage = make_storage(storage, heartbeat_interval)
     seed = _derive_seed(random_state)
-    study = optuna.create_study(
-        storage=storage, study_name=study_name, direction="maximize", load_if_exists=True,
-        sampler=sampler or optuna.samplers.TPESampler(seed=seed),
-        pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1))
+    with warnings_only(optuna):   # not Optuna's "A new study created" line
+        study = optuna.create_study(
+            storage=storage, study_name=study_name, direction="maximize", load_if_exists=True,
+            sampler=sampler or optuna.samplers.TPESampler(seed=seed),
+            pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1))
     stored = study.user_attrs.get("random_state")
     if stored is None:
         study.set_user_attr("random_state", seed)
@@ -141,16 +143,12 @@ def tune(texts, y, n_trials=None, timeout=None, storage=None, study_name=None, s
         if (n_trials is not None and done >= n_trials) or len(failures) >= max_failures:
             study.stop()
 
-    logger = optuna.logging.get_logger("optuna")
-    level = logger.level
-    # Our line per trial replaces Optuna's; its warnings (failed trials) still show.
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study.optimize(objective, timeout=timeout, catch=(Exception,), callbacks=[after_trial],
-                       gc_after_trial=True)
+        with warnings_only(optuna):   # our line per trial replaces Optuna's
+            study.optimize(objective, timeout=timeout, catch=(Exception,), callbacks=[after_trial],
+                           gc_after_trial=True)
     finally:
         progress.close()
-        logger.setLevel(level)
     if len(failures) >= max_failures:
         warnings.warn(f"Stopped after {len(failures)} failed trials ({failures}); their errors "
                       "were logged by Optuna.", UserWarning)
@@ -160,6 +158,19 @@ def tune(texts, y, n_trials=None, timeout=None, storage=None, study_name=None, s
             best = study.best_trial
             tqdm.write(f"Best trial {best.number}: accuracy {best.value:.4f} with {best.params}")
     return study
+
+
+@contextlib.contextmanager
+def warnings_only(optuna):
+    """Optuna's log at WARNING while inside (its INFO lines off; failed trials still
+    show), the previous level restored after."""
+    logger = optuna.logging.get_logger("optuna")
+    level = logger.level
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _describe_trial(study, trial):
