@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import inspect
 import os
 
 import numpy as np
@@ -231,10 +232,13 @@ class ProcessShard(SingleProcess):
             # Running statistics come from global moments, the same on every rank:
             # no buffer broadcast. An adaptive softmax's tail clusters go unused by
             # batches without their words.
+            no_buffer_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in
+                              inspect.signature(DistributedDataParallel).parameters
+                              else {"broadcast_buffers": False})   # renamed in newer torch
             parallel = DistributedDataParallel(
                 _Terms(module, terms), device_ids=[device.index] if device.type == "cuda" else None,
-                broadcast_buffers=False, find_unused_parameters=bool(getattr(
-                    getattr(module, "decoder", None), "adaptive", False)))
+                find_unused_parameters=bool(getattr(getattr(module, "decoder", None), "adaptive", False)),
+                **no_buffer_sync)
             yield parallel
 
     def all_sum(self, tensor):
