@@ -1,4 +1,4 @@
-"""Command line over the public API: ``ssl-textvae fit|predict|evaluate|tune``.
+"""Command line over the public API: ``ssl-textvae fit|predict|evaluate|tune|pretrain``.
 
 Each command adds its parser in an ``_add_<command>_parser`` function and runs in
 ``_run_<command>``; ``main`` only dispatches and turns input errors into a message
@@ -254,12 +254,85 @@ def _run_tune(args):
     return 0
 
 
+# -- pretrain -------------------------------------------------------------------------------
+def _add_pretrain_parser(subparsers):
+    parser = subparsers.add_parser(
+        "pretrain", help="pretrain a BNVAE on a text file or Arrow folder, on one or many processes",
+        description="Pretrain a BNVAE on --texts and save it to --out (BNVAE.load and "
+                    "'ssl-textvae fit --vae' read it). Runs as it is on one process, and under "
+                    "'torchrun --nproc-per-node N' on N (gloo on CPUs, nccl on GPUs, one GPU a "
+                    "process): vae batch_size is the global batch, split over the processes, "
+                    "so the same settings train the same model on any number of them. A "
+                    "checkpoint in --out/checkpoints after each epoch; rerunning the command "
+                    "resumes, with any number of processes.")
+    parser.add_argument("--texts", required=True, metavar="FILE_OR_ARROW_DIR",
+                        help="a text file (one text a line) or a folder written by "
+                             "datasets' save_to_disk")
+    parser.add_argument("--out", required=True, metavar="MODEL_DIR", help="where to save the BNVAE")
+    parser.add_argument("--text-column", help="the Arrow data set's text column (needed when it "
+                                              "has several string columns)")
+    parser.add_argument("--max-texts", type=int, metavar="N", help="use only the first N texts")
+    parser.add_argument("--param", type=_parse_param, action="append", default=[],
+                        metavar="NAME=VALUE", help="a BNVAE parameter, e.g. latent_dim=32 (repeatable)")
+    parser.add_argument("--backend", default="auto", choices=("auto", "gloo", "nccl"),
+                        help="torch.distributed backend under torchrun (auto: nccl on GPUs, else gloo)")
+    parser.set_defaults(run=_run_pretrain)
+
+
+def _pretrain_texts(path, text_column, max_texts):
+    from .inputs import TextFile
+
+    if os.path.isdir(path):
+        import datasets
+
+        data = datasets.load_from_disk(path)
+        if isinstance(data, datasets.DatasetDict):
+            raise ValueError(f"{path!r} holds the splits {list(data)}; pass the folder of one "
+                             "split (save_to_disk of a Dataset, not of a DatasetDict).")
+        if text_column is not None:
+            if text_column not in data.column_names:
+                raise ValueError(f"Column {text_column!r} not in {path!r}; it has {data.column_names}.")
+            data = data.select_columns([text_column])
+        return data if max_texts is None else data.select(range(min(max_texts, len(data))))
+    if not os.path.isfile(path):
+        raise ValueError(f"--texts {path!r} is neither a text file nor a folder written by save_to_disk.")
+    return _read_pool(path, max_texts)
+
+
+def _run_pretrain(args):
+    from .bnvae import BNVAE
+    from .distributed import current_shard, local_device, process_group, world_size_from_env
+
+    params = dict(args.param)
+    if args.max_texts is not None and args.max_texts < 1:
+        raise ValueError(f"--max-texts must be >= 1, got {args.max_texts}.")
+    device = local_device(params.pop("device", "auto"))
+    params.setdefault("checkpoint_dir", os.path.join(args.out, "checkpoints"))
+    texts = _pretrain_texts(args.texts, args.text_column, args.max_texts)
+    with process_group(args.backend, device):
+        shard = current_shard()
+        if shard.rank != 0:
+            params["verbose"] = 0   # one progress bar and one line per epoch, from rank 0
+        vae = BNVAE(device=str(device)).set_params(**params).fit(texts)
+        if shard.rank == 0:
+            vae.set_params(device="auto")   # the saved model runs wherever it is loaded
+            vae.save(args.out)
+            last = vae.history_[-1] if vae.history_ else {}
+            print(json.dumps({"model_dir": args.out, "processes": world_size_from_env(),
+                              "device": str(device), "epochs": len(vae.history_),
+                              "valid_loss": last.get("valid_loss"),
+                              "valid_kl": last.get("valid_kl"),
+                              "valid_active_units": last.get("valid_active_units")}, indent=2))
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="ssl-textvae",
                                      description="Semi-supervised text classification with BN-VAE.")
     parser.add_argument("--version", action="version", version=f"ssl-textvae {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_fit_parser, _add_predict_parser, _add_evaluate_parser, _add_tune_parser):
+    for add in (_add_fit_parser, _add_predict_parser, _add_evaluate_parser, _add_tune_parser,
+                _add_pretrain_parser):
         add(subparsers)
     return parser
 

@@ -95,13 +95,16 @@ class EncodedCorpus:
 
 
 def bucket_batches(lengths: np.ndarray, batch_size: int, shuffle: bool,
-                   rng: Optional[np.random.Generator] = None, pool_factor: int = 50) -> List[np.ndarray]:
+                   rng: Optional[np.random.Generator] = None, pool_factor: int = 50,
+                   min_batch_size: int = 2) -> List[np.ndarray]:
     """Index batches whose texts have (nearly) equal lengths.
 
     Texts are shuffled, cut into pools of ``pool_factor * batch_size``, sorted by
     length inside each pool and split into batches, whose order is then shuffled:
-    random batches with almost no padding. A trailing batch of a single text is
-    merged into its neighbour, since batch norm cannot normalize one example.
+    random batches with almost no padding. A trailing batch of fewer than
+    ``min_batch_size`` texts (by default a single text, which batch norm cannot
+    normalize) is merged into its neighbour; sharding a batch over N processes asks
+    for 2 N, so that no process gets fewer than 2 texts.
     """
     n = len(lengths)
     order = rng.permutation(n) if shuffle else np.arange(n)
@@ -111,7 +114,7 @@ def bucket_batches(lengths: np.ndarray, batch_size: int, shuffle: bool,
         chunk = order[start:start + pool]
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
         batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
-    if len(batches) > 1 and len(batches[-1]) == 1:
+    if len(batches) > 1 and len(batches[-1]) < min_batch_size:
         last = batches.pop()  # pop first: `batches[-2] = f(batches.pop())` assigns after the pop
         batches[-1] = np.concatenate([batches[-1], last])
     if shuffle:
@@ -148,8 +151,9 @@ def padding_fraction(lengths: np.ndarray, batches) -> float:
     return 1.0 - real / grid if grid else 0.0
 
 
-def n_batches(n_texts: int, batch_size: int) -> int:
+def n_batches(n_texts: int, batch_size: int, min_batch_size: int = 2) -> int:
     """How many batches :func:`bucket_batches` makes of ``n_texts`` texts (pools hold
-    whole batches, so only a final single text is merged into its neighbour)."""
+    whole batches, so only a final batch under ``min_batch_size`` texts is merged
+    into its neighbour)."""
     count = math.ceil(n_texts / batch_size)
-    return count - 1 if count > 1 and n_texts % batch_size == 1 else count
+    return count - 1 if count > 1 and 0 < n_texts % batch_size < min_batch_size else count

@@ -40,9 +40,10 @@ def active_units(means: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) 
     return int((means.double().var(0) > threshold).sum())
 
 
-def evaluate_elbo(module, corpus: EncodedCorpus, device, batch_size=256, precision="fp32"):
-    """Negative ELBO per text (one z sample), its reconstruction and KL terms, and
-    the active units, all in eval mode."""
+def elbo_sums(module, corpus: EncodedCorpus, device, batch_size=256, precision="fp32"):
+    """Reconstruction and KL terms summed over the texts (one z sample each), a float64
+    array (2,), and the posterior means, (n_texts, latent) on the CPU; in eval mode.
+    Sums, so that shards of a corpus add up (:mod:`ssl_textvae.distributed`)."""
     sums = np.zeros(2)
     means = []
     with eval_mode(module):
@@ -51,9 +52,16 @@ def evaluate_elbo(module, corpus: EncodedCorpus, device, batch_size=256, precisi
                 terms = module(tokens, lengths)
             sums += [terms["reconstruction"].sum().item(), terms["kl"].sum().item()]
             means.append(terms["mean"].float().cpu())
+    return sums, torch.cat(means) if means else torch.zeros(0, module.latent_dim)
+
+
+def evaluate_elbo(module, corpus: EncodedCorpus, device, batch_size=256, precision="fp32"):
+    """Negative ELBO per text (one z sample), its reconstruction and KL terms, and
+    the active units, all in eval mode."""
+    sums, means = elbo_sums(module, corpus, device, batch_size, precision)
     reconstruction, kl = sums / max(len(corpus), 1)
     return {"loss": reconstruction + kl, "reconstruction": reconstruction, "kl": kl,
-            "active_units": active_units(torch.cat(means)) if means else 0}
+            "active_units": active_units(means)}
 
 
 def evaluate_reconstruction_at_mean(module, corpus: EncodedCorpus, device, batch_size=256,

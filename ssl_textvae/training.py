@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 import os
 import time
@@ -18,10 +19,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoints import CHECKPOINT_NAME, data_fingerprint, load_checkpoint, restore_rngs, save_checkpoint
-from .data import EncodedCorpus, bucket_batches, collate, n_batches
+from .data import EncodedCorpus, collate, n_batches
 from .diagnostics import check_pre_bn_variance, diverged_error
+from .distributed import SingleProcess, current_shard
 from .inference import batches, eval_mode
-from .metrics import evaluate_elbo, evaluate_reconstruction_at_mean
 from .optim import ClippedSGD
 from .runtime import autocast_context, flush_denormals, resolve_precision
 from .threads import AdaptiveThreads
@@ -149,36 +150,45 @@ def pretrain(module, train: EncodedCorpus, valid: EncodedCorpus, config: Trainin
     ``epoch_callback(record)``, when given, is called after each epoch (and its
     checkpoint) with that epoch's history entry; an exception it raises stops
     training and propagates (a tuner uses this to prune a trial).
+
+    In a process group of 2 or more (``torchrun``, see :mod:`ssl_textvae.distributed`)
+    every rank calls this with the same data and settings: ``config.batch_size`` is
+    the global batch, rank 0 alone writes the checkpoint, and every rank returns the
+    same history and weights.
     """
+    shard = current_shard()
     module.to(device)
     optimizer = make_optimizer(config.optimizer, module.parameters(), config.lr)
-    schedule = KLSchedule.from_config(config, n_batches(len(train), config.batch_size))
+    schedule = KLSchedule.from_config(config, n_batches(len(train), config.batch_size, shard.min_batch_size))
     state = {"epoch": 0, "history": [], "best_loss": math.inf, "bad_epochs": 0, "halvings": 0,
              "best_weights": None, "rng": np.random.default_rng(config.seed).bit_generator.state,
              "torch_rng": None, "step": 0}
     checkpoint = os.path.join(checkpoint_dir, CHECKPOINT_NAME) if checkpoint_dir else None
+    if checkpoint_dir or shard.world_size > 1:
+        state["data"] = data_fingerprint(train, valid)
+        shard.check_same_data(state["data"])
     if checkpoint_dir:
         os.makedirs(checkpoint_dir, exist_ok=True)
-        state["data"] = data_fingerprint(train, valid)
-    if checkpoint and os.path.exists(checkpoint):
+    if checkpoint and shard.broadcast(os.path.exists(checkpoint)):
         state = load_checkpoint(checkpoint, module, optimizer, config, state["data"])
 
     devices = [device.index or 0] if device.type == "cuda" else []
+    terms = functools.partial(objective_terms, module, objective=config.objective)
     with AdaptiveThreads(config.n_threads, adapt=device.type == "cpu") as threads, \
-            torch.random.fork_rng(devices=devices), flush_denormals():
+            torch.random.fork_rng(devices=devices), flush_denormals(), \
+            shard.training(module, terms, device) as terms:
         rng = restore_rngs(state, config.seed)
         while state["epoch"] < config.max_epochs and state["halvings"] <= config.max_lr_halvings:
+            shard.seed_epoch(config.seed, state["epoch"])
             record = train_epoch(module, optimizer, train, config, device, rng, state["epoch"],
-                                 schedule, state, threads)
-            recalibrate_batch_norm(module, train, device, config.batch_size * 8, rng)
-            record.update({f"valid_{k}": v for k, v in
-                           evaluate_elbo(module, valid, device, config.batch_size * 4,
-                                         config.precision).items()})
-            if config.objective == "autoencoder":
-                # An autoencoder is selected on what it optimizes, its reconstruction at
-                # z = mu (as Li et al. 2019 do); the ELBO of its untrained variance means little.
-                record["valid_objective"] = evaluate_reconstruction_at_mean(
-                    module, valid, device, config.batch_size * 4, config.precision)
+                                 schedule, state, threads, shard, terms)
+            recalibrate_batch_norm(module, train, device, config.batch_size * 8, rng, shard=shard)
+            # An autoencoder is selected on what it optimizes, its reconstruction at z = mu
+            # (as Li et al. 2019 do; "valid_objective"); the ELBO of its untrained variance means little.
+            record.update({f"valid_{k}": v for k, v in shard.validation(
+                module, valid, device, config.batch_size * 4, config.precision,
+                config.objective == "autoencoder").items()})
+            record = shard.broadcast(record)   # rank 0's numbers decide the lr and stopping everywhere
             if not all(math.isfinite(record[key]) for key in ("valid_loss", "valid_objective")
                        if key in record):
                 value = record.get("valid_objective", record["valid_loss"])
@@ -192,21 +202,23 @@ def pretrain(module, train: EncodedCorpus, valid: EncodedCorpus, config: Trainin
             state["rng"], state["torch_rng"] = rng.bit_generator.state, torch.get_rng_state()
             if config.verbose:
                 tqdm.write(_format_record(record))
-            if checkpoint:
+            if checkpoint and shard.rank == 0:
                 save_checkpoint(checkpoint, module, optimizer, config, state)
             if epoch_callback is not None:
                 epoch_callback(dict(state["history"][-1]))
         if state["best_weights"] is not None:
             module.load_state_dict(state["best_weights"])
         elif not state["history"]:  # max_epochs=0: an untrained model, statistics still exact
-            recalibrate_batch_norm(module, train, device, config.batch_size * 8, rng)
+            recalibrate_batch_norm(module, train, device, config.batch_size * 8, rng, shard=shard)
     module.eval()
     return state["history"]
 
 
-def recalibrate_batch_norm(module, corpus, device, batch_size, rng, max_texts=50_000):
+def recalibrate_batch_norm(module, corpus, device, batch_size, rng, max_texts=50_000, shard=None):
     """Set the running statistics of the batch norm on the means to the exact mean and
-    variance over (a sample of) the training texts, at the current weights.
+    variance over (a sample of) the training texts, at the current weights; with a
+    ``shard`` of several processes each encodes its share of the sample and the
+    moments are those of the whole sample.
 
     The moving averages lag behind an encoder whose scale keeps changing, and in
     eval mode a stale running variance scales the means below ``gamma``: the KL
@@ -215,49 +227,57 @@ def recalibrate_batch_norm(module, corpus, device, batch_size, rng, max_texts=50
     norm = getattr(getattr(module, "mean_norm", None), "norm", None)
     if norm is None:
         return
+    shard = shard or SingleProcess()
     indices = np.arange(len(corpus))
     if len(indices) > max_texts:
         indices = np.sort(rng.choice(indices, max_texts, replace=False))
-    sample = corpus.subset(indices)
+    sample = shard.rows(corpus.subset(indices))
     with eval_mode(module):
         means = torch.cat([module.encoder(tokens, lengths)[0].float()       # (batch, latent), pre-BN
                            for _, tokens, lengths in batches(sample, batch_size, device)])
-        norm.running_mean.copy_(means.mean(0))
-        norm.running_var.copy_(means.var(0))
+        mean, var = shard.mean_var(means)
+        norm.running_mean.copy_(mean)
+        norm.running_var.copy_(var)
 
 
 def train_epoch(module, optimizer, corpus, config, device, rng, epoch, schedule=None, state=None,
-                threads=None):
+                threads=None, shard=None, terms=None):
     """One pretraining epoch over ``corpus`` in length-bucketed batches drawn with ``rng``;
     returns its history record (train loss, reconstruction, KL, KL weight, lr, seconds,
     tokens per second). ``schedule`` and ``state`` carry the KL weight across epochs;
-    ``threads`` (an ``AdaptiveThreads``), when given, adjusts the thread count as it goes."""
+    ``threads`` (an ``AdaptiveThreads``), when given, adjusts the thread count as it goes.
+    ``shard`` and ``terms`` (the objective through DDP) train this process's share of
+    each batch (see :mod:`ssl_textvae.distributed`); the record is the global batch's."""
     schedule = schedule or KLSchedule.from_config(config, 1)
     state = state if state is not None else {"step": 0}
+    shard = shard or SingleProcess()
+    terms = terms or functools.partial(objective_terms, module, objective=config.objective)
     weights = []
     module.train()
-    batches = bucket_batches(corpus.lengths, config.batch_size, shuffle=True, rng=rng)
-    totals = torch.zeros(3, dtype=torch.float64, device=device)  # summed on the device: no sync per step
-    start, n_texts, thread_steps = time.perf_counter(), 0, 0
+    batches = shard.batches(corpus.lengths, config.batch_size, rng)
+    totals = torch.zeros(4, dtype=torch.float64, device=device)  # summed on the device: no sync per step
+    start, thread_steps = time.perf_counter(), 0
     progress = tqdm(batches, desc=f"epoch {epoch + 1}/{config.max_epochs}", leave=False,
                     disable=not config.verbose, unit="batch")
     # On a CPU the finiteness check of each step's loss costs microseconds; on CUDA it
     # would wait for the device at every step, so there it runs every 64 steps.
     check_every = 1 if device.type == "cpu" else 64
-    with _update_step(module, optimizer, config, device) as update:
-        for batch_index, indices in enumerate(progress):
+    with _update_step(module, optimizer, config, device, plain=shard.world_size > 1) as update:
+        for batch_index, (indices, loss_scale) in enumerate(progress):
             tokens, lengths = (t.to(device, non_blocking=True) for t in collate(corpus, indices))
             with autocast_context(device, config.precision):
-                terms = objective_terms(module, tokens, lengths, config.objective)
+                batch_terms = terms(tokens, lengths)
             weight = schedule(state["step"])
             state["step"] += 1
             weights.append(weight)
-            loss = (terms["reconstruction"] + weight * kl_penalty(terms["kl_per_dim"], config.free_bits)).mean()
-            if batch_index % check_every == 0 and not bool(torch.isfinite(loss.detach())):
+            loss = (batch_terms["reconstruction"]
+                    + weight * kl_penalty(batch_terms["kl_per_dim"], config.free_bits)).mean()
+            # summed over the ranks, so that all of them stop at the same step
+            if batch_index % check_every == 0 and not bool(torch.isfinite(shard.all_sum(loss.detach()))):
                 raise diverged_error(f"the training loss became {float(loss.detach()):g}", epoch,
                                      state["step"], batch_index, len(batches), optimizer, config)
             update.zero_grad()
-            loss.backward()
+            (loss * loss_scale).backward()
             try:
                 update.step()
             except FloatingPointError as error:
@@ -267,11 +287,11 @@ def train_epoch(module, optimizer, corpus, config, device, rng, epoch, schedule=
             if threads is not None:
                 threads.step()
             size = len(indices)
-            totals += size * torch.stack([loss.detach(), terms["reconstruction"].detach().mean(),
-                                          terms["kl"].detach().mean()]).double()
-            n_texts += size
+            totals += size * torch.stack([loss.detach(), batch_terms["reconstruction"].detach().mean(),
+                                          batch_terms["kl"].detach().mean(), torch.ones_like(loss)]).double()
     seconds = time.perf_counter() - start
-    loss, reconstruction, kl = totals.cpu().numpy().astype(float) / max(n_texts, 1)
+    *sums, n_texts = shard.all_sum(totals).cpu().numpy().astype(float)
+    loss, reconstruction, kl = np.asarray(sums) / max(n_texts, 1)
     if not math.isfinite(loss):   # on CUDA, a step between the checks
         raise diverged_error(f"the mean training loss became {loss:g}", epoch, state["step"],
                              None, len(batches), optimizer, config)
@@ -282,11 +302,13 @@ def train_epoch(module, optimizer, corpus, config, device, rng, epoch, schedule=
             "mean_threads": thread_steps / len(batches) if batches else float(torch.get_num_threads())}
 
 
-def _update_step(module, optimizer, config, device):
+def _update_step(module, optimizer, config, device, plain=False):
     """The epoch's update: on CPU with SGD, :class:`ClippedSGD` (clipping folded into
-    the step, bf16 working weights under bf16); otherwise ``clip_grad_norm_`` and the
-    optimizer's own step (on CUDA the casts are cheap and a fused step needs no sync)."""
-    if device.type == "cpu" and isinstance(optimizer, torch.optim.SGD):
+    the step, bf16 working weights under bf16); otherwise, or when ``plain`` (under DDP,
+    whose buckets expect the dense fp32 gradients they were built for),
+    ``clip_grad_norm_`` and the optimizer's own step (on CUDA the casts are cheap and a
+    fused step needs no sync)."""
+    if device.type == "cpu" and isinstance(optimizer, torch.optim.SGD) and not plain:
         bf16 = resolve_precision(device, config.precision) == "bf16"
         return ClippedSGD(module, optimizer, config.clip_grad_norm, bf16_weights=bf16)
     return _TorchStep(module, optimizer, config.clip_grad_norm)

@@ -136,3 +136,49 @@ def test_version_through_the_module_entry_point():
                             env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == f"ssl-textvae {ssl_textvae.__version__}"
+
+
+PRETRAIN = ["embed_dim=8", "hidden_dim=16", "latent_dim=4", "max_epochs=1", "batch_size=16",
+            "verbose=0", "random_state=0"]
+
+
+def test_pretrain_reads_a_text_file_or_an_arrow_folder_and_writes_a_loadable_bnvae(files, capsys):
+    import datasets
+
+    texts = (files / "new.txt").read_text(encoding="utf-8").splitlines() + make_corpus(120, seed=23)[0]
+    (files / "pool.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    datasets.Dataset.from_dict({"text": texts, "source": ["a"] * len(texts)}).save_to_disk(files / "arrow")
+    from_file, from_arrow = files / "pretrained_file", files / "pretrained_arrow"
+    assert main(["pretrain", "--texts", str(files / "pool.txt"), "--out", str(from_file),
+                 *_params(PRETRAIN)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["processes"] == 1 and report["epochs"] == 1
+    assert main(["pretrain", "--texts", str(files / "arrow"), "--text-column", "text",
+                 "--out", str(from_arrow), *_params(PRETRAIN)]) == 0
+    capsys.readouterr()
+    first, second = ssl_textvae.load(from_file), ssl_textvae.BNVAE.load(from_arrow)
+    assert os.path.exists(from_file / "checkpoints" / "checkpoint.pt")
+    assert first.get_params()["device"] == "auto"
+    assert [(r["train_loss"], r["valid_loss"]) for r in first.history_] == \
+        [(r["train_loss"], r["valid_loss"]) for r in second.history_]   # the same texts
+    assert first.transform(texts[:3]).shape == (3, 4)
+    # the classifiers take it as it is
+    assert main(["fit", str(files / "train.txt"), str(files / "head"), "--vae", str(from_file)]) == 0
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--texts", "missing.txt"], "neither a text file nor a folder"),
+    (["--texts", "ARROW", "--text-column", "body"], "Column 'body' not in"),
+    (["--texts", "ARROW"], "has 2 string columns"),
+    (["--texts", "POOL", "--max-texts", "0"], "--max-texts must be >= 1"),
+    (["--texts", "POOL", "--param", "batch_size=1"], "batch_size"),
+])
+def test_pretrain_errors_are_messages(files, tmp_path, capsys, arguments, message):
+    import datasets
+
+    pool, arrow = tmp_path / "pool.txt", tmp_path / "arrow"
+    pool.write_text("\n".join(make_corpus(20)[0]) + "\n", encoding="utf-8")
+    datasets.Dataset.from_dict({"text": ["a b"] * 8, "title": ["c"] * 8}).save_to_disk(arrow)
+    arguments = [{"ARROW": str(arrow), "POOL": str(pool)}.get(a, a) for a in arguments]
+    assert main(["pretrain", "--out", str(tmp_path / "model"), *arguments]) == 2
+    assert message in capsys.readouterr().err
