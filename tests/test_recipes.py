@@ -350,15 +350,16 @@ def test_own_data_tune_passes_labeled_and_unlabeled_rows(own_data, tmp_path, mon
 
 def test_yelp_distributed_compares_one_process_with_torchrun_on_the_same_settings(tmp_path):
     recipe = load_recipe("yelp_distributed")
-    args = recipe.argparse.Namespace(max_texts=500, epochs=2, processes=2)
-    one = recipe.pretrain_command(1, tmp_path / "pool.txt", tmp_path / "out", 3, args)
+    args = recipe.argparse.Namespace(max_texts=500, epochs=2, processes=[1, 2])
+    plain = recipe.pretrain_command(1, tmp_path / "pool.txt", tmp_path / "out", 3, args, "plain")
     two = recipe.pretrain_command(2, tmp_path / "pool.txt", tmp_path / "out", 3, args)
-    assert "torch.distributed.run" not in one and "--nproc-per-node=2" in two
-    assert one[one.index("pretrain"):] == two[two.index("pretrain"):]   # the same pretraining either way
+    assert "torch.distributed.run" not in plain and "--nproc-per-node=2" in two
+    assert plain[plain.index("pretrain"):] == two[two.index("pretrain"):]   # the same pretraining either way
     assert "batch_size=32" in two and "random_state=3" in two and "max_epochs=2" in two
-    runs = [{"seed": s, "processes": p, "seconds": 1.0, "valid_kl": 8.0, "kl_bound": 7.84, "active_units": 32,
-             "accuracy": {"100": acc, "1000": acc + 5}}
-            for s, p, acc in [(0, 1, 70.0), (0, 2, 71.0), (1, 1, 72.0), (1, 2, 74.0)]]
+    runs = [{"seed": s, "launcher": launcher, "processes": p, "seconds": 1.0, "valid_kl": 8.0, "kl_bound": 7.84,
+             "active_units": 32, "accuracy": {"100": acc, "1000": acc + 5}}
+            for s, launcher, p, acc in [(0, "plain", 1, 70.0), (0, "torchrun", 1, 70.5), (0, "torchrun", 2, 71.0),
+                                        (1, "plain", 1, 72.0), (1, "torchrun", 1, 72.5), (1, "torchrun", 2, 74.0)]]
     text = recipe.report(runs, args, "cmd")
-    assert "mean 71.00 on one process, 72.50 on 2 (difference +1.50)" in text
-    assert "spread across seeds on one process 2.00 points" in text
+    assert "mean 71.00 plain, 71.50 under torchrun 1 (+0.50), 72.50 under torchrun 2 (+1.50)" in text
+    assert "spread of the plain run across seeds 2.00 points" in text
