@@ -294,9 +294,9 @@ def run_curve(args, command):
     plot_curve(curve, path.with_suffix(".png"))
 
 
-# The quick budget: one epoch with the faster adaptive softmax, the few-label rows up to 1,000
+# The quick budget: two epochs with the faster adaptive softmax, the few-label rows up to 1,000
 # labels, and a schedule that stops after 2 halvings instead of 5 (a shorter tail of epochs).
-QUICK = {"softmax": "adaptive", "max_epochs": 1, "seed": 0, "budgets": [100, 500, 1000],
+QUICK = {"softmax": "adaptive", "max_epochs": 2, "seed": 0, "budgets": [100, 500, 1000],
          "fine_tuning": dict(PAPER_FINE_TUNING, fine_tuning_max_lr_halvings=2)}
 
 
