@@ -141,8 +141,9 @@ def _worker(rank, world_size, init_file, out_dir):
     try:
         for task, run in TASKS.items():   # one spawn for all: starting a process takes seconds
             torch.save(run(rank, world_size, out_dir), os.path.join(out_dir, f"{task}{rank}.pt"))
+        dist.barrier()
     finally:
-        dist.destroy_process_group()
+        distributed.leave_process_group()
 
 
 def run_ranks(world_size, out_dir, timeout=120):
