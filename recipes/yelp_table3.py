@@ -15,10 +15,10 @@
 
 The test set is read once per run, for the report; nothing is chosen on it. Steps::
 
-    python recipes/yelp_pretrain.py --seed 0 --max-epochs 40            # hours on CPU; resumes
-    python recipes/yelp_table3.py evaluate --seed 0 --model ~/runs/yelp_table3/seed0/epoch012
+    python recipes/yelp_pretrain.py --seed 0 --max-epochs 6             # the stored budget; resumes
+    python recipes/yelp_table3.py evaluate --seed 0 --model ~/runs/yelp_table3/seed0/epoch006
     python recipes/yelp_table3.py combine                                # the table, plot, JSON
-    python recipes/yelp_table3.py curve --seed 0 --epochs 1 2 4 8        # validation accuracy
+    python recipes/yelp_table3.py curve --seed 0 --epochs 1 2 4 6        # validation accuracy
     python recipes/yelp_table3.py quick                                  # pretrain + evaluate, minutes
 """
 
