@@ -87,7 +87,9 @@ VAE_PARAMS_DOC = """
         Share of the pretraining texts held out for validation.
     precision : {"auto", "fp32", "bf16"}, default="auto"
         "auto" trains and encodes (``transform``) under bf16 autocast where the
-        CPU or GPU supports bf16, in fp32 elsewhere; "fp32" forces full precision.
+        CPU or GPU supports bf16, in fp32 elsewhere; "fp32" forces full precision;
+        "bf16" where the hardware has no bf16 kernels (an AVX2-only CPU) is a
+        ``ValueError`` when training or encoding starts.
         bf16 encodes about twice as fast on a CPU; the means differ from fp32 by
         a few thousandths, and heads fitted on either agree on over 99.8% of
         test predictions (``benchmarks/README.md``).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 
 import numpy as np
@@ -53,12 +54,36 @@ def autocast_context(device: torch.device, precision: str):
 
 
 def resolve_precision(device: torch.device, precision: str) -> str:
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    cpu_has_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-    return "bf16" if cpu_has_bf16 else "fp32"
+    """"fp32" or "bf16" for a ``precision`` parameter on ``device``: "auto" takes bf16
+    where the hardware runs it natively; an explicit "bf16" the hardware cannot run is a
+    ``ValueError`` here, not an oneDNN error from inside the LSTM."""
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+        return "bf16" if native and cpu_runs_bf16_lstm() else "fp32"
+    if precision == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError("precision='bf16' but this GPU does not support bfloat16. Use "
+                             "precision='auto' (bf16 only where supported) or 'fp32'.")
+        if device.type == "cpu" and not cpu_runs_bf16_lstm():
+            raise ValueError("precision='bf16' but this CPU has no bfloat16 LSTM kernels (oneDNN "
+                             "needs AVX-512; this torch build refused a bf16 LSTM here). Use "
+                             "precision='auto' (bf16 only where supported) or 'fp32'.")
+    return precision
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_runs_bf16_lstm() -> bool:
+    """Whether an LSTM runs under CPU bf16 autocast here: oneDNN has no bf16 LSTM
+    primitive on CPUs without AVX-512 (an AVX2-only AMD EPYC refused it), so ask once."""
+    lstm = torch.nn.LSTM(2, 2, batch_first=True)
+    try:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            lstm(torch.zeros(1, 1, 2))
+    except RuntimeError:
+        return False
+    return True
 
 
 @contextlib.contextmanager

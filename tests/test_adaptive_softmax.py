@@ -58,6 +58,7 @@ def test_reconstruction_is_minus_the_log_probability_of_each_next_token():
     torch.testing.assert_close(nll[:, 0], -picked.sum(1))
 
 
+@pytest.mark.bf16
 def test_bf16_autocast_keeps_the_nll_in_fp32():
     module = make_module()
     tokens, lengths = make_batch()

@@ -49,6 +49,7 @@ def test_chunked_loss_and_gradients_equal_the_single_matrix_in_fp32(tokens_per_c
                                    msg=name)
 
 
+@pytest.mark.bf16
 @pytest.mark.parametrize("tokens_per_chunk", [7, 20])
 def test_chunked_loss_and_gradients_under_bf16(tokens_per_chunk):
     fp32_loss, fp32_grads = loss_and_gradients(None)

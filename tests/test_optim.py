@@ -52,6 +52,7 @@ def test_fp32_step_equals_clip_grad_norm_then_sgd(max_norm):
         torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-7, msg=name)
 
 
+@pytest.mark.bf16
 def test_bf16_step_matches_autocast_step_and_restores_fp32_weights():
     module, tokens, lengths = _model_and_batch()
     before = copy.deepcopy(module)
@@ -121,6 +122,7 @@ def _two_clipped_steps(module, tokens, lengths):
                 assert torch.equal(working, master.to(torch.bfloat16))
 
 
+@pytest.mark.bf16
 def test_master_update_in_pieces_equals_the_whole_tensor_update(monkeypatch):
     module, tokens, lengths = _model_and_batch()
     whole = copy.deepcopy(module)

@@ -162,6 +162,18 @@ def test_device_values_that_resolve():
     assert resolve_device("auto").type in ("cpu", "cuda")
 
 
+def test_bf16_on_a_cpu_without_bf16_kernels_is_refused_before_training(corpus, monkeypatch):
+    """An AVX2-only CPU: oneDNN has no bf16 LSTM there; auto falls back to fp32 and an
+    explicit bf16 is a clear error, not oneDNN's 'could not create a primitive'."""
+    from ssl_textvae import runtime
+
+    monkeypatch.setattr(runtime, "cpu_runs_bf16_lstm", lambda: False)
+    assert runtime.resolve_precision(torch.device("cpu"), "auto") == "fp32"
+    with pytest.raises(ValueError, match=r"precision='bf16' but this CPU has no bfloat16 LSTM.*'fp32'"):
+        BNVAE(latent_dim=2, embed_dim=4, hidden_dim=4, max_epochs=1, verbose=0,
+              precision="bf16").fit(corpus[0][:20])
+
+
 @pytest.mark.parametrize("params, match", [
     (dict(lowercase="yes"), r"'lowercase' parameter of BNVAE must be a bool\. Got 'yes'"),
     (dict(checkpoint_dir=123), r"'checkpoint_dir' parameter of BNVAE must be a str or "
