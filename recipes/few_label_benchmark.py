@@ -22,16 +22,23 @@ budget, the rows are
   cross-validation on the labeled rows only (classes with one label cannot be cross-validated:
   those rows are left out of the score), the VAEs cached so trials share them. The first
   trial is the defaults, whose pretrained VAE is put in the cache (so it costs nothing and
-  tuned can only differ from defaults where cross-validation prefers something else); the best
-  trial's cached VAE and its head are refitted on the N labels without pretraining again. The
-  budget is checked between trials, so a study runs past it by the trial in progress;
-- ``bnvae_means_tfidf`` (beyond the paper): one ``LogisticRegressionCV`` on the standardized
-  frozen means of the default VAE beside the TF-IDF features.
+  tuned can only differ from defaults where cross-validation prefers something else), and the
+  next ones (``HEAD_TRIALS``) try word features on that same VAE, so they cost one
+  cross-validation of the head each; the best trial's cached VAE, word weight and head are
+  refitted on the N labels without pretraining again. A trial still pretraining when the
+  budget is spent is pruned after its epoch;
+- ``bnvae_means_words`` (beyond the paper): ``BNVAEClassifier(word_weight=2)`` on the default
+  VAE, TF-IDF of words and word pairs (fitted on the pool) beside the standardized means, its
+  C picked like the baselines' but with ties going to the weakest regularization (with one or
+  two labels a class, many C score alike and the strongest predicts the prior). Weight 2 was
+  picked by cross-validation on the labeled rows of banking77 and financial_phrasebank.
 
 The test set is read once per data set, for the report; nothing is chosen on it. Accuracy (%)
 everywhere, macro-F1 (%) as well where the classes are imbalanced (sms_spam,
 financial_phrasebank, and banking77 whose training labels are). Wall seconds per row
-(pretraining once per set, listed apart). Writes ``<out-prefix>.json`` and ``.md``::
+(pretraining once per set, listed apart; ``--vae-dir`` keeps each set's pretrained VAE and
+reuses it in a later run, with the pretraining seconds first measured). Writes
+``<out-prefix>.json`` and ``.md``::
 
     python recipes/few_label_benchmark.py                 # every set, 100 and 1,000 labels
     python recipes/few_label_benchmark.py --quick         # sms_spam, short budgets: minutes
@@ -55,8 +62,8 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import make_pipeline, make_union
-from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from few_label_data import DEFAULT_DATA_DIR, SETS, load_set  # noqa: E402
@@ -68,6 +75,9 @@ from ssl_textvae.presets import auto_vae, describe_texts, small_pool_search_spac
 FIGURES = Path(__file__).resolve().parent / "figures"
 IMBALANCED = {"sms_spam", "financial_phrasebank", "banking77"}
 N_FOLDS = 5
+MEANS_WORDS_WEIGHT = 2.0
+# Head settings the tuned study tries first on the default VAE (no pretraining each).
+HEAD_TRIALS = [{"word_weight": w, "estimator__C": c} for w in (1.0, 2.0) for c in (10.0, 100.0)]
 FULL = {"sets": list(SETS), "budgets": [100, 1000], "tune_seconds": 300.0, "max_epochs": None,
         "fine_tuning_max_epochs": 20}
 QUICK = {"sets": ["sms_spam"], "budgets": [100, 1000], "tune_seconds": 60.0, "max_epochs": 3,
@@ -116,11 +126,32 @@ def fine_tune_ensemble(vae, texts, y, seed, settings):
     return Ensemble(models)
 
 
-def cv_head(y, seed, scale=True):
-    """The baselines' head: C by cross-validated accuracy on the labeled texts."""
+def with_pool(texts, y, pool):
+    """``(X, y)`` with the pool's other texts as unlabeled (-1) rows: the word features of
+    ``BNVAEClassifier(word_weight=...)`` are fitted on every text, as in tuning."""
+    labeled = set(texts)
+    rest = [text for text in pool if text not in labeled]
+    marker = -1 if np.issubdtype(np.asarray(y).dtype, np.integer) else "-1"
+    return list(texts) + rest, np.concatenate([np.asarray(y, dtype=object),
+                                               np.full(len(rest), marker, dtype=object)])
+
+
+def cv_head(y, seed, scale=True, weakest_first=False):
+    """The baselines' head: C by cross-validated accuracy on the labeled texts (among 10
+    values on [1e-4, 1e4]; ties go to the first, the strongest regularization, unless
+    ``weakest_first``)."""
     smallest = int(np.unique(y, return_counts=True)[1].min())
-    head = LogisticRegressionCV(Cs=10, cv=max(2, min(5, smallest)), max_iter=2000, scoring="accuracy")
+    Cs = np.logspace(-4, 4, 10)
+    head = LogisticRegressionCV(Cs=list(Cs[::-1]) if weakest_first else 10, cv=max(2, min(5, smallest)),
+                                max_iter=2000, scoring="accuracy")
     return make_pipeline(StandardScaler(), head) if scale else head
+
+
+def chosen_c(model):
+    """The C a ``LogisticRegressionCV`` (alone, last in a pipeline, or a classifier's head) chose."""
+    head = getattr(model, "estimator_", model)
+    head = head.steps[-1][1] if hasattr(head, "steps") else head
+    return float(np.ravel(head.C_)[0])
 
 
 def sentence_encoder():
@@ -160,6 +191,7 @@ def tuned_classifier(pool, texts, y, default_vae, seed, seconds, cache_dir):
     fixed = {"vae__" + k: v for k, v in defaults.items()
              if "vae__" + k not in space and k not in ("random_state", "verbose", "checkpoint_dir")}
     start = {name: (defaults[name[len("vae__"):]] if name.startswith("vae__") else 1.0) for name in space}
+    start["word_weight"] = 0.0
     for name, value in start.items():     # the defaults are always a point of the space
         distribution = space[name]
         if isinstance(distribution, optuna.distributions.CategoricalDistribution):
@@ -176,6 +208,8 @@ def tuned_classifier(pool, texts, y, default_vae, seed, seconds, cache_dir):
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(storage=storage, study_name="few-label", direction="maximize")
     study.enqueue_trial(start)
+    for head in HEAD_TRIALS:              # word features on the default VAE: no pretraining
+        study.enqueue_trial({**start, **head})
     study = tune(pool, labels, timeout=seconds, storage=storage, study_name="few-label",
                  search_space=space, fixed_params=fixed, cv_splits=5, cv_repeats=1,
                  random_state=seed, model_dir=cache_dir, verbose=0)
@@ -183,7 +217,9 @@ def tuned_classifier(pool, texts, y, default_vae, seed, seconds, cache_dir):
     vae = BNVAE.load(Path(cache_dir) / best.user_attrs["vae_key"])
     vae.set_params(verbose=0)
     head = LogisticRegression(max_iter=1000, C=best.params["estimator__C"])
-    classifier = BNVAEClassifier(vae=FrozenEstimator(vae), estimator=head).fit(texts, y)
+    classifier = BNVAEClassifier(vae=FrozenEstimator(vae), estimator=head,
+                                 word_weight=best.params.get("word_weight", 0.0))
+    classifier.fit(*with_pool(texts, y, pool))
     finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
     return classifier, {"trials": len(finished), "best_trial": best.number,
                         "default_vae_reused": study.trials[0].user_attrs.get("vae_key") == key,
@@ -198,7 +234,32 @@ def scores(name, y_true, y_pred):
     return out
 
 
-def run_set(name, data, budgets, settings, seed, encoder, vae_params, log):
+RUNTIME_PARAMS = ("verbose", "device", "checkpoint_dir")
+
+
+def pretrained(vae, pool, path, log):
+    """``(fitted vae, pretraining seconds)``: ``vae`` fitted on ``pool``, or the one kept in
+    ``path`` by an earlier run with the same parameters (and the seconds it took then)."""
+    wanted = {k: v for k, v in vae.get_params().items() if k not in RUNTIME_PARAMS}
+    if path is not None and (path / "config.json").is_file():
+        kept = BNVAE.load(path)
+        if {k: v for k, v in kept.get_params().items() if k not in RUNTIME_PARAMS} == wanted:
+            kept.set_params(verbose=0)
+            seconds = json.loads((path / "pretraining.json").read_text(encoding="utf-8"))["seconds"]
+            log(f"reusing the VAE pretrained in {path} ({seconds:.0f} s then)")
+            return kept, seconds
+        log(f"{path} holds a VAE with other parameters: pretraining again")
+    start = time.perf_counter()
+    vae.fit(pool)
+    seconds = time.perf_counter() - start
+    if path is not None:
+        vae.save(str(path))
+        (path / "pretraining.json").write_text(json.dumps({"seconds": round(seconds, 1)}) + "\n",
+                                               encoding="utf-8")
+    return vae, seconds
+
+
+def run_set(name, data, budgets, settings, seed, encoder, vae_params, log, vae_dir=None):
     """Every row of one data set; returns (rows, facts about the pool and its VAE)."""
     pool = data["pool"]
     test_texts, y_test = data["test"]
@@ -217,9 +278,7 @@ def run_set(name, data, budgets, settings, seed, encoder, vae_params, log):
     chosen = {k: v for k, v in vae.get_params().items()
               if k in ("tokenizer", "min_frequency", "max_vocab_size", "embed_dim", "hidden_dim",
                        "latent_dim", "gamma", "max_epochs", "max_length")}
-    start = time.perf_counter()
-    vae.fit(pool)
-    pretraining = time.perf_counter() - start
+    vae, pretraining = pretrained(vae, pool, vae_dir and Path(vae_dir) / f"{name}-seed{seed}", log)
     last = vae.history_[-1]
     facts = {"pool": description, "vae_params": chosen, "pretraining_seconds": round(pretraining, 1),
              "epochs_run": len(vae.history_), "valid_kl": round(last["valid_kl"], 2),
@@ -241,12 +300,14 @@ def run_set(name, data, budgets, settings, seed, encoder, vae_params, log):
 
             start = time.perf_counter()
             head = cv_head(y, seed, scale=False).fit(vectorizer.transform(texts), y)
-            add("tfidf_lr", budget, head.predict(test_tfidf), tfidf_seconds + time.perf_counter() - start)
+            add("tfidf_lr", budget, head.predict(test_tfidf), tfidf_seconds + time.perf_counter() - start,
+                C=chosen_c(head))
 
             if encoder is not None:
                 start = time.perf_counter()
                 head = cv_head(y, seed).fit(encoder.encode(texts, batch_size=64), y)
-                add("minilm_lr", budget, head.predict(test_embedded), time.perf_counter() - start)
+                add("minilm_lr", budget, head.predict(test_embedded), time.perf_counter() - start,
+                    C=chosen_c(head))
 
             start = time.perf_counter()
             frozen = BNVAEClassifier(vae=FrozenEstimator(vae)).fit(texts, y)
@@ -258,12 +319,11 @@ def run_set(name, data, budgets, settings, seed, encoder, vae_params, log):
                 best_epochs=[int(m.best_epoch_) for m in ensemble.models])
 
             start = time.perf_counter()
-            scale = FunctionTransformer(lambda z: z / np.sqrt(z.shape[1]))
-            combined = make_pipeline(
-                make_union(make_pipeline(FrozenEstimator(vae), StandardScaler(), scale),
-                           FrozenEstimator(vectorizer)),
-                cv_head(y, seed, scale=False)).fit(texts, y)
-            add("bnvae_means_tfidf", budget, combined.predict(test_texts), time.perf_counter() - start)
+            combined = BNVAEClassifier(vae=FrozenEstimator(vae), word_weight=MEANS_WORDS_WEIGHT,
+                                       estimator=cv_head(y, seed, scale=False, weakest_first=True))
+            combined.fit(*with_pool(texts, y, pool))
+            add("bnvae_means_words", budget, combined.predict(test_texts), time.perf_counter() - start,
+                C=chosen_c(combined))
 
             if settings["tune_seconds"]:
                 start = time.perf_counter()
@@ -278,8 +338,8 @@ ROW_NAMES = {"majority": "majority class", "tfidf_lr": "TF-IDF + LR",
              "minilm_lr": "MiniLM-L6 embeddings + LR",
              "bnvae_frozen": "BN-VAE means + LR (defaults)",
              "bnvae_fine_tuned": "BN-VAE fine-tuned, 5-fold ensemble (defaults)",
-             "bnvae_tuned": "BN-VAE means + LR, tuned",
-             "bnvae_means_tfidf": "BN-VAE means + TF-IDF + LR (beyond the paper)"}
+             "bnvae_tuned": "BN-VAE tuned (VAE, C and word weight, on the labels only)",
+             "bnvae_means_words": "BN-VAE means + words (`word_weight=2`, beyond the paper)"}
 
 
 def write_report(result, prefix):
@@ -343,6 +403,9 @@ def build_parser():
     parser.add_argument("--vae-param", type=parse_param, action="append", default=[],
                         metavar="NAME=VALUE", help="a BNVAE parameter over presets.auto_vae's choice")
     parser.add_argument("--no-sentence-encoder", action="store_true")
+    parser.add_argument("--vae-dir", default=None,
+                        help="keep each set's pretrained default VAE in VAE_DIR/<set>-seed<S> and "
+                             "reuse it when its parameters match (keep it outside the work tree)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-prefix", default=None,
                         help="default: recipes/figures/few_label_benchmark[_quick]")
@@ -379,7 +442,7 @@ def main(argv=None):
     for name in settings["sets"]:
         data = load_set(args.data_dir, name, settings["budgets"])
         rows, facts = run_set(name, data, settings["budgets"], settings, args.seed, encoder, vae_params,
-                              lambda line: print(line, flush=True))
+                              lambda line: print(line, flush=True), args.vae_dir)
         result["rows"] += rows
         result["sets"][name] = facts
     result["minutes"] = round((time.perf_counter() - start) / 60, 2)

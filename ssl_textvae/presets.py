@@ -154,11 +154,14 @@ def auto_vae(texts, **params):
     return BNVAE(**{**data_dependent_params(describe_texts(texts)), **params})
 
 
-def small_pool_search_space(head=True):
+def small_pool_search_space(head=True, words=True):
     """A search space for :func:`ssl_textvae.tuning.tune` on pools of a few thousand
     texts: ``vae__gamma`` (0.3-1.2), ``vae__latent_dim`` (16, 32, 64),
-    ``vae__hidden_dim`` (64, 128, 256), ``vae__dropout_in`` (0.3, 0.5, 0.7) and, with
-    ``head``, the head's ``estimator__C`` (log-uniform on [1e-2, 1e2]). Pass the
+    ``vae__hidden_dim`` (64, 128, 256), ``vae__dropout_in`` (0.3, 0.5, 0.7); with
+    ``head``, the head's ``estimator__C`` (log-uniform on [1e-2, 1e3]: TF-IDF
+    features of many classes want weak regularization); with ``words`` (beyond the
+    paper), ``word_weight`` in (0, 0.5, 1, 2, 4), the TF-IDF features beside the
+    means (0: means alone; on banking77 the words are what the means lack). Pass the
     other settings (e.g. :func:`data_dependent_params`) as ``fixed_params``."""
     from .tuning._optuna import import_optuna
 
@@ -168,5 +171,7 @@ def small_pool_search_space(head=True):
              "vae__hidden_dim": distributions.CategoricalDistribution([64, 128, 256]),
              "vae__dropout_in": distributions.CategoricalDistribution([0.3, 0.5, 0.7])}
     if head:
-        space["estimator__C"] = distributions.FloatDistribution(1e-2, 1e2, log=True)
+        space["estimator__C"] = distributions.FloatDistribution(1e-2, 1e3, log=True)
+    if words:
+        space["word_weight"] = distributions.CategoricalDistribution([0.0, 0.5, 1.0, 2.0, 4.0])
     return space

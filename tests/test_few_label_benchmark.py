@@ -39,7 +39,7 @@ def test_benchmark_writes_every_row_with_its_command(bench, tmp_path):
     assert result["command"].startswith("python recipes/few_label_benchmark.py --quick")
     rows = {r["row"]: r for r in result["rows"]}
     assert set(rows) == {"majority", "tfidf_lr", "bnvae_frozen", "bnvae_fine_tuned",
-                         "bnvae_means_tfidf", "bnvae_tuned"}
+                         "bnvae_means_words", "bnvae_tuned"}
     labels = np.array([line.split("\t")[0] for line in
                        (tmp_path / "tiny" / "split" / "train.40.tsv").read_text().splitlines()])
     values, counts = np.unique(labels, return_counts=True)
@@ -49,6 +49,8 @@ def test_benchmark_writes_every_row_with_its_command(bench, tmp_path):
     tuned = rows["bnvae_tuned"]
     assert tuned["trials"] >= 1 and tuned["default_vae_reused"]
     assert tuned["best_cv_accuracy"] >= tuned["default_cv_accuracy"]
+    assert "word_weight" in tuned["best_params"]
+    assert rows["tfidf_lr"]["C"] > 0 and rows["bnvae_means_words"]["C"] > 0
     facts = result["sets"]["tiny"]
     assert facts["vae_params"]["hidden_dim"] == 16 and facts["epochs_run"] == 1
     assert "MiniLM row left out" in result["notes"][0]
@@ -86,3 +88,19 @@ def test_benchmark_errors_name_the_problem(bench, tmp_path):
     write_split(tmp_path, "tiny")
     with pytest.raises(FileNotFoundError, match="budgets must be among"):
         bench.main(["--data-dir", str(tmp_path), "--sets", "tiny", "--budgets", "77"])
+
+
+def test_vae_dir_keeps_the_pretrained_vae_and_reuses_it_only_with_the_same_parameters(bench, tmp_path):
+    from ssl_textvae import BNVAE
+
+    pool = make_corpus(80, seed=4)[0]
+    tiny = dict(embed_dim=8, hidden_dim=8, latent_dim=2, max_epochs=1, batch_size=16, random_state=0,
+                verbose=0)
+    lines = []
+    first, seconds = bench.pretrained(BNVAE(**tiny), pool, tmp_path / "set-seed0", lines.append)
+    again, kept_seconds = bench.pretrained(BNVAE(**tiny), pool, tmp_path / "set-seed0", lines.append)
+    assert kept_seconds == round(seconds, 1) and "reusing" in lines[-1]
+    np.testing.assert_array_equal(again.transform(pool[:5]), first.transform(pool[:5]))
+    other, _ = bench.pretrained(BNVAE(**dict(tiny, latent_dim=3)), pool, tmp_path / "set-seed0",
+                                lines.append)
+    assert "other parameters" in lines[-1] and other.transform(pool[:2]).shape == (2, 3)

@@ -75,5 +75,10 @@ def test_auto_vae_shows_its_choices_in_get_params_and_lets_the_user_win():
 def test_small_pool_search_space_names_classifier_parameters():
     pytest.importorskip("optuna")
     space = small_pool_search_space()
-    assert {"vae__gamma", "vae__latent_dim", "vae__hidden_dim", "vae__dropout_in", "estimator__C"} == set(space)
+    assert {"vae__gamma", "vae__latent_dim", "vae__hidden_dim", "vae__dropout_in", "estimator__C",
+            "word_weight"} == set(space)
+    assert 0.0 in space["word_weight"].choices      # the paper's head stays a point of the space
     assert "estimator__C" not in small_pool_search_space(head=False)
+    assert "word_weight" not in small_pool_search_space(words=False)
+    from ssl_textvae.tuning.objective import _check_search_space
+    assert _check_search_space(space).keys() == space.keys()   # every name is one tune accepts

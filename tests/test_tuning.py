@@ -344,3 +344,18 @@ def test_two_fits_with_one_random_state_are_identical(small):
     params = dict(FAST_VAE, latent_dim=4, random_state=3, verbose=0)
     first, second = (BNVAE(**params).fit(small[0]) for _ in range(2))
     np.testing.assert_array_equal(first.transform(small[0]), second.transform(small[0]))
+
+
+def test_a_trial_pretraining_past_the_time_budget_is_pruned_after_its_epoch(small):
+    import time as clock
+
+    params = {"vae__gamma": 0.5, "vae__latent_dim": 4}
+    longer = dict(FAST, vae__max_epochs=3)
+    objective = TuningObjective(*small, search_space=SPACE, fixed_params=longer, random_state=0)
+    objective.deadline = clock.monotonic() - 1.0          # tune(timeout=...) already spent
+    with pytest.raises(optuna.TrialPruned, match="after epoch 1: the study's time budget is spent"):
+        objective(optuna.trial.FixedTrial(params))
+    assert objective.n_pretrained == 0                    # a pruned VAE is not cached
+    last_epoch = TuningObjective(*small, search_space=SPACE, fixed_params=FAST, random_state=0)
+    last_epoch.deadline = clock.monotonic() - 1.0         # its one epoch is its last: it completes
+    assert 0.0 <= last_epoch(optuna.trial.FixedTrial(params)) <= 1.0

@@ -8,6 +8,7 @@ import hashlib
 import json
 import numbers
 import os
+import time
 
 import numpy as np
 from sklearn.base import clone
@@ -17,6 +18,7 @@ from sklearn.utils import check_random_state
 
 from .._vae_params import VAE_CONSTRAINTS
 from ..bnvae import BNVAE
+from ..features import check_word_weight, fit_scaler, fit_words, head_features
 from .resume import worker_id
 from ..inputs import ConcatTexts, check_classes, check_labels, check_texts, iterate_texts
 from ._optuna import import_optuna
@@ -25,6 +27,7 @@ from .storage import save_atomically
 DEFAULT_GAMMA_RANGE = (0.1, 1.5)
 DEFAULT_LATENT_DIMS = (8, 16, 32, 64)
 VAE_PREFIX, HEAD_PREFIX = "vae__", "estimator__"   # as BNVAEClassifier.set_params names them
+WORD_WEIGHT = "word_weight"   # BNVAEClassifier's own parameter (ssl_textvae.features)
 # BNVAE parameters that do not change the trained weights: left out of the cache key.
 _NOT_IN_KEY = ("device", "verbose", "checkpoint_dir")
 # BNVAE parameters that tune sets itself.
@@ -97,7 +100,7 @@ def _check_name(name, where):
     """``name`` must be a ``BNVAEClassifier`` parameter that tuning may set: ``vae__<BNVAE
     parameter>`` or ``estimator__<head parameter>``."""
     tunable = sorted(set(BNVAE().get_params()) - set(_RESERVED))
-    if isinstance(name, str) and name.startswith(HEAD_PREFIX):
+    if isinstance(name, str) and (name.startswith(HEAD_PREFIX) or name == WORD_WEIGHT):
         return
     if isinstance(name, str) and name.startswith(VAE_PREFIX) and name[len(VAE_PREFIX):] in _RESERVED:
         raise ValueError(f"{where} may not set {name!r}: tune sets it (use random_state).")
@@ -105,8 +108,8 @@ def _check_name(name, where):
         return
     hint = f" Write {VAE_PREFIX + name!r}, as BNVAEClassifier names it." if name in tunable else ""
     raise ValueError(f"Unknown parameter {name!r} in {where}: expected '{VAE_PREFIX}<name>' with a "
-                     f"BNVAE parameter ({', '.join(tunable)}) or '{HEAD_PREFIX}<name>' with a head "
-                     f"parameter.{hint}")
+                     f"BNVAE parameter ({', '.join(tunable)}), '{HEAD_PREFIX}<name>' with a head "
+                     f"parameter, or '{WORD_WEIGHT}'.{hint}")
 
 
 def _suggest(trial, name, distribution):
@@ -203,6 +206,10 @@ class TuningObjective:
         self._pretraining_texts = source
         self.data_fingerprint = _text_fingerprint(source)
         self._memory = {}
+        self._words = None
+        # tune's wall-time budget (time.monotonic()): a trial still pretraining past it is
+        # pruned after its current epoch, so a study overruns by one epoch, not one trial.
+        self.deadline = None
         self.n_pretrained = 0
         self.n_reused = 0
 
@@ -231,30 +238,43 @@ class TuningObjective:
         head = clone(self.estimator).set_params(
             **{k[len(HEAD_PREFIX):]: v for k, v in all_params.items() if k.startswith(HEAD_PREFIX)})
 
+        word_weight = check_word_weight(all_params.get(WORD_WEIGHT, 0.0))
+
         def report(vae, record):
-            score = self.cv_accuracy(vae, head).mean()
+            score = self.cv_accuracy(vae, head, word_weight).mean()
             trial.report(float(score), int(record["epoch"]))
+            if self.deadline is not None and time.monotonic() > self.deadline and record["epoch"] < vae.max_epochs:
+                raise optuna.TrialPruned(f"pruned after epoch {record['epoch']}: the study's time "
+                                         "budget is spent")
             # After the last epoch the trial is as good as done: no point in pruning it.
             if record["epoch"] < vae.max_epochs and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {record['epoch']} at cross-validated "
                                          f"accuracy {score:.4f}")
 
         vae, key = self.pretrained_vae(vae_params, epoch_callback=report)
-        scores = self.cv_accuracy(vae, head)
+        scores = self.cv_accuracy(vae, head, word_weight)
         trial.set_user_attr("vae_key", key)
         trial.set_user_attr("cv_accuracy_std", float(scores.std()))
         if getattr(vae, "history_", None):
             trial.set_user_attr("valid_loss", float(vae.history_[-1]["valid_loss"]))
         return float(scores.mean())
 
-    def cv_accuracy(self, vae, head):
+    def cv_accuracy(self, vae, head, word_weight=0.0):
         """Accuracy of ``head`` in each fold of the repeated cross-validation, on the
-        posterior means of the labeled texts under ``vae``."""
-        features = vae.transform(self.labeled_texts)   # (n_labeled, latent_dim)
+        posterior means of the labeled texts under ``vae`` (and their word features
+        with ``word_weight`` > 0, as ``BNVAEClassifier(word_weight=...)``)."""
+        means = vae.transform(self.labeled_texts)   # (n_labeled, latent_dim)
         # Transforming once and cross-validating the head on the features gives the
         # same folds and scores as cross-validating BNVAEClassifier(vae=vae): the
         # means of a text do not depend on the other texts (batch norm in eval mode).
-        return cross_val_score(head, features, self.labels, cv=self.cv, scoring="accuracy")
+        # The word features are label-free (TF-IDF on every text, the scaler on the
+        # labeled means), so they are fitted once, not per fold.
+        if word_weight:
+            if self._words is None:
+                self._words = fit_words(self.texts)
+            means = head_features(means, self.labeled_texts, fit_scaler(means), self._words,
+                                  word_weight)
+        return cross_val_score(head, means, self.labels, cv=self.cv, scoring="accuracy")
 
     def cache_key(self, vae_params):
         """Hash of the parameters that change a pretrained VAE, and of its texts."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import numbers
+import time
 import warnings
 
 from sklearn.base import clone
@@ -40,8 +41,9 @@ def tune(texts, y, n_trials=None, timeout=None, storage=None, study_name=None, s
         ``random_state`` and the number of trials already in the study). Failed
         trials do not count. Several workers may overshoot by one trial each.
     timeout : float or None, default=None
-        Stop starting trials after this many seconds. At least one of
-        ``n_trials`` and ``timeout`` is required.
+        Stop starting trials after this many seconds; a trial still pretraining
+        then is pruned after its current epoch. At least one of ``n_trials`` and
+        ``timeout`` is required.
     storage : str, optuna storage or None, default=None
         None keeps the study in memory; an RDB URL (``sqlite:///study.db``,
         ``postgresql+psycopg2://...``) resumes and can be shared by workers.
@@ -114,6 +116,8 @@ def tune(texts, y, n_trials=None, timeout=None, storage=None, study_name=None, s
                       f"call uses {seed}, so its VAEs are pretrained with another seed.", UserWarning)
     objective = TuningObjective(texts, y, search_space, fixed_params, estimator, unlabeled,
                                 cv_splits, cv_repeats, seed, model_dir, verbose)
+    if timeout is not None:
+        objective.deadline = time.monotonic() + timeout
     if "fixed_params" not in study.user_attrs:
         study.set_user_attr("fixed_params", json.loads(json.dumps(objective.fixed_params,
                                                                   default=repr)))

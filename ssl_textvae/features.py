@@ -1,0 +1,57 @@
+"""The head's input: the latent means, and optionally TF-IDF word features beside them.
+
+A BN-VAE's 32-number code keeps the topic and form of a sentence. Where classes differ in one
+or two words of otherwise alike sentences (banking77's 77 intents about the same card) it keeps
+too little of them, and logistic regression on the means is far under TF-IDF (5 against 20%
+at 100 labels). ``word_weight > 0`` (beyond the paper) puts TF-IDF features of words and word
+pairs beside the standardized means, so one head can use both; 0 is the paper's head.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import StandardScaler
+
+
+def check_word_weight(word_weight):
+    """``word_weight`` as a float >= 0, or a ``ValueError`` saying what is expected."""
+    if (not isinstance(word_weight, numbers.Real) or isinstance(word_weight, bool)
+            or not np.isfinite(word_weight) or word_weight < 0):
+        raise ValueError(f"word_weight must be a finite number >= 0 (0: the latent means alone), "
+                         f"got {word_weight!r}.")
+    return float(word_weight)
+
+
+def fit_words(texts):
+    """TF-IDF of words and word pairs over ``texts`` (every text, labeled or not): terms seen
+    in at least 2 texts, or in 1 where that would leave none (a tiny corpus)."""
+    texts = list(texts)
+    for min_df in (2, 1):
+        try:
+            return TfidfVectorizer(ngram_range=(1, 2), min_df=min_df, sublinear_tf=True,
+                                   dtype=np.float32).fit(texts)
+        except ValueError:   # "After pruning, no terms remain" or an empty vocabulary
+            if min_df == 1:
+                raise ValueError("word_weight > 0 needs words: the texts hold no word TF-IDF can "
+                                 "count (tokens of 2 or more letters or digits).") from None
+    raise AssertionError("unreachable")
+
+
+def fit_scaler(means):
+    """Standardizes each latent dimension (fitted on the labeled texts' means)."""
+    return StandardScaler().fit(means)
+
+
+def head_features(means, texts, scaler, words, word_weight):
+    """The head's input for ``texts``: their means alone when ``word_weight`` is 0; else
+    the standardized means divided by sqrt(latent_dim) (a block of norm about 1, like a
+    TF-IDF row) beside ``word_weight`` times their TF-IDF row, as a sparse matrix."""
+    if not word_weight:
+        return means
+    scaled = scaler.transform(means) / np.sqrt(means.shape[1])
+    return sp.hstack([sp.csr_matrix(scaled.astype(np.float32)),
+                      word_weight * words.transform(list(texts))], format="csr")
