@@ -12,6 +12,9 @@ unlabeled. The recipe
 
 ``--fine-tune`` also cross-validates the encoder fine-tuned with the labels
 (``FineTunedBNVAEClassifier``, on the same folds) and saves that model instead.
+``--word-weight W`` (beyond the paper) also cross-validates the head over the means beside
+TF-IDF word features (``BNVAEClassifier(word_weight=W)``), and saves that model unless
+``--fine-tune``: try it where classes differ in a word or two (intents, polarity).
 
 ``--predict FILE --model DIR`` labels the texts of another file with a saved model.
 
@@ -43,6 +46,7 @@ from sklearn.preprocessing import StandardScaler
 
 import ssl_textvae
 from ssl_textvae import BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier
+from ssl_textvae.features import check_word_weight
 from ssl_textvae.model import SOFTMAXES
 from ssl_textvae.presets import data_dependent_params, describe_texts
 
@@ -73,6 +77,9 @@ def build_parser():
                              "(default: utf-8)")
     parser.add_argument("--C", type=float, default=1.0,
                         help="inverse regularization of the logistic-regression head (default: 1.0)")
+    parser.add_argument("--word-weight", type=float, default=0.0, metavar="W",
+                        help="also cross-validate the head with TF-IDF word features beside the "
+                             "means, weighted W (> 0; with C from --C), and save that model")
     parser.add_argument("--tune", type=int, default=0, metavar="N_TRIALS",
                         help="tune the VAE with ssl_textvae.tuning first (needs optuna)")
     parser.add_argument("--tokenizer", choices=("auto", "word", "bpe"), default="auto",
@@ -243,6 +250,7 @@ def tuned_params(args, texts, labels, unlabeled, params):
 
 def fit(args):
     start = time.perf_counter()
+    check_word_weight(args.word_weight)    # before minutes of pretraining, not inside a fold
     rows = read_rows(args.data, args.encoding)
     texts, labels = split_rows(rows, args.text_column, args.label_column, args.data)
     labeled = labels != UNLABELED
@@ -275,12 +283,22 @@ def fit(args):
             TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, lowercase=True),
             LogisticRegression(C=10.0, max_iter=2000)), np.asarray(labeled_texts, dtype=object), y, cv=folds),
     }
+    if args.word_weight:
+        # Word features are fitted on every text, unlabeled rows too, as BNVAEClassifier.fit does.
+        with_words = BNVAEClassifier(vae=FrozenEstimator(vae), word_weight=args.word_weight,
+                                     estimator=LogisticRegression(C=args.C, max_iter=2000))
+        scores["bnvae_words_lr"] = cross_val_score(with_words, np.asarray(labeled_texts, dtype=object),
+                                                   y, cv=folds)
     if args.fine_tune:
         fine_tuned = FineTunedBNVAEClassifier(FrozenEstimator(vae), random_state=args.random_state,
                                               device=args.device, verbose=0)
         scores["bnvae_fine_tuned"] = cross_val_score(fine_tuned, np.asarray(labeled_texts, dtype=object),
                                                      y, cv=folds)
         classifier = fine_tuned.fit(labeled_texts, y)
+    elif args.word_weight:
+        classifier = with_words.fit(labeled_texts + unlabeled_texts,
+                                    np.concatenate([y.astype(object), np.full(len(unlabeled_texts), "-1",
+                                                                              dtype=object)]))
     else:
         classifier = BNVAEClassifier(vae=FrozenEstimator(vae), estimator=head)
         classifier.fit(labeled_texts, y)
@@ -288,7 +306,8 @@ def fit(args):
 
     names = {"bnvae_lr": "BN-VAE + logistic regression", "majority": "majority class",
              "tfidf_lr": "TF-IDF + logistic regression (C=10)",
-             "bnvae_fine_tuned": "BN-VAE encoder fine-tuned"}
+             "bnvae_fine_tuned": "BN-VAE encoder fine-tuned",
+             "bnvae_words_lr": f"BN-VAE means + words (weight {args.word_weight})"}
     print(f"\n{n_splits}-fold cross-validated accuracy on the {len(y):,} labeled rows "
           "(the VAE saw every text, unlabeled, during pretraining):")
     for key, values in scores.items():
@@ -301,6 +320,7 @@ def fit(args):
         "class_counts": dict(zip(classes.tolist(), counts.tolist())),
         "cv_folds": n_splits, "vae_params": vae.get_params(), "tuning": tuning,
         "head": f"StandardScaler + LogisticRegression(C={args.C}) on the posterior means",
+        "word_weight": args.word_weight,
         "saved_model": type(classifier).__name__,
         "cv_accuracy": {key: {"mean": float(v.mean()), "std": float(v.std()), "folds": v.tolist()}
                         for key, v in scores.items()},

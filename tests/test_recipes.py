@@ -10,6 +10,7 @@ import pytest
 
 from conftest import make_corpus
 
+import ssl_textvae
 from ssl_textvae import BNVAE
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -363,3 +364,19 @@ def test_yelp_distributed_compares_one_process_with_torchrun_on_the_same_setting
     text = recipe.report(runs, args, "cmd")
     assert "mean 71.00 plain, 71.50 under torchrun 1 (+0.50), 72.50 under torchrun 2 (+1.50)" in text
     assert "spread of the plain run across seeds 2.00 points" in text
+
+
+def test_own_data_word_weight_cross_validates_and_saves_the_words_head(own_data, tmp_path):
+    data = tmp_path / "tickets.csv"
+    write_csv(data, own_rows())
+    model_dir = tmp_path / "model"
+    report = own_data.main([str(data), "--text-column", "body", "--label-column", "queue",
+                            "--model-dir", str(model_dir), "--tokenizer", "word", "--cv", "3",
+                            "--word-weight", "1.5", *TINY_ARGS])
+    assert set(report["cv_accuracy"]) == {"bnvae_lr", "majority", "tfidf_lr", "bnvae_words_lr"}
+    assert report["word_weight"] == 1.5
+    saved = ssl_textvae.load(model_dir)
+    assert saved.word_weight == 1.5 and saved.words_ is not None
+    with pytest.raises(ValueError, match="word_weight must be a finite number >= 0"):
+        own_data.main([str(data), "--text-column", "body", "--label-column", "queue",
+                       "--model-dir", str(tmp_path / "other"), "--word-weight", "-1", *TINY_ARGS])
