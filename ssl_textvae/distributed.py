@@ -38,6 +38,7 @@ from torch import nn
 from .data import EncodedCorpus, bucket_batches
 from .model import ScaleFreeBatchNorm1d
 from .metrics import ACTIVE_UNIT_THRESHOLD, elbo_sums, evaluate_elbo, evaluate_reconstruction_at_mean
+from .runtime import resolve_device
 
 BACKENDS = ("auto", "gloo", "nccl")
 
@@ -50,9 +51,10 @@ def world_size_from_env() -> int:
 
 def local_device(device="auto") -> torch.device:
     """This process's device: under ``device="auto"`` the GPU ``LOCAL_RANK`` names when
-    CUDA is present, else the CPU; any other value as given."""
+    CUDA is present, else the CPU; any other value as :func:`runtime.resolve_device`
+    reads it (the same checks and errors as a single process)."""
     if device not in (None, "auto"):
-        return torch.device(device)
+        return resolve_device(device)
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return torch.device("cpu")
