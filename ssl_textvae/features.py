@@ -30,15 +30,19 @@ def fit_words(texts):
     """TF-IDF of words and word pairs over ``texts`` (every text, labeled or not): terms seen
     in at least 2 texts, or in 1 where that would leave none (a tiny corpus)."""
     texts = list(texts)
-    for min_df in (2, 1):
-        try:
-            return TfidfVectorizer(ngram_range=(1, 2), min_df=min_df, sublinear_tf=True,
-                                   dtype=np.float32).fit(texts)
-        except ValueError:   # "After pruning, no terms remain" or an empty vocabulary
-            if min_df == 1:
-                raise ValueError("word_weight > 0 needs words: the texts hold no word TF-IDF can "
-                                 "count (tokens of 2 or more letters or digits).") from None
-    raise AssertionError("unreachable")
+    try:
+        return _vectorizer(min_df=2).fit(texts)
+    except ValueError:   # "After pruning, no terms remain"
+        pass
+    try:
+        return _vectorizer(min_df=1).fit(texts)
+    except ValueError:   # "empty vocabulary"
+        raise ValueError("word_weight > 0 needs words: the texts hold no word TF-IDF can count "
+                         "(tokens of 2 or more letters or digits).") from None
+
+
+def _vectorizer(min_df):
+    return TfidfVectorizer(ngram_range=(1, 2), min_df=min_df, sublinear_tf=True, dtype=np.float32)
 
 
 def fit_scaler(means):
