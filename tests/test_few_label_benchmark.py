@@ -104,3 +104,26 @@ def test_vae_dir_keeps_the_pretrained_vae_and_reuses_it_only_with_the_same_param
     other, _ = bench.pretrained(BNVAE(**dict(tiny, latent_dim=3)), pool, tmp_path / "set-seed0",
                                 lines.append)
     assert "other parameters" in lines[-1] and other.transform(pool[:2]).shape == (2, 3)
+
+
+def test_word_weight_cv_scores_means_words_and_both_on_the_labels_only(tmp_path):
+    from ssl_textvae import BNVAE
+
+    cv = load_recipe("word_weight_cv")
+    write_split(tmp_path, "tiny")
+    pool = (tmp_path / "tiny" / "split" / "pool.txt").read_text(encoding="utf-8").splitlines()
+    BNVAE(embed_dim=8, hidden_dim=8, latent_dim=2, max_epochs=1, batch_size=16, random_state=0,
+          verbose=0).fit(pool).save(str(tmp_path / "vaes" / "tiny-seed0"))
+    (tmp_path / "tiny" / "split" / "test.tsv").unlink()      # it must not read the test set
+    prefix = tmp_path / "out" / "cv"
+    cv.main(["--vae-dir", str(tmp_path / "vaes"), "--data-dir", str(tmp_path), "--sets", "tiny",
+             "--budgets", "40", "--weights", "1", "--Cs", "1", "10", "--out-prefix", str(prefix)])
+    result = json.loads(prefix.with_suffix(".json").read_text(encoding="utf-8"))
+    table = result["tables"]["tiny/40"]
+    assert set(table["accuracy"]) == {"means", "words", "means + words x1"}
+    assert all(set(row) == {"1", "10"} and all(0 <= v <= 100 for v in row.values())
+               for row in table["accuracy"].values())
+    assert table["n_scored"] == 40 and result["command"] in prefix.with_suffix(".md").read_text()
+    with pytest.raises(SystemExit, match="No VAE in"):
+        cv.main(["--vae-dir", str(tmp_path / "none"), "--data-dir", str(tmp_path), "--sets", "tiny",
+                 "--budgets", "40"])

@@ -1,0 +1,114 @@
+"""How much word features add to the latent means, by cross-validation on the labeled rows only.
+
+For each data set of ``few_label_benchmark.py`` (its ``make_splits.py`` folders) and each label
+budget: repeated stratified k-fold accuracy (k = min(5, smallest class), 2 repeats; classes with
+one label left out, as in tuning) of a logistic-regression head on
+
+- the means alone (``word_weight=0``, the paper's head),
+- the means beside TF-IDF word features at each ``--weights`` value (``BNVAEClassifier(word_weight=w)``'s
+  features: TF-IDF fitted on the pool, the means standardized),
+- the TF-IDF words alone,
+
+at each C of ``--Cs``. The VAE is the default one ``few_label_benchmark.py --vae-dir DIR`` kept for
+the set; no test text is read. This is how ``word_weight=2`` and the tuned study's first head
+trials were picked (``recipes/README.md``)::
+
+    python recipes/word_weight_cv.py --vae-dir ~/runs/few_label_vaes --sets banking77 snips
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import RepeatedStratifiedKFold, cross_val_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from few_label_data import DEFAULT_DATA_DIR, SETS, load_set  # noqa: E402
+
+from ssl_textvae import BNVAE  # noqa: E402
+from ssl_textvae.features import fit_scaler, fit_words, head_features  # noqa: E402
+
+FIGURES = Path(__file__).resolve().parent / "figures"
+
+
+def scorable(texts, y):
+    """The labeled rows of classes with 2 labels or more (cross-validation needs 2)."""
+    texts, y = np.asarray(texts, dtype=object), np.asarray(y)
+    values, counts = np.unique(y, return_counts=True)
+    keep = np.isin(y, values[counts >= 2])
+    return list(texts[keep]), y[keep]
+
+
+def cv_table(vae, words, texts, y, weights, Cs, seed):
+    """{feature name: {C: mean cross-validated accuracy (%)}} on ``texts``."""
+    texts, y = scorable(texts, y)
+    k = max(2, min(5, int(np.unique(y, return_counts=True)[1].min())))
+    folds = RepeatedStratifiedKFold(n_splits=k, n_repeats=2, random_state=seed)
+    means = vae.transform(texts)
+    features = {"means": means, "words": words.transform(texts)}
+    for weight in weights:
+        features[f"means + words x{weight:g}"] = head_features(means, texts, fit_scaler(means), words, weight)
+    table = {}
+    with warnings.catch_warnings():   # lbfgs at large C on a few labels: convergence warnings
+        warnings.simplefilter("ignore")
+        for name, X in features.items():
+            table[name] = {f"{C:g}": round(100 * cross_val_score(
+                LogisticRegression(C=C, max_iter=2000), X, y, cv=folds).mean(), 2) for C in Cs}
+    return table, {"n_scored": len(y), "folds": k}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--vae-dir", required=True,
+                        help="where few_label_benchmark.py --vae-dir kept <set>-seed<S>")
+    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    parser.add_argument("--sets", nargs="+", default=list(SETS), help=f"default: {' '.join(SETS)}")
+    parser.add_argument("--budgets", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--weights", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0])
+    parser.add_argument("--Cs", type=float, nargs="+", default=[0.1, 1.0, 10.0, 100.0, 1000.0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out-prefix", default=str(FIGURES / "word_weight_cv"))
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    command = shlex.join(["python", "recipes/word_weight_cv.py", *(sys.argv[1:] if argv is None else argv)])
+    result = {"command": command, "seed": args.seed, "tables": {}}
+    lines = ["# Cross-validated accuracy (%) on the labeled rows: means, words, both", "",
+             f"Command: `{command}`. Rows: head features; columns: C of the logistic regression.", ""]
+    for name in args.sets:
+        path = Path(args.vae_dir).expanduser() / f"{name}-seed{args.seed}"
+        if not (path / "config.json").is_file():
+            raise SystemExit(f"No VAE in {path}: run few_label_benchmark.py --vae-dir {args.vae_dir} "
+                             f"--sets {name} first.")
+        vae = BNVAE.load(path)
+        vae.set_params(verbose=0)
+        data = load_set(args.data_dir, name, args.budgets, test=False)
+        words = fit_words(data["pool"])
+        for budget in args.budgets:
+            table, facts = cv_table(vae, words, *data[budget], args.weights, args.Cs, args.seed)
+            result["tables"][f"{name}/{budget}"] = {**facts, "accuracy": table}
+            Cs = list(next(iter(table.values())))
+            lines += [f"## {name}, {budget} labels ({facts['n_scored']} scored, {facts['folds']}-fold x 2)", "",
+                      "| features | " + " | ".join(f"C={c}" for c in Cs) + " |",
+                      "|---|" + "---:|" * len(Cs)]
+            lines += [f"| {feature} | " + " | ".join(f"{v:.1f}" for v in row.values()) + " |"
+                      for feature, row in table.items()]
+            lines.append("")
+            print("\n".join(lines[-len(table) - 4:]), flush=True)
+    prefix = Path(args.out_prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    prefix.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    prefix.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
