@@ -31,7 +31,8 @@ budget, the rows are
   VAE, TF-IDF of words and word pairs (fitted on the pool) beside the standardized means, its
   C picked like the baselines' but with ties going to the weakest regularization (with one or
   two labels a class, many C score alike and the strongest predicts the prior). Weight 2 was
-  picked by cross-validation on the labeled rows of banking77 and financial_phrasebank.
+  picked by cross-validation on the labeled rows of banking77 and financial_phrasebank
+  (``recipes/word_weight_cv.py`` reruns that comparison on a wider grid).
 
 The test set is read once per data set, for the report; nothing is chosen on it. Accuracy (%)
 everywhere, macro-F1 (%) as well where the classes are imbalanced (sms_spam,
