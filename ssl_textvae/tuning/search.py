@@ -51,8 +51,9 @@ def tune(texts, y, n_trials=None, timeout=None, storage=None, study_name=None, s
         Name of the study in ``storage``; an existing study of that name is resumed.
     search_space : dict or None, default=None
         Parameter name -> Optuna distribution, list of choices or ``(low, high)``.
-        Names are ``BNVAEClassifier`` parameters: ``vae__<BNVAE parameter>`` or
-        ``estimator__<head parameter>``. None means :func:`default_search_space`:
+        Names are ``BNVAEClassifier`` parameters: ``vae__<BNVAE parameter>``,
+        ``estimator__<head parameter>`` or ``word_weight`` (word features beside the
+        means, :mod:`ssl_textvae.features`). None means :func:`default_search_space`:
         ``vae__gamma`` on [0.1, 1.5] in steps of 0.1 and ``vae__latent_dim`` in
         {8, 16, 32, 64}.
     fixed_params : dict or None, default=None
