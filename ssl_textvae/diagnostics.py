@@ -30,8 +30,8 @@ class TrainingDivergedError(FloatingPointError):
 
 
 class KLCollapseWarning(UserWarning):
-    """The pre-batch-norm variance of the posterior means fell near batch norm's eps,
-    where BN-VAE's lower bound on the KL no longer holds.
+    """The pre-batch-norm variance of the posterior means fell near batch norm's eps
+    and the validation KL under BN-VAE's lower bound: the bound no longer holds.
 
     See Also
     --------
@@ -47,16 +47,27 @@ class KLCollapseWarning(UserWarning):
 
 
 def check_pre_bn_variance(module, record):
+    """Record the smallest pre-BN variance of the means; warn when it is near eps and the
+    validation KL is under 0.8 of the bound (held-out text meets the bound only roughly:
+    0.89 to 1.0 of it in ``tests/test_kl_guarantee.py``). A small variance alone is no
+    collapse: a tiny model after one epoch starts there, its weights near their small
+    initialization, with its KL at the bound."""
     norm = getattr(getattr(module, "mean_norm", None), "norm", None)
     if norm is None:
         return
     smallest = float(norm.running_var.min())
     record["pre_bn_var_min"] = smallest
-    if smallest < 100 * norm.eps:
-        warnings.warn(f"The pre-batch-norm variance of a posterior mean fell to {smallest:.2e}, near "
-                      f"batch norm's eps ({norm.eps:.0e}); BN-VAE's KL bound may no longer hold. "
-                      "Use the default optimizer ('sgd') or a smaller learning rate.",
-                      KLCollapseWarning, stacklevel=3)
+    if smallest >= 100 * norm.eps:
+        return
+    bound = 0.5 * float((norm.weight.detach().float() ** 2).sum())
+    kl = record.get("valid_kl")
+    if kl is not None and kl >= 0.8 * bound:
+        return
+    measured = "" if kl is None else f" and the validation KL to {kl:.3g} (bound {bound:.3g})"
+    warnings.warn(f"The pre-batch-norm variance of a posterior mean fell to {smallest:.2e}, near "
+                  f"batch norm's eps ({norm.eps:.0e}){measured}; BN-VAE's KL bound no longer "
+                  "holds. Use the default optimizer ('sgd') or a smaller learning rate.",
+                  KLCollapseWarning, stacklevel=3)
 
 
 def diverged_error(what, epoch, step, batch_index, n_batches, optimizer, config):
