@@ -76,8 +76,10 @@ def resolve_precision(device: torch.device, precision: str) -> str:
 @functools.lru_cache(maxsize=None)
 def cpu_runs_bf16_lstm() -> bool:
     """Whether an LSTM runs under CPU bf16 autocast here: oneDNN has no bf16 LSTM
-    primitive on CPUs without AVX-512 (an AVX2-only AMD EPYC refused it), so ask once."""
-    lstm = torch.nn.LSTM(2, 2, batch_first=True)
+    primitive on CPUs without AVX-512 (an AVX2-only AMD EPYC refused it), so ask once.
+    The probe's LSTM draws its weights from a forked RNG: asking leaves a seeded run as it was."""
+    with torch.random.fork_rng(devices=[]):
+        lstm = torch.nn.LSTM(2, 2, batch_first=True)
     try:
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             lstm(torch.zeros(1, 1, 2))

@@ -251,3 +251,14 @@ def test_grid_search_over_a_numpy_grid_leaves_the_grid_values(corpus):
                           {"vae__latent_dim": np.array([2, 4])}, cv=2, error_score="raise").fit(texts, labels)
     assert type(search.best_estimator_.vae_.latent_dim) is np.int64   # as the grid gave it
     assert search.best_estimator_.vae_.n_features_out_ == search.best_params_["vae__latent_dim"]
+
+
+def test_the_bf16_probe_leaves_the_global_rng_as_it_was():
+    from ssl_textvae import runtime
+
+    runtime.cpu_runs_bf16_lstm.cache_clear()
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    runtime.cpu_runs_bf16_lstm()          # first call: builds and runs its LSTM
+    np.testing.assert_array_equal(torch.rand(3).numpy(), expected.numpy())
