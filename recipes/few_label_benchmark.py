@@ -67,7 +67,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from few_label_data import DEFAULT_DATA_DIR, SETS, load_set  # noqa: E402
+from few_label_data import DEFAULT_DATA_DIR, SETS, load_set, vae_path  # noqa: E402
 
 import ssl_textvae  # noqa: E402
 from ssl_textvae import BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier  # noqa: E402
@@ -279,7 +279,7 @@ def run_set(name, data, budgets, settings, seed, encoder, vae_params, log, vae_d
     chosen = {k: v for k, v in vae.get_params().items()
               if k in ("tokenizer", "min_frequency", "max_vocab_size", "embed_dim", "hidden_dim",
                        "latent_dim", "gamma", "max_epochs", "max_length")}
-    vae, pretraining = pretrained(vae, pool, vae_dir and Path(vae_dir) / f"{name}-seed{seed}", log)
+    vae, pretraining = pretrained(vae, pool, vae_dir and vae_path(vae_dir, name, seed), log)
     last = vae.history_[-1]
     facts = {"pool": description, "vae_params": chosen, "pretraining_seconds": round(pretraining, 1),
              "epochs_run": len(vae.history_), "valid_kl": round(last["valid_kl"], 2),

@@ -34,6 +34,11 @@ def read_tsv(path):
     return texts, np.asarray(labels, dtype=object)
 
 
+def vae_path(vae_dir, name, seed):
+    """Where ``few_label_benchmark.py --vae-dir`` keeps a set's pretrained default VAE."""
+    return Path(vae_dir).expanduser() / f"{name}-seed{seed}"
+
+
 def load_set(data_dir, name, budgets, test=True):
     """``{"pool": [...], N: (texts, labels) for N in budgets, "test": (texts, labels)}``."""
     split = Path(data_dir) / name / "split"

@@ -284,7 +284,7 @@ def fit(args):
             LogisticRegression(C=10.0, max_iter=2000)), np.asarray(labeled_texts, dtype=object), y, cv=folds),
     }
     if args.word_weight:
-        # Word features are fitted on every text, unlabeled rows too, as BNVAEClassifier.fit does.
+        # Scored like the TF-IDF row: each fold fits its words on its own labeled texts.
         with_words = BNVAEClassifier(vae=FrozenEstimator(vae), word_weight=args.word_weight,
                                      estimator=LogisticRegression(C=args.C, max_iter=2000))
         scores["bnvae_words_lr"] = cross_val_score(with_words, np.asarray(labeled_texts, dtype=object),
@@ -295,7 +295,7 @@ def fit(args):
         scores["bnvae_fine_tuned"] = cross_val_score(fine_tuned, np.asarray(labeled_texts, dtype=object),
                                                      y, cv=folds)
         classifier = fine_tuned.fit(labeled_texts, y)
-    elif args.word_weight:
+    elif args.word_weight:   # the saved model's words come from every text, the unlabeled too
         classifier = with_words.fit(labeled_texts + unlabeled_texts,
                                     np.concatenate([y.astype(object), np.full(len(unlabeled_texts), "-1",
                                                                               dtype=object)]))

@@ -19,7 +19,8 @@ from . import persistence
 from ._classifier_base import TextClassifierMixin, fit_or_reuse_vae, is_frozen, load_nested_vae
 from ._vae_params import VAE_PARAMETER_DOC
 from .bnvae import BNVAE
-from .features import check_word_weight, fit_scaler, fit_words, head_features
+from ._validation import validate_params
+from .features import WORD_WEIGHT, fit_scaler, fit_words, head_features
 from .inputs import check_semi_supervised, check_texts
 
 
@@ -60,6 +61,8 @@ class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
         The word features (``word_weight > 0``), else None.
     scaler_ : StandardScaler or None
         Standardizes the means beside the words (``word_weight > 0``), else None.
+    word_weight_ : float
+        The weight ``fit`` used (``predict`` uses it, whatever ``word_weight`` says now).
     classes_ : ndarray
         Class labels, without the unlabeled marker.
     history_ : list of dict
@@ -113,13 +116,14 @@ class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
         -------
         self
         """
-        word_weight = check_word_weight(self.word_weight)
+        word_weight = float(validate_params(self, {"word_weight": WORD_WEIGHT}).word_weight)
         texts, labels, unlabeled_rows = check_semi_supervised(X, y)
         self.vae_ = fit_or_reuse_vae(self.vae, texts, unlabeled)
         labeled = [text for text, skip in zip(texts, unlabeled_rows) if not skip]
         means = self.vae_.transform(labeled)
         self.words_ = fit_words(texts) if word_weight else None
         self.scaler_ = fit_scaler(means) if word_weight else None
+        self.word_weight_ = word_weight
         self.estimator_ = clone(self.estimator if self.estimator is not None
                                 else LogisticRegression(max_iter=1000))
         self.estimator_.fit(head_features(means, labeled, self.scaler_, self.words_, word_weight),
@@ -139,7 +143,7 @@ class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
             return self.transform(X)
         texts = check_texts(X, allow_empty=True)
         return head_features(self.vae_.transform(texts), texts, self.scaler_, self.words_,
-                             check_word_weight(self.word_weight))
+                             self.word_weight_)
 
     def predict(self, X):
         features = self._head_input(X)   # checks that the classifier is fitted
@@ -158,8 +162,8 @@ class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
         check_is_fitted(self, "estimator_")
         persistence.write_config(path, type(self).__name__, vae_frozen=is_frozen(self.vae))
         persistence.save_head({"estimator": self.estimator, "estimator_": self.estimator_,
-                               "word_weight": self.word_weight, "words_": self.words_,
-                               "scaler_": self.scaler_}, path)
+                               "word_weight": self.word_weight, "word_weight_": self.word_weight_,
+                               "words_": self.words_, "scaler_": self.scaler_}, path)
         self.vae_.save(os.path.join(path, persistence.VAE_DIR))
 
     @classmethod
@@ -178,6 +182,7 @@ class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
         classifier = cls(vae=vae, estimator=head["estimator"], word_weight=head.get("word_weight", 0.0))
         classifier.vae_, classifier.estimator_ = fitted, head["estimator_"]
         classifier.words_, classifier.scaler_ = head.get("words_"), head.get("scaler_")
+        classifier.word_weight_ = head.get("word_weight_", 0.0)
         classifier.classes_ = classifier.estimator_.classes_
         classifier.history_ = fitted.history_
         return classifier

@@ -16,13 +16,17 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import StandardScaler
 
+from ._validation import Interval
+
+WORD_WEIGHT = Interval(numbers.Real, 0, None)   # BNVAEClassifier's constraint on word_weight
+
 
 def check_word_weight(word_weight):
-    """``word_weight`` as a float >= 0, or a ``ValueError`` saying what is expected."""
-    if (not isinstance(word_weight, numbers.Real) or isinstance(word_weight, bool)
-            or not np.isfinite(word_weight) or word_weight < 0):
-        raise ValueError(f"word_weight must be a finite number >= 0 (0: the latent means alone), "
-                         f"got {word_weight!r}.")
+    """``word_weight`` as a float, or a ``ValueError`` worded as the estimators word theirs
+    (for callers without an estimator: tuning, recipes)."""
+    if word_weight not in WORD_WEIGHT:
+        raise ValueError(f"The 'word_weight' parameter must be {WORD_WEIGHT} (0: the latent means "
+                         f"alone). Got {word_weight!r} instead.")
     return float(word_weight)
 
 

@@ -57,7 +57,7 @@ def test_save_and_load_keep_the_word_features(vae_blind_to_the_label_words, tmp_
 @pytest.mark.parametrize("weight", [-0.5, float("nan"), "1", True])
 def test_a_bad_word_weight_says_what_is_expected(vae_blind_to_the_label_words, weight):
     X, y = _words_decide(20, seed=7)
-    with pytest.raises(ValueError, match="word_weight must be a finite number >= 0"):
+    with pytest.raises(ValueError, match=r"'word_weight' parameter.* must be a float in the range \[0, inf\)"):
         BNVAEClassifier(vae=FrozenEstimator(vae_blind_to_the_label_words), word_weight=weight).fit(X, y)
 
 
@@ -87,3 +87,12 @@ def test_tune_searches_the_word_weight(vae_blind_to_the_label_words):
     blind = vae_blind_to_the_label_words
     with_words, means_only = (objective.cv_accuracy(blind, head, w).mean() for w in (1.0, 0.0))
     assert with_words >= 0.85 and with_words - means_only >= 0.2, (with_words, means_only)
+
+
+def test_predict_uses_the_weight_fit_used(vae_blind_to_the_label_words):
+    X, y = _words_decide(60, seed=9)
+    clf = BNVAEClassifier(vae=FrozenEstimator(vae_blind_to_the_label_words), word_weight=2.0).fit(X, y)
+    before = clf.predict_proba(X)
+    clf.set_params(word_weight=0.0)           # a parameter change takes effect at the next fit
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
+    assert clf.word_weight_ == 2.0

@@ -377,6 +377,6 @@ def test_own_data_word_weight_cross_validates_and_saves_the_words_head(own_data,
     assert report["word_weight"] == 1.5
     saved = ssl_textvae.load(model_dir)
     assert saved.word_weight == 1.5 and saved.words_ is not None
-    with pytest.raises(ValueError, match="word_weight must be a finite number >= 0"):
+    with pytest.raises(ValueError, match=r"'word_weight' parameter.* must be a float in the range \[0, inf\)"):
         own_data.main([str(data), "--text-column", "body", "--label-column", "queue",
                        "--model-dir", str(tmp_path / "other"), "--word-weight", "-1", *TINY_ARGS])
