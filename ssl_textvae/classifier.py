@@ -20,7 +20,7 @@ from ._classifier_base import TextClassifierMixin, fit_or_reuse_vae, is_frozen, 
 from ._vae_params import VAE_PARAMETER_DOC
 from .bnvae import BNVAE
 from ._validation import validate_params
-from .features import WORD_WEIGHT, fit_scaler, fit_words, head_features
+from .features import EMBEDDING_WEIGHT, WORD_WEIGHT, fit_scaler, fit_words, head_features
 from .inputs import check_semi_supervised, check_texts
 
 
@@ -50,6 +50,11 @@ class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
         (:mod:`ssl_textvae.features`). 0 is the paper's head on the means alone.
         On banking77 (77 intents) it is what lifts the head above TF-IDF alone;
         ``tune`` can search it (``recipes/README.md``, few-label benchmark).
+    embedding_weight : float, default=0.0
+        Beyond the paper, for a VAE with a pretrained encoder (``BNVAE(encoder=...)``):
+        with a value > 0 the head also sees the encoder's L2-normalized vectors
+        (:meth:`BNVAE.embed`) times this weight beside the standardized means, so
+        what the pretrained encoder knows is not lost in the 32-number code.
 
     Attributes
     ----------
@@ -61,8 +66,8 @@ class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
         The word features (``word_weight > 0``), else None.
     scaler_ : StandardScaler or None
         Standardizes the means beside the words (``word_weight > 0``), else None.
-    word_weight_ : float
-        The weight ``fit`` used (``predict`` uses it, whatever ``word_weight`` says now).
+    word_weight_, embedding_weight_ : float
+        The weights ``fit`` used (``predict`` uses them, whatever the parameters say now).
     classes_ : ndarray
         Class labels, without the unlabeled marker.
     history_ : list of dict
@@ -94,10 +99,11 @@ class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
     True
     """)
 
-    def __init__(self, vae=None, estimator=None, word_weight=0.0):
+    def __init__(self, vae=None, estimator=None, word_weight=0.0, embedding_weight=0.0):
         self.vae = vae
         self.estimator = estimator
         self.word_weight = word_weight
+        self.embedding_weight = embedding_weight
 
     def fit(self, X, y, unlabeled=None):
         """Pretrain the VAE on ``X`` (and ``unlabeled``) unless it is frozen, then fit
@@ -116,18 +122,20 @@ class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
         -------
         self
         """
-        word_weight = float(validate_params(self, {"word_weight": WORD_WEIGHT}).word_weight)
+        params = validate_params(self, {"word_weight": WORD_WEIGHT, "embedding_weight": EMBEDDING_WEIGHT})
+        word_weight, embedding_weight = float(params.word_weight), float(params.embedding_weight)
         texts, labels, unlabeled_rows = check_semi_supervised(X, y)
         self.vae_ = fit_or_reuse_vae(self.vae, texts, unlabeled)
         labeled = [text for text, skip in zip(texts, unlabeled_rows) if not skip]
         means = self.vae_.transform(labeled)
+        embeddings = self.vae_.embed(labeled) if embedding_weight else None   # refuses an LSTM encoder
         self.words_ = fit_words(texts) if word_weight else None
-        self.scaler_ = fit_scaler(means) if word_weight else None
-        self.word_weight_ = word_weight
+        self.scaler_ = fit_scaler(means) if word_weight or embedding_weight else None
+        self.word_weight_, self.embedding_weight_ = word_weight, embedding_weight
         self.estimator_ = clone(self.estimator if self.estimator is not None
                                 else LogisticRegression(max_iter=1000))
-        self.estimator_.fit(head_features(means, labeled, self.scaler_, self.words_, word_weight),
-                            labels[~unlabeled_rows])
+        self.estimator_.fit(head_features(means, labeled, self.scaler_, self.words_, word_weight,
+                                          embeddings, embedding_weight), labels[~unlabeled_rows])
         self.classes_ = self.estimator_.classes_
         self.history_ = self.vae_.history_
         return self
@@ -139,11 +147,13 @@ class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
 
     def _head_input(self, X):
         check_is_fitted(self, "estimator_")
-        if getattr(self, "words_", None) is None:
+        embedding_weight = getattr(self, "embedding_weight_", 0.0)
+        if getattr(self, "words_", None) is None and not embedding_weight:
             return self.transform(X)
         texts = check_texts(X, allow_empty=True)
         return head_features(self.vae_.transform(texts), texts, self.scaler_, self.words_,
-                             self.word_weight_)
+                             self.word_weight_, self.vae_.embed(texts) if embedding_weight else None,
+                             embedding_weight)
 
     def predict(self, X):
         features = self._head_input(X)   # checks that the classifier is fitted
@@ -163,6 +173,8 @@ class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
         persistence.write_config(path, type(self).__name__, vae_frozen=is_frozen(self.vae))
         persistence.save_head({"estimator": self.estimator, "estimator_": self.estimator_,
                                "word_weight": self.word_weight, "word_weight_": self.word_weight_,
+                               "embedding_weight": self.embedding_weight,
+                               "embedding_weight_": self.embedding_weight_,
                                "words_": self.words_, "scaler_": self.scaler_}, path)
         self.vae_.save(os.path.join(path, persistence.VAE_DIR))
 
@@ -179,10 +191,12 @@ class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
         else:
             vae, fitted = load_nested_vae(path, config.get("vae_frozen", False))
         head = persistence.load_head(path, trusted)
-        classifier = cls(vae=vae, estimator=head["estimator"], word_weight=head.get("word_weight", 0.0))
+        classifier = cls(vae=vae, estimator=head["estimator"], word_weight=head.get("word_weight", 0.0),
+                         embedding_weight=head.get("embedding_weight", 0.0))
         classifier.vae_, classifier.estimator_ = fitted, head["estimator_"]
         classifier.words_, classifier.scaler_ = head.get("words_"), head.get("scaler_")
         classifier.word_weight_ = head.get("word_weight_", 0.0)
+        classifier.embedding_weight_ = head.get("embedding_weight_", 0.0)
         classifier.classes_ = classifier.estimator_.classes_
         classifier.history_ = fitted.history_
         return classifier

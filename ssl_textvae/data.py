@@ -25,11 +25,16 @@ class EncodedCorpus:
     """Token ids of many texts as a flat ``int32`` array and ``int64`` offsets.
 
     Text ``i`` is ``ids[offsets[i]:offsets[i + 1]]`` (without ``<s>`` / ``</s>``).
+    ``encoder_inputs``, for a VAE whose inference network is a pretrained transformer
+    (:mod:`ssl_textvae.pretrained`), is what that encoder reads of each text: its pooled
+    vectors, float32 (n_texts, width), when it is frozen, or its own token ids as an
+    ``EncodedCorpus`` when it trains; :func:`collate` hands them over with the batch.
     """
 
-    def __init__(self, ids: np.ndarray, offsets: np.ndarray):
+    def __init__(self, ids: np.ndarray, offsets: np.ndarray, encoder_inputs=None):
         self.ids = ids
         self.offsets = offsets
+        self.encoder_inputs = encoder_inputs
 
     @classmethod
     def from_texts(cls, tokenizer, texts, skip_empty=False, empty_as_unknown=False) -> "EncodedCorpus":
@@ -87,7 +92,10 @@ class EncodedCorpus:
         lengths = self.offsets[indices + 1] - starts
         offsets = np.zeros(len(indices) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        return EncodedCorpus(self.ids[_ranges(starts, lengths, offsets)], offsets)
+        extra = self.encoder_inputs
+        if extra is not None:
+            extra = extra[indices] if isinstance(extra, np.ndarray) else extra.subset(indices)
+        return EncodedCorpus(self.ids[_ranges(starts, lengths, offsets)], offsets, extra)
 
     def n_tokens(self) -> int:
         """Tokens the decoder predicts: words plus one ``</s>`` per text."""
@@ -122,9 +130,28 @@ def bucket_batches(lengths: np.ndarray, batch_size: int, shuffle: bool,
     return batches
 
 
-def collate(corpus: EncodedCorpus, indices) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Padded ``[<s>, w_1..w_n, </s>]`` ids, shape (batch, max_len + 2), and lengths n + 2."""
+def collate(corpus: EncodedCorpus, indices) -> Tuple[torch.Tensor, ...]:
+    """Padded ``[<s>, w_1..w_n, </s>]`` ids, shape (batch, max_len + 2), and lengths n + 2;
+    where the corpus has ``encoder_inputs``, the batch's rows of them third: pooled vectors
+    (batch, width), or the encoder's ids (batch, max_len) padded with -1. A model is called
+    as ``module(*collate(corpus, indices))``."""
     indices = np.asarray(indices, dtype=np.int64)
+    tokens, lengths = _collate_tokens(corpus, indices)
+    extra = corpus.encoder_inputs
+    if extra is None:
+        return tokens, lengths
+    if isinstance(extra, np.ndarray):
+        return tokens, lengths, torch.from_numpy(np.ascontiguousarray(extra[indices]))
+    starts = extra.offsets[indices]
+    words = extra.offsets[indices + 1] - starts
+    ids = np.full((len(indices), max(1, int(words.max()))), -1, dtype=np.int64)
+    offsets = np.zeros(len(indices) + 1, dtype=np.int64)
+    np.cumsum(words, out=offsets[1:])
+    ids[np.arange(ids.shape[1]) < words[:, None]] = extra.ids[_ranges(starts, words, offsets)]
+    return tokens, lengths, torch.from_numpy(ids)
+
+
+def _collate_tokens(corpus, indices):
     starts = corpus.offsets[indices]
     words = corpus.offsets[indices + 1] - starts                          # (batch,) n
     lengths = words + 2

@@ -168,8 +168,8 @@ class _Terms(nn.Module):
         super().__init__()
         self.module, self.terms = module, terms
 
-    def forward(self, tokens, lengths):
-        return self.terms(tokens, lengths)
+    def forward(self, *inputs):
+        return self.terms(*inputs)
 
 
 # -- one process or one rank of many ----------------------------------------------------
@@ -185,7 +185,7 @@ class SingleProcess:
 
     @contextlib.contextmanager
     def training(self, module, terms, device):
-        """``terms(tokens, lengths)`` for the epochs, through DDP on several processes."""
+        """``terms(*inputs)`` for the epochs, through DDP on several processes."""
         yield terms
 
     def all_sum(self, tensor):

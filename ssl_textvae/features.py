@@ -5,6 +5,9 @@ or two words of otherwise alike sentences (banking77's 77 intents about the same
 too little of them, and logistic regression on the means is far under TF-IDF (5 against 20%
 at 100 labels). ``word_weight > 0`` (beyond the paper) puts TF-IDF features of words and word
 pairs beside the standardized means, so one head can use both; 0 is the paper's head.
+With a pretrained encoder (``BNVAE(encoder=...)``), ``embedding_weight > 0`` puts the
+encoder's own vectors beside the means the same way: the latent beside the embedding,
+not instead of it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from sklearn.preprocessing import StandardScaler
 from ._validation import Interval
 
 WORD_WEIGHT = Interval(numbers.Real, 0, None)   # BNVAEClassifier's constraint on word_weight
+EMBEDDING_WEIGHT = WORD_WEIGHT                   # and on embedding_weight
 
 
 def check_word_weight(word_weight):
@@ -54,12 +58,18 @@ def fit_scaler(means):
     return StandardScaler().fit(means)
 
 
-def head_features(means, texts, scaler, words, word_weight):
-    """The head's input for ``texts``: their means alone when ``word_weight`` is 0; else
+def head_features(means, texts, scaler, words, word_weight, embeddings=None, embedding_weight=0.0):
+    """The head's input for ``texts``: their means alone when both weights are 0; else
     the standardized means divided by sqrt(latent_dim) (a block of norm about 1, like a
-    TF-IDF row) beside ``word_weight`` times their TF-IDF row, as a sparse matrix."""
-    if not word_weight:
+    TF-IDF row or a normalized embedding) beside ``word_weight`` times their TF-IDF row
+    and ``embedding_weight`` times the pretrained encoder's vectors ``embeddings``
+    (L2-normalized, :meth:`BNVAE.embed`); sparse when there are words."""
+    if not word_weight and not embedding_weight:
         return means
-    scaled = scaler.transform(means) / np.sqrt(means.shape[1])
-    return sp.hstack([sp.csr_matrix(scaled.astype(np.float32)),
-                      word_weight * words.transform(list(texts))], format="csr")
+    blocks = [(scaler.transform(means) / np.sqrt(means.shape[1])).astype(np.float32)]
+    if embedding_weight:
+        blocks.append(embedding_weight * np.asarray(embeddings, dtype=np.float32))
+    if not word_weight:
+        return np.hstack(blocks)
+    return sp.hstack([sp.csr_matrix(block) for block in blocks]
+                     + [word_weight * words.transform(list(texts))], format="csr")

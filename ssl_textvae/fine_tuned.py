@@ -198,7 +198,8 @@ class FineTunedBNVAEClassifier(TextClassifierMixin, BaseEstimator):
         self.classes_ = np.unique(labels)
         targets = np.searchsorted(self.classes_, labels)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        corpus = self.vae_.encode([text for text, skip in zip(texts, unlabeled_rows) if not skip])
+        corpus = self.vae_.encode([text for text, skip in zip(texts, unlabeled_rows) if not skip],
+                                  encoder_ids=True)
         if validation_data is None:
             train_rows, valid_rows = _split(targets, params.fine_tuning_validation_fraction, seed)
             train, valid = corpus.subset(train_rows), corpus.subset(valid_rows)
@@ -209,7 +210,8 @@ class FineTunedBNVAEClassifier(TextClassifierMixin, BaseEstimator):
         device = resolve_device(self.device)
         config = FineTuningConfig(**{name[len(PREFIX):]: getattr(params, name) for name in RENAMED.values()
                                      if name != "fine_tuning_validation_fraction"},
-                                  precision=params.precision, verbose=params.verbose)
+                                  precision=params.precision, verbose=params.verbose,
+                                  encoder_lr=self.vae_.encoder_lr)
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []), \
                 flush_denormals():
             torch.manual_seed(seed)
@@ -233,7 +235,7 @@ class FineTunedBNVAEClassifier(TextClassifierMixin, BaseEstimator):
         unknown = np.setdiff1d(labels, self.classes_)
         if len(unknown):
             raise ValueError(f"validation_data has labels absent from y: {unknown.tolist()[:5]}.")
-        return self.vae_.encode(texts), np.searchsorted(self.classes_, labels)
+        return self.vae_.encode(texts, encoder_ids=True), np.searchsorted(self.classes_, labels)
 
     def _init_head(self, corpus, targets, device):
         """Logistic regression on the frozen features: the head's starting weights."""
@@ -246,13 +248,13 @@ class FineTunedBNVAEClassifier(TextClassifierMixin, BaseEstimator):
 
     def _logits(self, X):
         check_is_fitted(self, "module_")
-        return logits(self.module_, self.vae_.encode(X), resolve_device(self.device), self.precision)
+        return logits(self.module_, self.vae_.encode(X, encoder_ids=True), resolve_device(self.device), self.precision)
 
     def transform(self, X):
         """The fine-tuned features: posterior means (n_texts, latent_dim), or the LSTM's
         last state (n_texts, hidden_dim) with ``features="hidden"``."""
         check_is_fitted(self, "module_")
-        return check_finite_means(features(self.module_, self.vae_.encode(X), resolve_device(self.device),
+        return check_finite_means(features(self.module_, self.vae_.encode(X, encoder_ids=True), resolve_device(self.device),
                                            self.precision))
 
     def decision_function(self, X):

@@ -44,31 +44,49 @@ class FineTuningConfig:
     selection: str = "accuracy"
     precision: str = "auto"
     verbose: int = 1
+    # A pretrained transformer encoder trains at this rate (None: it has none).
+    encoder_lr: Optional[float] = None
 
 
 class EncoderClassifier(nn.Module):
     """A copy of a ``TextVAE``'s encoder, then a linear layer on its posterior means
-    (after the batch norm) or on the LSTM's last state."""
+    (after the batch norm) or on the LSTM's last state. A pretrained transformer
+    encoder (:mod:`ssl_textvae.pretrained`) trains too, whether or not it was frozen in
+    pretraining; ``"hidden"`` is then its pooled vector, and ``dropout`` the transformer's own."""
 
     def __init__(self, vae_module, n_classes, dropout=0.0, features="mean", head_dropout=0.0):
         super().__init__()
         self.encoder = copy.deepcopy(vae_module.encoder)
-        self.encoder.dropout.p = dropout
+        self.pretrained = getattr(vae_module, "pretrained_encoder", False)
+        if self.pretrained:
+            self.encoder.frozen = False
+            self.encoder.backbone.requires_grad_(True)
+            width = self.encoder.width
+        else:
+            self.encoder.dropout.p = dropout
+            width = self.encoder.lstm.hidden_size
+        self.dropout = nn.Dropout(dropout if self.pretrained else 0.0)
         self.mean_norm = copy.deepcopy(vae_module.mean_norm)
         self.features = features
-        width = vae_module.latent_dim if features == "mean" else self.encoder.lstm.hidden_size
+        width = vae_module.latent_dim if features == "mean" else width
         self.head_dropout = nn.Dropout(head_dropout)
         self.head = nn.Linear(width, n_classes)
 
-    def representation(self, tokens, lengths):
+    def representation(self, tokens, lengths, encoder_inputs=None):
         """(batch, width) fp32 features the head reads."""
+        if self.pretrained:
+            pooled = self.dropout(self.encoder.pool(encoder_inputs))       # ids: the transformer trains
+            if self.features == "hidden":
+                return pooled
+            mean, _ = self.encoder(pooled)
+            return self.mean_norm(mean)
         if self.features == "mean":
             mean, _ = self.encoder(tokens, lengths)
             return self.mean_norm(mean)                                   # fp32
         return self.encoder.dropout(self.encoder.last_state(tokens, lengths)).float()
 
-    def forward(self, tokens, lengths):
-        return self.head(self.head_dropout(self.representation(tokens, lengths)))  # (batch, classes)
+    def forward(self, *inputs):
+        return self.head(self.head_dropout(self.representation(*inputs)))  # (batch, classes)
 
     def train(self, mode=True):
         super().train(mode)
@@ -106,7 +124,13 @@ def fine_tune(module: EncoderClassifier, train: EncodedCorpus, train_targets, va
     the best weights (epoch 0, the start, competes too). Batch order is drawn from a
     numpy generator seeded with ``seed``; torch's RNG is the caller's."""
     make = torch.optim.SGD if config.optimizer == "sgd" else torch.optim.Adam
-    optimizer = make(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    groups = [{"params": list(module.parameters())}]
+    if getattr(module, "pretrained", False):   # the transformer at its own, far smaller rate
+        backbone = {id(p) for p in module.encoder.backbone.parameters()}
+        groups = [{"params": [p for p in module.parameters() if id(p) not in backbone]},
+                  {"params": list(module.encoder.backbone.parameters()),
+                   "lr": config.encoder_lr or 2e-5}]
+    optimizer = make(groups, lr=config.lr, weight_decay=config.weight_decay)
     rng = np.random.default_rng(seed)
     labels = torch.as_tensor(train_targets, device=device)
 
@@ -124,9 +148,9 @@ def fine_tune(module: EncoderClassifier, train: EncodedCorpus, train_targets, va
             batches = bucket_batches(train.lengths, config.batch_size, shuffle=True, rng=rng)
             for indices in tqdm(batches, desc=f"fine-tuning {epoch}/{config.max_epochs}", leave=False,
                                 disable=not config.verbose, unit="batch"):
-                tokens, lengths = (t.to(device) for t in collate(train, indices))
+                inputs = tuple(t.to(device) for t in collate(train, indices))
                 with autocast_context(device, config.precision):
-                    scores = module(tokens, lengths)                          # (batch, classes)
+                    scores = module(*inputs)                                  # (batch, classes)
                 loss = F.cross_entropy(scores.float(), labels[torch.as_tensor(indices, device=device)])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

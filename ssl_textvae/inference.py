@@ -37,25 +37,26 @@ def eval_mode(module):
 
 
 def batches(corpus: EncodedCorpus, batch_size: int, device):
-    """``(indices, tokens, lengths)`` per batch of texts of (nearly) equal length, in a
-    fixed order; ``tokens`` (batch, max_len + 2) and ``lengths`` (batch,) on ``device``.
-    ``indices`` are the rows of ``corpus`` the batch holds."""
+    """``(indices, inputs)`` per batch of texts of (nearly) equal length, in a fixed order:
+    ``inputs`` is :func:`~ssl_textvae.data.collate`'s tuple on ``device`` (``tokens``
+    (batch, max_len + 2), ``lengths`` (batch,), and a pretrained encoder's inputs where
+    the corpus has them), for ``module(*inputs)``. ``indices`` are the rows of ``corpus``
+    the batch holds."""
     for indices in bucket_batches(corpus.lengths, batch_size, shuffle=False):
-        tokens, lengths = collate(corpus, indices)
-        yield indices, tokens.to(device), lengths.to(device)
+        yield indices, tuple(t.to(device) for t in collate(corpus, indices))
 
 
 def run_batched(module, corpus: EncodedCorpus, device, function, width, *, precision="fp32",
                 batch_size=ENCODE_BATCH_SIZE, dtype=np.float32) -> np.ndarray:
-    """``function(tokens, lengths)`` -> (batch, width) over every text of ``corpus`` with
+    """``function(*inputs)`` -> (batch, width) over every text of ``corpus`` with
     ``module`` in eval mode, under ``precision`` ("fp32", "bf16" or "auto"): a numpy
     array (n_texts, width) of ``dtype``, row i for text i."""
     out = np.zeros((len(corpus), width), dtype=dtype)
     cast = torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
     with cpu_threads(device) as threads, eval_mode(module):
-        for indices, tokens, lengths in batches(corpus, batch_size, device):
+        for indices, inputs in batches(corpus, batch_size, device):
             with autocast_context(device, precision):
-                values = function(tokens, lengths)                     # (batch, width)
+                values = function(*inputs)                             # (batch, width)
             out[indices] = values.to(cast).cpu().numpy()
             threads.step()
     return out
@@ -65,7 +66,7 @@ def encode_means(module, corpus: EncodedCorpus, device, batch_size=ENCODE_BATCH_
                  precision="fp32") -> np.ndarray:
     """Posterior means (after the batch norm) of every text of a ``TextVAE``: float32
     array (n_texts, latent_dim) in corpus order."""
-    return run_batched(module, corpus, device, lambda tokens, lengths: module.posterior(tokens, lengths)[0],
+    return run_batched(module, corpus, device, lambda *inputs: module.posterior(*inputs)[0],
                        module.latent_dim, precision=precision, batch_size=batch_size)
 
 
@@ -73,7 +74,7 @@ def encode_posteriors(module, corpus: EncodedCorpus, device, batch_size=1024):
     """Means (after the batch norm) and log-variances of q(z|x) for every text, in
     corpus order, as two float64 tensors (n_texts, latent_dim) on the CPU (fp32 forward)."""
     both = run_batched(module, corpus, device,
-                       lambda tokens, lengths: torch.cat(module.posterior(tokens, lengths), 1),
+                       lambda *inputs: torch.cat(module.posterior(*inputs), 1),
                        2 * module.latent_dim, batch_size=batch_size, dtype=np.float64)
     both = torch.from_numpy(both)
     return both[:, :module.latent_dim].contiguous(), both[:, module.latent_dim:].contiguous()

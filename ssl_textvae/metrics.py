@@ -47,9 +47,9 @@ def elbo_sums(module, corpus: EncodedCorpus, device, batch_size=256, precision="
     sums = np.zeros(2)
     means = []
     with eval_mode(module):
-        for _, tokens, lengths in batches(corpus, batch_size, device):
+        for _, inputs in batches(corpus, batch_size, device):
             with autocast_context(device, precision):
-                terms = module(tokens, lengths)
+                terms = module(*inputs)
             sums += [terms["reconstruction"].sum().item(), terms["kl"].sum().item()]
             means.append(terms["mean"].float().cpu())
     return sums, torch.cat(means) if means else torch.zeros(0, module.latent_dim)
@@ -69,9 +69,9 @@ def evaluate_reconstruction_at_mean(module, corpus: EncodedCorpus, device, batch
     """-log p(x | z = mu) per text, averaged: the loss of an autoencoder."""
     total = 0.0
     with eval_mode(module):
-        for _, tokens, lengths in batches(corpus, batch_size, device):
+        for _, inputs in batches(corpus, batch_size, device):
             with autocast_context(device, precision):
-                terms = module.autoencode(tokens, lengths)
+                terms = module.autoencode(*inputs)
             total += terms["reconstruction"].sum().item()
     return total / max(len(corpus), 1)
 
@@ -138,8 +138,9 @@ def iw_nll(module, corpus: EncodedCorpus, device, n_samples=500, batch_size=16, 
     progress = tqdm(batches(corpus, batch_size, device), total=n_batches(len(corpus), batch_size), desc=f"IW-NLL (k={n_samples})", unit="batch", leave=False,
                     disable=not verbose)
     with eval_mode(module), _seeded(random_state, device):
-        for indices, tokens, lengths in progress:
-            mean, logvar = module.posterior(tokens, lengths)                 # (batch, latent)
+        for indices, inputs in progress:
+            tokens, lengths = inputs[:2]
+            mean, logvar = module.posterior(*inputs)                         # (batch, latent)
             log_weights = []
             for start in range(0, n_samples, chunk_size):
                 k = min(chunk_size, n_samples - start)

@@ -311,13 +311,20 @@ class TextVAE(nn.Module):
         None is :data:`MAX_CHUNK_LOGITS` (see :class:`Decoder`). Not a weight: a
         module rebuilt from its weights gets the default, and setting
         ``module.decoder.max_chunk_logits`` changes it.
+    encoder : nn.Module or None
+        The inference network in place of the paper's LSTM: a
+        :class:`~ssl_textvae.pretrained.PretrainedEncoder`, which reads the third
+        element of a batch (``encoder_inputs``, see :func:`ssl_textvae.data.collate`).
+        None is the paper's :class:`Encoder`.
     """
 
     def __init__(self, vocab_size, embed_dim=128, hidden_dim=512, latent_dim=32, gamma=0.7,
-                 dropout_in=0.5, dropout_out=0.5, bn_eps=1e-12, softmax="full", max_chunk_logits=None):
+                 dropout_in=0.5, dropout_out=0.5, bn_eps=1e-12, softmax="full", max_chunk_logits=None,
+                 encoder=None):
         super().__init__()
         self.latent_dim = latent_dim
-        self.encoder = Encoder(vocab_size, embed_dim, hidden_dim, latent_dim)
+        self.pretrained_encoder = encoder is not None
+        self.encoder = Encoder(vocab_size, embed_dim, hidden_dim, latent_dim) if encoder is None else encoder
         self.mean_norm = MeanBatchNorm(latent_dim, gamma, bn_eps) if gamma else nn.Identity()
         self.decoder = Decoder(vocab_size, embed_dim, hidden_dim, latent_dim, dropout_in, dropout_out,
                                softmax, max_chunk_logits)
@@ -330,36 +337,47 @@ class TextVAE(nn.Module):
         for name, parameter in self.named_parameters():
             if not parameter.requires_grad or name.startswith("mean_norm"):
                 continue
+            if self.pretrained_encoder and name.startswith("encoder.backbone."):
+                continue   # pretrained weights
             if self.decoder.adaptive and name.startswith("decoder.output."):
                 continue
             bound = 0.1 if "embedding" in name else 0.01
             nn.init.uniform_(parameter, -bound, bound)
 
-    def posterior(self, tokens, lengths):
+    def pre_norm_posterior(self, tokens, lengths, encoder_inputs=None):
+        """(mean before the batch norm, logvar) of q(z|x), each (batch, latent)."""
+        if self.pretrained_encoder:
+            if encoder_inputs is None:
+                raise ValueError("This VAE's inference network is a pretrained encoder: pass its "
+                                 "inputs (the third element of ssl_textvae.data.collate).")
+            return self.encoder(encoder_inputs)
+        return self.encoder(tokens, lengths)
+
+    def posterior(self, tokens, lengths, encoder_inputs=None):
         """(mean, logvar) of q(z|x), each (batch, latent); the mean after batch norm."""
-        mean, logvar = self.encoder(tokens, lengths)
+        mean, logvar = self.pre_norm_posterior(tokens, lengths, encoder_inputs)
         return self.mean_norm(mean), logvar
 
-    def forward(self, tokens, lengths, n_samples=1):
+    def forward(self, tokens, lengths, encoder_inputs=None, n_samples=1):
         """Per-example terms of the negative ELBO.
 
         Returns a dict with ``reconstruction`` (batch,), averaged over ``n_samples``
         draws of z; ``kl`` (batch,); ``kl_per_dim`` (batch, latent); ``mean``,
         ``logvar`` (batch, latent).
         """
-        mean, logvar = self.posterior(tokens, lengths)
+        mean, logvar = self.posterior(tokens, lengths, encoder_inputs)
         z = sample_gaussian(mean, logvar, n_samples)                          # (batch, samples, latent)
         reconstruction = self.decoder.reconstruction_nll(tokens, lengths, z).mean(1)
         kl_per_dim = gaussian_kl(mean, logvar)
         return {"reconstruction": reconstruction, "kl": kl_per_dim.sum(1), "kl_per_dim": kl_per_dim,
                 "mean": mean, "logvar": logvar}
 
-    def autoencode(self, tokens, lengths):
+    def autoencode(self, tokens, lengths, encoder_inputs=None):
         """The terms of :meth:`forward` with a deterministic code z = mu (an
         autoencoder, the no-KL baseline of Li et al., 2019): ``reconstruction`` is
         -log p(x | mu); ``kl`` and ``kl_per_dim`` are still reported, for monitoring.
         """
-        mean, logvar = self.posterior(tokens, lengths)
+        mean, logvar = self.posterior(tokens, lengths, encoder_inputs)
         reconstruction = self.decoder.reconstruction_nll(tokens, lengths, mean.unsqueeze(1)).squeeze(1)
         kl_per_dim = gaussian_kl(mean, logvar)
         return {"reconstruction": reconstruction, "kl": kl_per_dim.sum(1), "kl_per_dim": kl_per_dim,

@@ -52,6 +52,9 @@ class TrainingConfig:
     kl_cycles: int = 4
     kl_cycle_ratio: float = 0.5
     free_bits: float = 0.0
+    # Learning rate of a pretrained transformer encoder that trains (None: none trains);
+    # the LSTM decoder and the posterior layer keep ``lr``.
+    encoder_lr: Optional[float] = None
     # Intra-op CPU threads: None adapts to the CPUs other processes leave free (see
     # ssl_textvae.threads; SSL_TEXTVAE_NUM_THREADS fixes it). A setting of the machine,
     # not of the run: a checkpoint does not compare it.
@@ -126,19 +129,28 @@ def kl_penalty(kl_per_dim: torch.Tensor, free_bits: float = 0.0) -> torch.Tensor
     return kl_per_dim.sum(-1)
 
 
-def objective_terms(module, tokens, lengths, objective):
-    """The module's loss terms for ``objective``: sampled z for a VAE, z = mu for an
-    autoencoder (see :meth:`TextVAE.autoencode`)."""
+def objective_terms(module, *inputs, objective):
+    """The module's loss terms for ``objective`` on a batch's ``inputs`` (``tokens``,
+    ``lengths`` and a pretrained encoder's inputs where there are some): sampled z for a
+    VAE, z = mu for an autoencoder (see :meth:`TextVAE.autoencode`)."""
     if objective == "autoencoder":
-        return module.autoencode(tokens, lengths)
-    return module(tokens, lengths)
+        return module.autoencode(*inputs)
+    return module(*inputs)
 
 
-def make_optimizer(name, parameters, lr):
-    parameters = [p for p in parameters if p.requires_grad]
+def make_optimizer(name, parameters, lr, encoder_lr=None, module=None):
+    """SGD or Adam over the trainable ``parameters``; with ``encoder_lr``, the parameters
+    of ``module.encoder.backbone`` (a pretrained transformer) form a second group at that
+    rate (a pretrained network fine-tunes at a far smaller step than one trained anew)."""
+    groups = [{"params": [p for p in parameters if p.requires_grad], "lr": lr}]
+    if encoder_lr is not None and module is not None and hasattr(module.encoder, "backbone"):
+        backbone = {id(p) for p in module.encoder.backbone.parameters()}
+        groups = [{"params": [p for p in groups[0]["params"] if id(p) not in backbone], "lr": lr},
+                  {"params": [p for p in module.encoder.backbone.parameters() if p.requires_grad],
+                   "lr": encoder_lr}]
     if name == "sgd":
-        return torch.optim.SGD(parameters, lr=lr)
-    return torch.optim.Adam(parameters, lr=lr)
+        return torch.optim.SGD(groups, lr=lr)
+    return torch.optim.Adam(groups, lr=lr)
 
 
 def pretrain(module, train: EncodedCorpus, valid: EncodedCorpus, config: TrainingConfig,
@@ -158,7 +170,7 @@ def pretrain(module, train: EncodedCorpus, valid: EncodedCorpus, config: Trainin
     """
     shard = current_shard()
     module.to(device)
-    optimizer = make_optimizer(config.optimizer, module.parameters(), config.lr)
+    optimizer = make_optimizer(config.optimizer, module.parameters(), config.lr, config.encoder_lr, module)
     schedule = KLSchedule.from_config(config, n_batches(len(train), config.batch_size, shard.min_batch_size))
     state = {"epoch": 0, "history": [], "best_loss": math.inf, "bad_epochs": 0, "halvings": 0,
              "best_weights": None, "rng": np.random.default_rng(config.seed).bit_generator.state,
@@ -233,8 +245,8 @@ def recalibrate_batch_norm(module, corpus, device, batch_size, rng, max_texts=50
         indices = np.sort(rng.choice(indices, max_texts, replace=False))
     sample = shard.rows(corpus.subset(indices))
     with eval_mode(module):
-        means = torch.cat([module.encoder(tokens, lengths)[0].float()       # (batch, latent), pre-BN
-                           for _, tokens, lengths in batches(sample, batch_size, device)])
+        means = torch.cat([module.pre_norm_posterior(*inputs)[0].float()    # (batch, latent), pre-BN
+                           for _, inputs in batches(sample, batch_size, device)])
         mean, var = shard.mean_var(means)
         norm.running_mean.copy_(mean)
         norm.running_var.copy_(var)
@@ -264,9 +276,9 @@ def train_epoch(module, optimizer, corpus, config, device, rng, epoch, schedule=
     check_every = 1 if device.type == "cpu" else 64
     with _update_step(module, optimizer, config, device, plain=shard.world_size > 1) as update:
         for batch_index, (indices, loss_scale) in enumerate(progress):
-            tokens, lengths = (t.to(device, non_blocking=True) for t in collate(corpus, indices))
+            inputs = tuple(t.to(device, non_blocking=True) for t in collate(corpus, indices))
             with autocast_context(device, config.precision):
-                batch_terms = terms(tokens, lengths)
+                batch_terms = terms(*inputs)
             weight = schedule(state["step"])
             state["step"] += 1
             weights.append(weight)

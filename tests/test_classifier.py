@@ -24,7 +24,7 @@ def test_nested_vae_parameters_get_set_and_clone():
     classifier = BNVAEClassifier(vae=BNVAE(latent_dim=8), estimator=head)
     params = classifier.get_params()
     assert params["vae__latent_dim"] == 8 and params["estimator__C"] == 2.0
-    assert set(classifier.get_params(deep=False)) == {"vae", "estimator", "word_weight"}
+    assert set(classifier.get_params(deep=False)) == {"vae", "estimator", "word_weight", "embedding_weight"}
     assert classifier.set_params(vae__gamma=0.2, estimator__C=3.0) is classifier
     assert classifier.vae.gamma == 0.2 and head.C == 3.0
     copy = clone(classifier)

@@ -1,0 +1,124 @@
+"""BNVAE(encoder=...): a tiny randomly initialized BERT built here (no download, no network)."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+
+transformers = pytest.importorskip("transformers")
+
+from ssl_textvae import BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier, load  # noqa: E402
+from ssl_textvae.pretrained import EmbeddingCache  # noqa: E402
+from sklearn.frozen import FrozenEstimator  # noqa: E402
+
+WORDS = "the food was good great bad rude staff place cold tasty awful friendly slow".split()
+POSITIVE = ["the food was good", "great place", "tasty food", "friendly staff", "good staff"]
+NEGATIVE = ["the food was bad", "rude staff", "cold food", "awful place", "slow staff"]
+TEXTS = (POSITIVE + NEGATIVE) * 4
+LABELS = ([1] * 5 + [0] * 5) * 4
+SMALL = dict(latent_dim=4, embed_dim=8, hidden_dim=16, max_epochs=2, batch_size=8, verbose=0,
+             random_state=0, precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory):
+    """A directory holding a 1-layer BERT of width 16 and its WordPiece tokenizer."""
+    path = tmp_path_factory.mktemp("tiny_bert")
+    (path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS))
+    transformers.BertTokenizerFast(str(path / "vocab.txt")).save_pretrained(str(path))
+    config = transformers.BertConfig(vocab_size=5 + len(WORDS), hidden_size=16, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=32,
+                                     max_position_embeddings=32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        transformers.set_seed(0)
+        transformers.BertModel(config).save_pretrained(str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+def test_kl_bound_and_active_units_with_a_pretrained_encoder(tiny_encoder, frozen):
+    vae = BNVAE(**SMALL, encoder=tiny_encoder, freeze_encoder=frozen).fit(TEXTS)
+    bound = vae.latent_dim * vae.gamma ** 2 / 2
+    for record in vae.history_:   # the paper's batch norm on the mean, whatever the encoder
+        assert record["train_kl"] >= bound * 0.99
+    # every unit active (variance of its mean over the texts above 0.01, Burda et al.)
+    assert (vae.transform(TEXTS).var(0) > 0.01).all()
+    assert vae.transform(["good food", "rude staff"]).shape == (2, 4)
+    trainable = [p.requires_grad for p in vae.module_.encoder.backbone.parameters()]
+    assert not any(trainable) if frozen else all(trainable)
+
+
+def test_frozen_encoder_is_left_unchanged_and_trained_one_moves(tiny_encoder):
+    frozen = BNVAE(**SMALL, encoder=tiny_encoder).fit(TEXTS)
+    trained = BNVAE(**SMALL, encoder=tiny_encoder, freeze_encoder=False, encoder_lr=1e-2).fit(TEXTS)
+    original = transformers.AutoModel.from_pretrained(tiny_encoder).state_dict()
+    name = "embeddings.word_embeddings.weight"
+    assert (frozen.module_.encoder.backbone.state_dict()[name] == original[name]).all()
+    assert not (trained.module_.encoder.backbone.state_dict()[name] == original[name]).all()
+    # the cached vectors of the frozen one are what its transformer computes (unit norm)
+    cached, fresh = frozen.embed(["good food"]), trained.embed(["good food"])
+    assert np.allclose(np.linalg.norm(cached, axis=1), 1) and np.allclose(np.linalg.norm(fresh, axis=1), 1)
+    assert not np.allclose(cached, fresh)
+
+
+def test_frozen_vectors_are_computed_once_per_text(tiny_encoder, monkeypatch):
+    from ssl_textvae import pretrained
+
+    EmbeddingCache.clear()
+    calls = []
+    real = pretrained.embed_texts
+    monkeypatch.setattr(pretrained, "embed_texts", lambda *a, **k: calls.append(len(a[2])) or real(*a, **k))
+    BNVAE(**SMALL, encoder=tiny_encoder).fit(TEXTS)
+    BNVAE(**dict(SMALL, latent_dim=3), encoder=tiny_encoder).fit(TEXTS)   # another trial, same pool
+    assert calls == [len(set(TEXTS))]
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+def test_save_load_and_pickle_round_trip(tiny_encoder, tmp_path, frozen):
+    vae = BNVAE(**SMALL, encoder=tiny_encoder, freeze_encoder=frozen).fit(TEXTS)
+    means = vae.transform(["good food", "awful place"])
+    vae.save(tmp_path / "vae")
+    loaded = load(tmp_path / "vae")
+    assert np.array_equal(loaded.transform(["good food", "awful place"]), means)
+    assert loaded.get_params()["encoder"] == tiny_encoder
+    assert np.array_equal(pickle.loads(pickle.dumps(vae)).transform(["good food", "awful place"]), means)
+
+
+def test_classifier_with_the_embedding_beside_the_means(tiny_encoder, tmp_path):
+    vae = BNVAE(**SMALL, encoder=tiny_encoder).fit(TEXTS)
+    means_only = BNVAEClassifier(vae=FrozenEstimator(vae)).fit(TEXTS, LABELS)
+    both = BNVAEClassifier(vae=FrozenEstimator(vae), embedding_weight=1.0).fit(TEXTS, LABELS)
+    assert both.estimator_.coef_.shape[1] == 4 + 16 and means_only.estimator_.coef_.shape[1] == 4
+    both.save(tmp_path / "clf")
+    loaded = load(tmp_path / "clf")
+    assert np.allclose(loaded.predict_proba(TEXTS[:6]), both.predict_proba(TEXTS[:6]))
+
+
+def test_embedding_weight_needs_a_pretrained_encoder():
+    vae = BNVAE(**SMALL).fit(TEXTS)
+    with pytest.raises(ValueError, match="pretrained encoder"):
+        BNVAEClassifier(vae=FrozenEstimator(vae), embedding_weight=1.0).fit(TEXTS, LABELS)
+
+
+def test_fine_tuned_classifier_trains_the_transformer(tiny_encoder):
+    vae = BNVAE(**SMALL, encoder=tiny_encoder).fit(TEXTS)
+    clf = FineTunedBNVAEClassifier(FrozenEstimator(vae), fine_tuning_max_epochs=3, random_state=0,
+                                   verbose=0, precision="fp32").fit(TEXTS, LABELS)
+    name = "embeddings.word_embeddings.weight"
+    assert not (clf.module_.encoder.backbone.state_dict()[name]
+                == vae.module_.encoder.backbone.state_dict()[name]).all()
+    assert clf.predict(["good food"]).shape == (1,)
+    # the VAE itself is left as it was: its encoder stays frozen
+    assert not any(p.requires_grad for p in vae.module_.encoder.backbone.parameters())
+
+
+def test_bad_encoder_gives_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="Could not load the pretrained encoder"):
+        BNVAE(**SMALL, encoder=str(tmp_path)).fit(TEXTS)
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    with pytest.raises(ValueError, match="is a file"):
+        BNVAE(**SMALL, encoder=str(tmp_path / "weights.bin")).fit(TEXTS)
+    with pytest.raises(ValueError, match="encoder"):
+        BNVAE(**SMALL, encoder=3).fit(TEXTS)
