@@ -274,34 +274,50 @@ class BNVAE(TransformerMixin, BaseEstimator):
         return [self.tokenizer_.decode(row) for row in ids]
 
     def save(self, path):
-        """Write weights (safetensors), configuration and vocabulary (JSON) to directory ``path``."""
+        """Write weights (safetensors), configuration and vocabulary (JSON) to directory ``path``.
+
+        The directory is written beside ``path`` and then replaces it, so a failed save
+        (``ssl_textvae.persistence.SaveError``, an ``OSError``) leaves what was there
+        intact; entries of ``path`` that no save writes (a ``checkpoints/`` folder) are
+        kept. config.json records the SHA-256 of each file, and the weights that of
+        config.json's settings.
+        """
         check_is_fitted(self, "module_")
-        persistence.write_config(path, "BNVAE", params=persistence.jsonable(self.get_params()),
-                                 history=self.history_)
-        persistence.save_tokenizer(self.tokenizer_, path)
-        if self.module_.pretrained_encoder:   # the architecture and tokenizer; weights below
-            save_encoder_files(self.module_.encoder, self.encoder_tokenizer_, path)
-        persistence.save_weights(self.module_, os.path.join(path, persistence.WEIGHTS))
+
+        def write(directory, stamp):
+            persistence.save_tokenizer(self.tokenizer_, directory)
+            if self.module_.pretrained_encoder:   # the architecture and tokenizer; weights below
+                save_encoder_files(self.module_.encoder, self.encoder_tokenizer_, directory)
+            persistence.save_weights(self.module_, os.path.join(directory, persistence.WEIGHTS), stamp)
+
+        persistence.save_directory(path, "BNVAE", write, params=persistence.jsonable(self.get_params()),
+                                   history=self.history_)
 
     @classmethod
     def load(cls, path):
-        """Load what :meth:`save` wrote (format 1 or 2); no code is executed from the directory."""
+        """Load what :meth:`save` wrote (format 1, 2 or 3); no code is executed from the
+        directory. From format 3, a file swapped or edited after saving (config.json
+        included) is refused with a ``ValueError`` naming it."""
         config = persistence.read_config(path, "BNVAE", ("params", "history"))
-        return cls.from_directory(path, config["params"], config["history"])
+        return cls.from_directory(path, config["params"], config["history"], config)
 
     @classmethod
-    def from_directory(cls, path, params, history):
+    def from_directory(cls, path, params, history, config=None):
         """The fitted BNVAE of parameters ``params`` and history ``history`` whose
         vocabulary (tokenizer.json) and weights (model.safetensors) are in ``path``;
-        :meth:`load` reads ``params`` and ``history`` from its config.json."""
+        :meth:`load` reads ``params`` and ``history`` from its config.json, passed
+        as ``config`` to check that the files are the ones saved with it."""
         vae = cls(**persistence.check_params(path, params, cls, VAE_CONSTRAINTS))
         vae.tokenizer_ = persistence.load_tokenizer(path)
         encoder = None
         if vae.encoder is not None:
             encoder, vae.encoder_tokenizer_ = load_encoder_files(path, vae.latent_dim, vae.freeze_encoder)
-        vae.module_ = persistence.load_weights(TextVAE(**module_kwargs(vae), encoder=encoder),
-                                               os.path.join(path, persistence.WEIGHTS))
+        weights = os.path.join(path, persistence.WEIGHTS)
+        vae.module_ = persistence.load_weights(TextVAE(**module_kwargs(vae), encoder=encoder), weights)
         _check_saved_settings(path, vae, params)
+        if config is not None:
+            persistence.check_saved_files(path, config, persistence.weights_stamp(weights),
+                                          persistence.WEIGHTS)
         vae.history_ = history
         vae.n_features_out_ = vae.latent_dim
         return vae

@@ -168,21 +168,34 @@ class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
         return self.estimator_.decision_function(features)
 
     def save(self, path):
-        """Write the head (skops) and the pretrained VAE (in ``path/vae``) to directory ``path``."""
+        """Write the head (skops) and the pretrained VAE (in ``path/vae``) to directory ``path``.
+
+        As :meth:`BNVAE.save`: written beside ``path``, then swapped in, so a failed
+        save (``SaveError``, an ``OSError``) leaves what was there intact; config.json
+        records the SHA-256 of every file, the VAE's too.
+        """
         check_is_fitted(self, "estimator_")
-        persistence.write_config(path, type(self).__name__, vae_frozen=is_frozen(self.vae))
-        persistence.save_head({"estimator": self.estimator, "estimator_": self.estimator_,
-                               "word_weight": self.word_weight, "word_weight_": self.word_weight_,
-                               "embedding_weight": self.embedding_weight,
-                               "embedding_weight_": self.embedding_weight_,
-                               "words_": self.words_, "scaler_": self.scaler_}, path)
-        self.vae_.save(os.path.join(path, persistence.VAE_DIR))
+
+        def write(directory, stamp):
+            persistence.save_head({"estimator": self.estimator, "estimator_": self.estimator_,
+                                   "word_weight": self.word_weight, "word_weight_": self.word_weight_,
+                                   "embedding_weight": self.embedding_weight,
+                                   "embedding_weight_": self.embedding_weight_,
+                                   "words_": self.words_, "scaler_": self.scaler_,
+                                   persistence.STAMP: stamp}, directory)
+            self.vae_.save(os.path.join(directory, persistence.VAE_DIR))
+
+        persistence.save_directory(path, type(self).__name__, write, vae_frozen=is_frozen(self.vae))
 
     @classmethod
     def load(cls, path, trusted=None):
-        """Load what :meth:`save` wrote (format 1 or 2). The head loads through
-        ``skops.io`` with its default trusted types plus ``trusted`` (a list of type
-        names) and nothing else; no code is executed from the directory."""
+        """Load what :meth:`save` wrote (format 1, 2 or 3). The head loads through
+        ``skops.io`` with its default trusted types plus ``trusted`` (None or a list
+        of exact type names; anything else is a ``TypeError``) and nothing else; no
+        code is executed from the directory. From format 3, a file swapped or edited
+        after saving (config.json, head.skops, anything in vae/) is refused with a
+        ``ValueError`` naming it."""
+        trusted = persistence.check_trusted(trusted)
         config = persistence.read_config(path, cls.__name__, ())
         if config["format_version"] == 1:   # the VAE at the top of the directory
             persistence.read_config(path, cls.__name__, ("vae_params", "history"))   # complete?
@@ -191,6 +204,7 @@ class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
         else:
             vae, fitted = load_nested_vae(path, config.get("vae_frozen", False))
         head = persistence.load_head(path, trusted)
+        persistence.check_saved_files(path, config, head.get(persistence.STAMP), persistence.HEAD)
         classifier = cls(vae=vae, estimator=head["estimator"], word_weight=head.get("word_weight", 0.0),
                          embedding_weight=head.get("embedding_weight", 0.0))
         classifier.vae_, classifier.estimator_ = fitted, head["estimator_"]

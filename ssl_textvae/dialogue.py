@@ -268,26 +268,31 @@ class BNCVAE(BaseEstimator):
 
     def save(self, path):
         """Weights (safetensors), parameters and history (config.json) and vocabulary
-        (tokenizer.json) into directory ``path``; ``ssl_textvae.load`` reads it too."""
+        (tokenizer.json) into directory ``path``, written beside it and swapped in (a
+        failed save leaves what was there intact); ``ssl_textvae.load`` reads it too."""
         from . import persistence
 
         check_is_fitted(self, "module_")
-        os.makedirs(path, exist_ok=True)
-        persistence.write_config(path, type(self).__name__, params=persistence.jsonable(self.get_params()),
-                                 history=self.history_)
-        persistence.save_tokenizer(self.tokenizer_, path)
-        persistence.save_weights(self.module_, os.path.join(path, persistence.WEIGHTS))
+
+        def write(directory, stamp):
+            persistence.save_tokenizer(self.tokenizer_, directory)
+            persistence.save_weights(self.module_, os.path.join(directory, persistence.WEIGHTS), stamp)
+
+        persistence.save_directory(path, type(self).__name__, write,
+                                   params=persistence.jsonable(self.get_params()), history=self.history_)
 
     @classmethod
     def load(cls, path):
-        """Read what :meth:`save` wrote; no code is executed from the directory."""
+        """Read what :meth:`save` wrote; no code is executed from the directory, and a
+        file swapped or edited after saving is refused with a ``ValueError``."""
         from . import persistence
 
         config = persistence.read_config(path, cls.__name__, ("params", "history"))
         model = cls(**persistence.check_params(path, config["params"], cls, CONSTRAINTS))
         model.tokenizer_ = persistence.load_tokenizer(path)
-        model.module_ = persistence.load_weights(ConditionalVAE(**module_kwargs(model)),
-                                                 os.path.join(path, persistence.WEIGHTS))
+        weights = os.path.join(path, persistence.WEIGHTS)
+        model.module_ = persistence.load_weights(ConditionalVAE(**module_kwargs(model)), weights)
+        persistence.check_saved_files(path, config, persistence.weights_stamp(weights), persistence.WEIGHTS)
         model.history_ = config["history"]
         return model
 

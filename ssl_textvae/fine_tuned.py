@@ -271,19 +271,29 @@ class FineTunedBNVAEClassifier(TextClassifierMixin, BaseEstimator):
 
     def save(self, path):
         """Write config.json, the fine-tuned weights (safetensors) and the pretrained
-        BNVAE (in ``path/vae``) to directory ``path``."""
+        BNVAE (in ``path/vae``) to directory ``path``.
+
+        As :meth:`BNVAE.save`: written beside ``path``, then swapped in, so a failed
+        save (``SaveError``, an ``OSError``) leaves what was there intact; config.json
+        records the SHA-256 of every file, the VAE's too.
+        """
         check_is_fitted(self, "module_")
         params = {k: v for k, v in self.get_params(deep=False).items() if k != "vae"}
-        persistence.write_config(path, type(self).__name__, params=persistence.jsonable(params),
-                                 vae_frozen=is_frozen(self.vae), classes=self.classes_.tolist(),
-                                 classes_dtype=self.classes_.dtype.str, history=self.history_,
-                                 best_epoch=self.best_epoch_)
-        persistence.save_weights(self.module_, os.path.join(path, FINE_TUNED_WEIGHTS))
-        self.vae_.save(os.path.join(path, persistence.VAE_DIR))
+
+        def write(directory, stamp):
+            persistence.save_weights(self.module_, os.path.join(directory, FINE_TUNED_WEIGHTS), stamp)
+            self.vae_.save(os.path.join(directory, persistence.VAE_DIR))
+
+        persistence.save_directory(path, type(self).__name__, write, params=persistence.jsonable(params),
+                                   vae_frozen=is_frozen(self.vae), classes=self.classes_.tolist(),
+                                   classes_dtype=self.classes_.dtype.str, history=self.history_,
+                                   best_epoch=self.best_epoch_)
 
     @classmethod
     def load(cls, path):
-        """Load what :meth:`save` wrote (format 1 or 2; no code is executed from the files)."""
+        """Load what :meth:`save` wrote (format 1, 2 or 3; no code is executed from the
+        files). From format 3, a file swapped or edited after saving is refused with a
+        ``ValueError`` naming it."""
         config = persistence.read_config(path, cls.__name__, ("params", "classes", "classes_dtype",
                                                               "history", "best_epoch"))
         params = config["params"]
@@ -298,8 +308,10 @@ class FineTunedBNVAEClassifier(TextClassifierMixin, BaseEstimator):
             dtype = np.dtype(config["classes_dtype"])
         with persistence.reading_field(path, "classes"):
             model.classes_ = np.asarray(config["classes"], dtype=dtype)
-        model.module_ = persistence.load_weights(model._new_module(),
-                                                 os.path.join(path, FINE_TUNED_WEIGHTS))
+        weights = os.path.join(path, FINE_TUNED_WEIGHTS)
+        model.module_ = persistence.load_weights(model._new_module(), weights)
+        persistence.check_saved_files(path, config, persistence.weights_stamp(weights),
+                                      FINE_TUNED_WEIGHTS)
         model.history_, model.best_epoch_ = config["history"], config["best_epoch"]
         return model
 

@@ -18,21 +18,24 @@ def load(path, trusted=None):
     ----------
     path : str or path-like
         A directory written by ``BNVAE.save``, ``BNVAEClassifier.save``,
-        ``FineTunedBNVAEClassifier.save`` (format 1 or 2) or ``BNCVAE.save``.
+        ``FineTunedBNVAEClassifier.save`` (format 1, 2 or 3) or ``BNCVAE.save``.
     trusted : list of str or None, default=None
-        More types to trust in a classifier's ``head.skops`` (see
-        :meth:`BNVAEClassifier.load`).
+        More types to trust in a classifier's ``head.skops``, by exact name (see
+        :meth:`BNVAEClassifier.load`); anything but None or a list (or tuple) of
+        str is a ``TypeError``.
 
     Returns
     -------
     BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier or BNCVAE
-        The fitted model; no code is executed from the directory.
+        The fitted model; no code is executed from the directory. A file swapped or
+        edited after saving (format 3) is refused with a ``ValueError`` naming it.
 
     Examples
     --------
     >>> import ssl_textvae
     >>> model = ssl_textvae.load("model_dir")  # doctest: +SKIP
     """
+    trusted = persistence.check_trusted(trusted)   # before anything is read
     name = persistence.saved_class(path)
     if name not in LOADERS:
         raise ValueError(f"{path!r} holds a {name!r}; ssl_textvae.load reads {sorted(LOADERS)}.")

@@ -8,9 +8,13 @@ Each estimator's ``save``/``load`` composes these; this module knows no estimato
     head.skops         a scikit-learn head, loaded with skops' trusted types only
     vae/               a nested BNVAE directory (in the classifiers' directories)
 
-Format 2 nests the pretrained BNVAE of a classifier in ``vae/``. Format 1
-directories (a BNVAE or BNVAEClassifier with its VAE at the top, a
-FineTunedBNVAEClassifier with ``vae/``) are still read.
+Format 3 ties the files together (:mod:`ssl_textvae._model_files`): config.json
+records the SHA-256 of every other file, and the weights (or the head) the SHA-256
+of config.json's fields, so a swapped file or an edited setting is refused; a save
+replaces the directory as a whole or, failing, leaves it as it was. Format 2 nests
+the pretrained BNVAE of a classifier in ``vae/``. Format 1 directories (a BNVAE or
+BNVAEClassifier with its VAE at the top, a FineTunedBNVAEClassifier with ``vae/``)
+and format 2 ones are still read, without those checks.
 """
 
 from __future__ import annotations
@@ -19,27 +23,53 @@ import contextlib
 import json
 import os
 
+from . import _model_files
+from ._model_files import STAMP, SaveError  # noqa: F401 (callers catch persistence.SaveError)
 from ._version import __version__
 
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 CONFIG, TOKENIZER, WEIGHTS, HEAD = "config.json", "tokenizer.json", "model.safetensors", "head.skops"
 VAE_DIR = "vae"
 
 
-def write_config(path, class_name, **fields):
-    """Create directory ``path`` and write its config.json: format and package
-    version, ``class_name`` and ``fields`` (JSON-serializable)."""
-    os.makedirs(path, exist_ok=True)
+def save_directory(path, class_name, write, **fields):
+    """Write model directory ``path`` as a whole: ``write(directory, stamp)`` writes
+    the files but config.json into a new directory (the file holding the weights or
+    the head records ``stamp``), then config.json gets format and package version,
+    ``class_name``, ``fields`` (JSON-serializable) and each file's SHA-256, and the
+    directory replaces ``path``. Raises :class:`SaveError` (an ``OSError``) when
+    anything fails, with ``path`` left as it was."""
     config = {"format_version": FORMAT_VERSION, "ssl_textvae_version": __version__,
               "class": class_name, **fields}
-    with open(os.path.join(path, CONFIG), "w", encoding="utf-8") as handle:
-        json.dump(config, handle, indent=2)
+    _model_files.write_directory(path, config, write)
+
+
+def check_saved_files(path, config, stamp, file):
+    """From format 3: every file in ``path`` is the one saved with its config.json,
+    and ``stamp`` (read from ``file``) matches config.json's fields. Called last in a
+    load, so a corrupt file is reported by what is wrong with it first."""
+    if config["format_version"] >= 3:
+        _model_files.check_files(path, config)
+        _model_files.check_stamp(path, config, stamp, file)
+
+
+def check_trusted(trusted):
+    """``trusted`` as a list of exact type names: None or a list/tuple of str. A str
+    would be read as substrings, so it is refused like any other type."""
+    if trusted is None:
+        return []
+    if isinstance(trusted, (list, tuple)) and all(isinstance(name, str) for name in trusted):
+        return list(trusted)
+    hint = (f"; to trust one type, pass a list: trusted=[{trusted!r}]" if isinstance(trusted, str)
+            else "")
+    raise TypeError("trusted must be None or a list of type names (str) to trust exactly, such as "
+                    f"['mypackage.MyScaler']; got {type(trusted).__name__} {trusted!r:.80}{hint}.")
 
 
 # The type of each config.json field an estimator reads besides its parameters.
 FIELD_TYPES = {"class": str, "history": list, "vae_frozen": bool, "classes": list,
-               "classes_dtype": str, "best_epoch": int, "vae_params": dict}
+               "classes_dtype": str, "best_epoch": int, "vae_params": dict, "files": dict}
 
 
 def saved_class(path) -> str:
@@ -58,6 +88,8 @@ def read_config(path, expected, required):
     if config.get("class") != expected:
         raise ValueError(f"{path!r} holds a {config.get('class')}, not a {expected}; load it with "
                          f"{config.get('class')}.load or ssl_textvae.load.")
+    if config["format_version"] >= 3:
+        required = (*required, "files")   # the SHA-256 of each file
     missing = [key for key in required if key not in config]
     if missing:
         raise ValueError(f"{os.path.join(path, CONFIG)!r} lacks {missing}; the model directory is corrupt.")
@@ -125,11 +157,21 @@ def _checked_version(path, config):
     return config
 
 
-def save_weights(module, file):
-    """The module's state dict, on the CPU, as safetensors."""
+def save_weights(module, file, stamp):
+    """The module's state dict, on the CPU, as safetensors; its metadata records
+    ``stamp`` (see :func:`save_directory`)."""
     from safetensors.torch import save_file
 
-    save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, file)
+    save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, file,
+              metadata={STAMP: stamp})
+
+
+def weights_stamp(file):
+    """The stamp in the metadata of safetensors ``file`` (None before format 3)."""
+    from safetensors import safe_open
+
+    with safe_open(file, framework="pt") as handle:
+        return (handle.metadata() or {}).get(STAMP)
 
 
 def load_weights(module, file):
@@ -184,15 +226,17 @@ def save_head(objects, path):
 
 
 def load_head(path, trusted=None):
-    """What :func:`save_head` wrote, with skops' default trusted types plus ``trusted``."""
+    """What :func:`save_head` wrote, with skops' default trusted types plus ``trusted``
+    (None or a list of exact type names)."""
     import skops.io
 
+    trusted = check_trusted(trusted)
     file = os.path.join(path, HEAD)
     try:
         untrusted = skops.io.get_untrusted_types(file=file)
     except Exception as error:  # skops raises several kinds on a broken zip
         raise ValueError(f"Could not read the head in {file!r}: missing or corrupt ({error}).") from None
-    refused = [name for name in untrusted if name not in (trusted or [])]
+    refused = [name for name in untrusted if name not in trusted]
     if refused:
         raise ValueError(f"{file!r} holds types that are not trusted: {refused}. If you trust the "
                          "file, pass them as load(path, trusted=[...]).")
@@ -200,6 +244,11 @@ def load_head(path, trusted=None):
 
 
 def read_json(path, name):
+    if os.path.isfile(path):
+        directory = os.path.dirname(os.path.abspath(path))
+        hint = f"; pass {directory!r}, the directory it is in" if os.path.basename(path) == CONFIG else ""
+        raise ValueError(f"{os.fspath(path)!r} is a file; a model directory (the one save wrote) is "
+                         f"expected{hint}.")
     file = os.path.join(path, name)
     try:
         with open(file, encoding="utf-8") as handle:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression
 
 import ssl_textvae
 from ssl_textvae import BNVAE, BNVAEClassifier
@@ -20,11 +21,8 @@ DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 PROBE = ["the food was good", "rude staff and cold food"]
 
 
-class UntrustedMarker:
-    """A type skops does not trust by default."""
-
-    def __init__(self, value=1):
-        self.value = value
+class UntrustedHead(LogisticRegression):
+    """A head of a type skops does not trust by default."""
 
 
 @pytest.fixture(scope="module")
@@ -187,21 +185,23 @@ def test_corrupt_head_raises(saved_classifier, tmp_path):
         BNVAEClassifier.load(path)
 
 
-def test_untrusted_type_in_head_is_refused_unless_trusted(fitted_classifier, saved_classifier,
-                                                          tmp_path, held_out):
-    skops_io = pytest.importorskip("skops.io")
-    path = copy_dir(saved_classifier, tmp_path / "copy")
-    skops_io.dump({"estimator": None, "estimator_": fitted_classifier.estimator_,
-                   "extra": UntrustedMarker()}, path / HEAD)
-    name = f"{__name__}.UntrustedMarker"
+def test_untrusted_type_in_head_is_refused_unless_trusted(fitted_vae, tmp_path, held_out):
+    # A head of a type skops does not trust, saved by save itself: from format 3 a
+    # head.skops written over a saved one is refused as a modified file.
+    pytest.importorskip("skops.io")
+    texts, labels = make_corpus(60, seed=4)
+    classifier = BNVAEClassifier(vae=FrozenEstimator(fitted_vae),
+                                 estimator=UntrustedHead()).fit(texts, labels)
+    classifier.save(tmp_path / "model")
+    path = tmp_path / "model"
+    name = f"{__name__}.UntrustedHead"
     with pytest.raises(ValueError, match=f"not trusted: \\['{name}'\\]"):
         BNVAEClassifier.load(path)
     with pytest.raises(ValueError, match="not trusted"):
         BNVAEClassifier.load(path, trusted=["some.OtherType"])
     for load in (BNVAEClassifier.load, ssl_textvae.load):
         loaded = load(path, trusted=[name])
-        np.testing.assert_array_equal(loaded.predict_proba(held_out),
-                                      fitted_classifier.predict_proba(held_out))
+        np.testing.assert_array_equal(loaded.predict_proba(held_out), classifier.predict_proba(held_out))
 
 
 def test_loading_with_the_other_class_raises(saved_classifier, saved_vae):
