@@ -32,13 +32,18 @@ def add_model_arguments(parser):
     parser.add_argument("--batch-size", type=int, default=32)
 
 
-def load_pool_corpus(data_dir):
-    """The short-Yelp pool, tokenized with a word vocabulary fitted on it: (corpus, vocab_size)."""
+def load_pool_corpus(data_dir, size=None):
+    """The short-Yelp pool (its first ``size`` sentences when given), tokenized with a word
+    vocabulary fitted on it: (corpus, vocab_size)."""
+    import itertools
+
     from ssl_textvae import TextFile
     from ssl_textvae.data import EncodedCorpus
     from ssl_textvae.tokenization import TextTokenizer
 
     pool = TextFile(os.path.join(data_dir, POOL_NAME))
+    if size is not None:
+        pool = list(itertools.islice(pool, size))
     tokenizer = TextTokenizer().fit(pool)
     return EncodedCorpus.from_texts(tokenizer, pool, skip_empty=True), tokenizer.vocab_size
 

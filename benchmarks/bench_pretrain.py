@@ -62,6 +62,8 @@ def parse_args(argv=None):
     parser.add_argument("--profile-steps", type=int, default=30,
                         help="steps of the per-operator profile of the default path (0 skips it)")
     parser.add_argument("--figure", default=None, help="PNG to write (default: next to the JSON)")
+    parser.add_argument("--pool-size", type=int, default=None,
+                        help="the first N pool sentences (default: the whole pool)")
     parser.add_argument("--quick", action="store_true", help="tiny run to check the script works")
     args = parser.parse_args(argv)
     if args.quick:
@@ -369,7 +371,7 @@ def main(argv=None):
     args = parse_args(argv)
     device = setup(args)
     started = time.time()
-    corpus, vocab_size = load_pool_corpus(args.data_dir)
+    corpus, vocab_size = load_pool_corpus(args.data_dir, args.pool_size)
     mean_words = float(corpus.lengths.mean())
     tokens_per_batch = round(args.batch_size * (mean_words + 1))
     default_precision = resolve_precision(device, "auto")
@@ -448,7 +450,7 @@ def main(argv=None):
                           "latent_dim": args.latent_dim, "batch_size": args.batch_size,
                           "vocab_size": vocab_size, "steps": args.steps, "repeats": args.repeats,
                           "warmup_steps": args.warmup_steps, "default_precision": default_precision},
-               "pool": {"sentences": len(corpus), "tokens": corpus.n_tokens(),
+               "pool": {"sentences": len(corpus), "tokens": corpus.n_tokens(), "pool_size": args.pool_size,
                         "mean_words": mean_words},
                "matmul_gflops": rates, "matmul_shape": [tokens_per_batch, args.hidden_dim, vocab_size],
                "flops_per_token": flops, "ceiling_tokens_per_second": ceilings,

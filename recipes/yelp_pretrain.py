@@ -11,6 +11,13 @@ Settings are the paper's short-Yelp ones (Zhu et al. 2020 and the official code'
 clipping 5, batch 32, learning rate halved after 5 epochs without a better validation ELBO (best
 weights reloaded), stop after 5 halvings.
 
+Each epoch's validation figures (its history record and the command) are also appended, atomically,
+to a small JSON in the repository, ``recipes/figures/yelp_pretrain_curves/seed<S>.json`` (``--curves-dir``):
+a lost run folder loses minutes of training, not the curve.
+
+``--pool-size`` and the model sizes (``--embed-dim``, ``--hidden-dim``, ``--latent-dim``) change the
+paper's settings; ``benchmarks/gpu_run.py`` uses them to fit a time budget and for its dry run.
+
 Examples
 --------
     OMP_NUM_THREADS=1 python recipes/yelp_pretrain.py --seed 0 --max-epochs 40
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -32,6 +40,7 @@ from yelp_data import load_pool, load_split
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "short_yelp_li2019"
 DEFAULT_RUN_DIR = Path.home() / "runs" / "yelp_table3"
+DEFAULT_CURVES_DIR = REPO_ROOT / "recipes" / "figures" / "yelp_pretrain_curves"
 PAPER_VAE = {"latent_dim": 32, "gamma": 0.7, "embed_dim": 128, "hidden_dim": 512, "optimizer": "sgd",
              "lr": 1.0, "batch_size": 32, "clip_grad_norm": 5.0, "lr_patience": 5, "max_lr_halvings": 5}
 
@@ -45,16 +54,28 @@ def build_parser():
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
     parser.add_argument("--run-dir", default=str(DEFAULT_RUN_DIR),
                         help="checkpoints and snapshots go to RUN_DIR/seed<S>/ (default: %(default)s)")
+    parser.add_argument("--curves-dir", default=str(DEFAULT_CURVES_DIR),
+                        help="each epoch's validation figures go to CURVES_DIR/seed<S>.json "
+                             "(default: %(default)s)")
+    parser.add_argument("--pool-size", type=int, default=None,
+                        help="pretrain on the first N pool sentences (default: the whole pool); "
+                             "the texts of train.10000 join them either way")
+    parser.add_argument("--largest-labeled", type=int, default=10000,
+                        help="the labeled subset whose texts join the pool (default: %(default)s)")
+    for name in ("embed_dim", "hidden_dim", "latent_dim"):
+        parser.add_argument("--" + name.replace("_", "-"), type=int, default=None,
+                            help="default: the paper's (PAPER_VAE)")
     parser.add_argument("--softmax", choices=("full", "adaptive"), default="full")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--verbose", type=int, default=1)
     return parser
 
 
-def pretraining_corpus(data_dir, largest=10000):
-    """The pool plus the texts (not the labels) of the largest labeled subset, as the paper."""
+def pretraining_corpus(data_dir, largest=10000, pool_size=None):
+    """The pool (its first ``pool_size`` sentences when given) plus the texts (not the labels) of
+    the largest labeled subset, as the paper."""
     labeled, _ = load_split(data_dir, f"train.{largest}")
-    return ConcatTexts(load_pool(data_dir), labeled)
+    return ConcatTexts(load_pool(data_dir, pool_size), labeled)
 
 
 def earlier_epochs(progress):
@@ -73,12 +94,42 @@ def seed_dir(run_dir, seed, softmax="full"):
     return Path(run_dir) / (f"seed{seed}" if softmax == "full" else f"seed{seed}_{softmax}")
 
 
+def write_json_atomically(path, payload):
+    """Write ``payload`` to a temporary file beside ``path``, then rename it over ``path``: a
+    reader (or a run killed mid-write) sees the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def append_curve(path, record, command, run):
+    """Add one epoch's history record (with the command that trained it) to the curve file.
+
+    A file written by another run (another run folder or settings) is replaced, not mixed in;
+    a resumed run replaces the epochs it trains again."""
+    path = Path(path)
+    curve = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    if curve is None or curve.get("run") != run:
+        curve = {"run": run, "epochs": []}
+    curve["epochs"] = [r for r in curve["epochs"] if r["epoch"] < record["epoch"]]
+    curve["epochs"].append({**record, "command": command})
+    write_json_atomically(path, curve)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     out = seed_dir(args.run_dir, args.seed, args.softmax)
     out.mkdir(parents=True, exist_ok=True)
     command = shlex.join(["python", "recipes/yelp_pretrain.py", *(sys.argv[1:] if argv is None else argv)])
     history = earlier_epochs(out / "progress.jsonl")   # a resumed run's snapshots keep every epoch
+    sizes = {name: getattr(args, name) for name in ("embed_dim", "hidden_dim", "latent_dim")
+             if getattr(args, name) is not None}
+    settings = {**PAPER_VAE, **sizes, "softmax": args.softmax}
+    curve_path = Path(args.curves_dir) / f"{out.name}.json"
+    run = {"seed": args.seed, "run_dir": str(out), "settings": settings, "pool_size": args.pool_size,
+           "largest_labeled": args.largest_labeled}
 
     def snapshot(vae, record):
         history[:] = [r for r in history if r["epoch"] < record["epoch"]] + [record]
@@ -86,11 +137,12 @@ def main(argv=None):
         vae.save(out / f"epoch{record['epoch']:03d}")
         with open(out / "progress.jsonl", "a", encoding="utf-8") as handle:
             handle.write(json.dumps({"time": time.time(), **record}) + "\n")
+        append_curve(curve_path, record, command, run)
 
-    vae = BNVAE(**PAPER_VAE, softmax=args.softmax, max_epochs=args.max_epochs, device=args.device,
+    vae = BNVAE(**settings, max_epochs=args.max_epochs, device=args.device,
                 checkpoint_dir=str(out / "checkpoint"), random_state=args.seed, verbose=args.verbose)
     (out / "command.txt").write_text(command + "\n", encoding="utf-8")
-    vae.fit(pretraining_corpus(args.data_dir), epoch_callback=snapshot)
+    vae.fit(pretraining_corpus(args.data_dir, args.largest_labeled, args.pool_size), epoch_callback=snapshot)
     vae.save(out / "final")
     print(f"Pretrained seed {args.seed} for {len(vae.history_)} epochs; snapshots in {out}.")
 

@@ -40,7 +40,7 @@ from sklearn.model_selection import StratifiedKFold
 from ssl_textvae import BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier
 from yelp_data import load_pool, load_split
 from yelp_low_label import chosen_c, make_head
-from yelp_pretrain import DEFAULT_DATA_DIR, PAPER_VAE, pretraining_corpus
+from yelp_pretrain import DEFAULT_DATA_DIR, PAPER_VAE, pretraining_corpus, write_json_atomically
 from yelp_report import BUDGETS, plot_curve, write_report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -106,8 +106,9 @@ def pseudo_labels(model, pool, n_labeled, y):
     return [pool[i] for i in rows], model.classes_[predicted[rows]]
 
 
-def self_train(vae, texts, y, model, pool, seed):
+def self_train(vae, texts, y, model, pool, seed, settings=None):
     """Fine-tune again on the labels plus pseudo-labels; the folds still select on real labels."""
+    settings = PAPER_FINE_TUNING if settings is None else settings
     extra_texts, extra_y = pseudo_labels(model, pool, len(texts), y)
     texts = np.asarray(texts, dtype=object)
     if len(texts) >= SINGLE_MODEL_FROM:
@@ -115,7 +116,7 @@ def self_train(vae, texts, y, model, pool, seed):
     folds = StratifiedKFold(N_FOLDS, shuffle=True, random_state=seed).split(texts, y)
     models = []
     for k, (train, valid) in enumerate(folds):
-        models.append(FineTunedBNVAEClassifier(FrozenEstimator(vae), **PAPER_FINE_TUNING, random_state=seed + k, verbose=0).fit(
+        models.append(FineTunedBNVAEClassifier(FrozenEstimator(vae), **settings, random_state=seed + k, verbose=0).fit(
             list(texts[train]) + extra_texts, np.concatenate([y[train], extra_y]),
             validation_data=(list(texts[valid]), y[valid])))
     return Ensemble(models), len(extra_texts)
@@ -133,6 +134,7 @@ def sentence_encoder():
 def evaluate_vae(vae, data, seed, budgets, protocols, pool=None, log=print, settings=None):
     """Accuracy (%) of every row on the test set, one entry per budget; details beside it."""
     rows, details = {}, {}
+    settings = PAPER_FINE_TUNING if settings is None else settings
     test_texts, y_test = data["test"]
     test_means = vae.transform(test_texts)
 
@@ -145,7 +147,7 @@ def evaluate_vae(vae, data, seed, budgets, protocols, pool=None, log=print, sett
         texts, y = data[budget]
         start = time.perf_counter()
         if "paper" in protocols:
-            model = FineTunedBNVAEClassifier(FrozenEstimator(vae), **PAPER_FINE_TUNING, random_state=seed, verbose=0)
+            model = FineTunedBNVAEClassifier(FrozenEstimator(vae), **settings, random_state=seed, verbose=0)
             model.fit(texts, y, validation_data=data["valid"])
             put("paper/bnvae_fine_tuned", budget, model.score(test_texts, y_test),
                 best_epoch=model.best_epoch_, epochs=len(model.history_),
@@ -160,7 +162,7 @@ def evaluate_vae(vae, data, seed, budgets, protocols, pool=None, log=print, sett
                 best_epochs=[m.best_epoch_ for m in ensemble.models], seconds=round(time.perf_counter() - start))
             if pool is not None and budget < SINGLE_MODEL_FROM:
                 start = time.perf_counter()
-                trained, n_pseudo = self_train(vae, texts, y, ensemble, pool, seed)
+                trained, n_pseudo = self_train(vae, texts, y, ensemble, pool, seed, settings)
                 put("few-label/bnvae_self_training", budget, trained.score(test_texts, y_test),
                     pseudo_labels=n_pseudo, seconds=round(time.perf_counter() - start))
     return rows, details
@@ -200,8 +202,10 @@ def largest_labeled(data_dir):
     return max(sizes)
 
 
-def load_data(data_dir, budgets):
-    data = {name: load_split(data_dir, name) for name in ("valid", "test")}
+def load_data(data_dir, budgets, eval_size=None):
+    """The labeled subsets at ``budgets``, the validation and the test file (their first
+    ``eval_size`` lines when given: a smoke run's size, not a result)."""
+    data = {name: load_split(data_dir, name, eval_size) for name in ("valid", "test")}
     for budget in budgets:
         data[budget] = load_split(data_dir, f"train.{budget}")
     return data
@@ -218,26 +222,49 @@ def vae_summary(vae):
 
 # -- subcommands --------------------------------------------------------------------------
 def run_evaluate(args, command):
+    """One seed's rows, written after the baselines and after each budget (atomically): a run
+    stopped part way keeps the budgets it finished."""
     vae = BNVAE.load(args.model)
-    data = load_data(args.data_dir, args.budgets)
-    pool = load_pool(args.data_dir, SELF_TRAINING["pool_sentences"]) if args.self_training else None
-    start = time.perf_counter()
-    rows, details = evaluate_vae(vae, data, args.seed, args.budgets, args.protocols, pool)
-    rows.update(evaluate_baselines(data, args.seed, args.budgets,
-                                   pretraining_corpus(args.data_dir, largest_labeled(args.data_dir))))
-    output = {"seed": args.seed, "model": str(args.model), "vae": vae_summary(vae), "rows": rows,
-              "details": details, "seconds": round(time.perf_counter() - start), "commands": [command]}
+    data = load_data(args.data_dir, args.budgets, args.eval_size)
+    pool_sentences = SELF_TRAINING["pool_sentences"]
+    if args.pool_size is not None:
+        pool_sentences = min(pool_sentences, args.pool_size)
+    pool = load_pool(args.data_dir, pool_sentences) if args.self_training else None
+    settings = PAPER_FINE_TUNING
+    if args.fine_tuning_max_epochs is not None:
+        settings = dict(PAPER_FINE_TUNING, fine_tuning_max_epochs=args.fine_tuning_max_epochs)
     path = Path(args.out or SEED_RESULTS / f"seed{args.seed}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():   # budgets evaluated in several runs of the same model: one record
-        earlier = json.loads(path.read_text(encoding="utf-8"))
-        if earlier["model"] == output["model"] and earlier["vae"] == output["vae"]:
-            for key in ("rows", "details"):
-                for row, values in output[key].items():
-                    earlier[key].setdefault(row, {}).update(values)
-            output = dict(earlier, seconds=earlier["seconds"] + output["seconds"],
+    output = {"seed": args.seed, "model": str(args.model), "vae": vae_summary(vae), "rows": {},
+              "details": {}, "seconds": 0, "commands": [command]}
+    if settings is not PAPER_FINE_TUNING or args.eval_size is not None or args.pool_size is not None:
+        output["changed_settings"] = {"fine_tuning": settings, "eval_size": args.eval_size,
+                                      "pool_size": args.pool_size}
+    earlier = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    if earlier is not None and not (earlier["model"] == output["model"] and earlier["vae"] == output["vae"]):
+        earlier = None   # another model: its record is replaced
+    start = time.perf_counter()
+
+    def save():   # budgets evaluated in several runs of the same model: one record
+        record = dict(output, seconds=round(time.perf_counter() - start))
+        if earlier is not None:
+            record = dict(earlier, seconds=earlier["seconds"] + record["seconds"],
                           commands=earlier["commands"] + [command])
-    path.write_text(json.dumps(output, indent=2) + "\n", encoding="utf-8")
+            for key in ("rows", "details"):
+                record[key] = {row: dict(values) for row, values in earlier[key].items()}
+                for row, values in output[key].items():
+                    record[key].setdefault(row, {}).update(values)
+        write_json_atomically(path, record)
+
+    output["rows"].update(evaluate_baselines(
+        data, args.seed, args.budgets,
+        pretraining_corpus(args.data_dir, largest_labeled(args.data_dir), args.pool_size)))
+    save()
+    for budget in args.budgets:
+        rows, details = evaluate_vae(vae, data, args.seed, [budget], args.protocols, pool, settings=settings)
+        for key, values in (("rows", rows), ("details", details)):
+            for row, by_budget in values.items():
+                output[key].setdefault(row, {}).update(by_budget)
+        save()
     print(f"Wrote {path}.")
 
 
@@ -339,6 +366,14 @@ def build_parser():
     evaluate.add_argument("--protocols", nargs="+", choices=tuple(PROTOCOLS), default=list(PROTOCOLS))
     evaluate.add_argument("--no-self-training", dest="self_training", action="store_false")
     evaluate.add_argument("--out", default=None, help=f"default: {SEED_RESULTS}/seed<S>.json")
+    evaluate.add_argument("--pool-size", type=int, default=None,
+                          help="the first N pool sentences for TF-IDF and self-training (default: all; "
+                               "as the VAE's yelp_pretrain.py --pool-size)")
+    evaluate.add_argument("--eval-size", type=int, default=None,
+                          help="the first N lines of the validation and test files (default: all; "
+                               "for smoke runs)")
+    evaluate.add_argument("--fine-tuning-max-epochs", type=int, default=None,
+                          help="cap on fine-tuning epochs (default: PAPER_FINE_TUNING's)")
     combine_parser = commands.add_parser("combine", help="seed*.json -> yelp_table3.{json,md,png}")
     combine_parser.add_argument("--seed-dir", default=str(SEED_RESULTS))
     combine_parser.add_argument("--out-prefix", default=str(FIGURES / "yelp_table3"))

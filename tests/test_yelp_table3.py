@@ -62,12 +62,9 @@ def data_dir(tmp_path_factory):
 def pretrained(table3, data_dir, tmp_path_factory):
     _, yelp_pretrain = table3
     runs = tmp_path_factory.mktemp("runs")
-    args = ["--seed", "0", "--max-epochs", "2", "--data-dir", str(data_dir), "--run-dir", str(runs), "--verbose", "0"]
-    yelp_pretrain.pretraining_corpus.__defaults__ = (60,)
-    try:
-        yelp_pretrain.main(args)
-    finally:
-        yelp_pretrain.pretraining_corpus.__defaults__ = (10000,)
+    args = ["--seed", "0", "--max-epochs", "2", "--data-dir", str(data_dir), "--run-dir", str(runs),
+            "--curves-dir", str(runs / "curves"), "--largest-labeled", "60", "--verbose", "0"]
+    yelp_pretrain.main(args)
     return runs
 
 
@@ -82,15 +79,37 @@ def test_pretraining_writes_a_loadable_snapshot_per_epoch(pretrained):
 
 def test_a_resumed_pretraining_keeps_every_epoch_in_its_snapshots(table3, data_dir, tmp_path):
     _, yelp_pretrain = table3
-    args = ["--seed", "0", "--data-dir", str(data_dir), "--run-dir", str(tmp_path), "--verbose", "0"]
-    yelp_pretrain.pretraining_corpus.__defaults__ = (60,)
-    try:
-        yelp_pretrain.main([*args, "--max-epochs", "1"])
-        yelp_pretrain.main([*args, "--max-epochs", "2"])          # resumes from epoch 1's checkpoint
-    finally:
-        yelp_pretrain.pretraining_corpus.__defaults__ = (10000,)
+    args = ["--seed", "0", "--data-dir", str(data_dir), "--run-dir", str(tmp_path), "--verbose", "0",
+            "--curves-dir", str(tmp_path / "curves"), "--largest-labeled", "60"]
+    yelp_pretrain.main([*args, "--max-epochs", "1"])
+    curve = json.loads((tmp_path / "curves" / "seed0.json").read_text())
+    assert [record["epoch"] for record in curve["epochs"]] == [1]
+    yelp_pretrain.main([*args, "--max-epochs", "2"])          # resumes from epoch 1's checkpoint
     second = BNVAE.load(tmp_path / "seed0" / "epoch002")
     assert [record["epoch"] for record in second.history_] == [1, 2]
+    curve = json.loads((tmp_path / "curves" / "seed0.json").read_text())
+    assert [record["epoch"] for record in curve["epochs"]] == [1, 2]   # appended, epoch 1 kept
+    assert curve["epochs"][0]["command"].endswith("--max-epochs 1")
+    assert curve["epochs"][1]["command"].endswith("--max-epochs 2")
+
+
+def test_pretraining_writes_each_epochs_validation_figures(pretrained, data_dir, table3, tmp_path):
+    curve = json.loads((pretrained / "curves" / "seed0.json").read_text())
+    assert curve["run"]["seed"] == 0 and curve["run"]["settings"]["gamma"] == 0.7
+    assert [record["epoch"] for record in curve["epochs"]] == [1, 2]
+    for record in curve["epochs"]:
+        assert {"valid_loss", "valid_kl", "train_loss", "seconds"} <= set(record)
+        assert record["command"].startswith("python recipes/yelp_pretrain.py --seed 0")
+    assert not list((pretrained / "curves").glob(".*.tmp"))   # written through a renamed temporary
+    # Another run (other sizes) into the same curve file replaces it instead of mixing epochs.
+    _, yelp_pretrain = table3
+    yelp_pretrain.main(["--seed", "0", "--max-epochs", "1", "--data-dir", str(data_dir),
+                        "--run-dir", str(tmp_path), "--curves-dir", str(pretrained / "curves"),
+                        "--largest-labeled", "20", "--pool-size", "50", "--hidden-dim", "16", "--verbose", "0"])
+    curve = json.loads((pretrained / "curves" / "seed0.json").read_text())
+    assert [record["epoch"] for record in curve["epochs"]] == [1]
+    assert curve["run"]["pool_size"] == 50 and curve["run"]["settings"]["hidden_dim"] == 16
+    assert BNVAE.load(tmp_path / "seed0" / "final").hidden_dim == 16
 
 
 def test_evaluate_then_combine_gives_the_table3_json(table3, data_dir, pretrained, tmp_path):
