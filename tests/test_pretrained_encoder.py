@@ -122,3 +122,25 @@ def test_bad_encoder_gives_a_clear_error(tmp_path):
         BNVAE(**SMALL, encoder=str(tmp_path / "weights.bin")).fit(TEXTS)
     with pytest.raises(ValueError, match="encoder"):
         BNVAE(**SMALL, encoder=3).fit(TEXTS)
+
+
+def test_the_recipes_pick_chooses_on_the_labels_only(tiny_encoder):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    recipes = Path(__file__).resolve().parents[1] / "recipes"
+    sys.path.insert(0, str(recipes))
+    try:
+        spec = importlib.util.spec_from_file_location("recipe_pretrained_encoder", recipes / "pretrained_encoder.py")
+        recipe = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(recipe)
+    finally:
+        sys.path.remove(str(recipes))
+    vae = BNVAE(**SMALL, encoder=tiny_encoder).fit(TEXTS)
+    recipe.FINE_TUNED = dict(recipe.FINE_TUNED, fine_tuning_max_epochs=1)
+    labels = np.asarray(["pos" if label else "neg" for label in LABELS], dtype=object)
+    model, chosen, cv = recipe.pick(vae, TEXTS, labels, seed=0, fine_tune=True)
+    assert set(cv) == {"frozen, embedding_weight 0", "frozen, embedding_weight 1", "fine-tuned ensemble"}
+    assert chosen == max(cv, key=cv.get) and all(0 <= value <= 100 for value in cv.values())
+    assert 0 <= model.score(TEXTS[:8], labels[:8]) <= 1
