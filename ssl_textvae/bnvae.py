@@ -125,13 +125,15 @@ class BNVAE(TransformerMixin, BaseEstimator):
             raise ValueError(f"Found {len(corpus)} non-empty texts to pretrain on; expected at least 4 "
                              "(batch norm needs 2 per batch, plus a validation split).")
         _check_vocabulary_overlap(corpus)
+        _check_distinct(corpus)
+        sizes = (self.tokenizer_.vocab_size, params.embed_dim, params.hidden_dim, params.latent_dim,
+                 params.gamma, params.dropout_in, params.dropout_out, params.bn_eps, params.softmax)
+        _check_model_memory(sizes)
         order = np.random.default_rng(seed).permutation(len(corpus))
         n_valid = min(max(1, round(params.validation_fraction * len(corpus))), len(corpus) - 2)
         with torch.random.fork_rng(devices=[]):  # seeded initialization, global RNG untouched
             torch.manual_seed(seed)
-            self.module_ = TextVAE(self.tokenizer_.vocab_size, params.embed_dim, params.hidden_dim,
-                                   params.latent_dim, params.gamma, params.dropout_in,
-                                   params.dropout_out, params.bn_eps, params.softmax)
+            self.module_ = TextVAE(*sizes)
         config = TrainingConfig(params.optimizer, params.lr, params.batch_size, params.max_epochs,
                                 params.clip_grad_norm, params.lr_patience, params.max_lr_halvings,
                                 params.precision, seed, params.verbose, objective=params.objective,
@@ -312,6 +314,41 @@ def _warn_unknown_rows(corpus):
                       "of out-of-vocabulary tokens only; each is encoded as one unknown token, so "
                       "they all get the same representation. Check the input against the "
                       "pretraining texts.", UserWarning)
+
+
+def _check_distinct(corpus):
+    """Refuse texts that are all the same after tokenization: every batch then has zero
+    variance before the batch norm on the means, which divides by sqrt(eps) (1e6) and
+    sends the means and the KL to hundreds of thousands."""
+    lengths = corpus.lengths
+    if len(corpus) > 1 and (lengths == lengths[0]).all():
+        rows = corpus.ids.reshape(len(corpus), int(lengths[0]))             # (n_texts, length)
+        if (rows == rows[0]).all():
+            raise ValueError(f"All {len(corpus)} pretraining texts are the same after tokenization "
+                             f"({len(rows[0])} tokens); BN-VAE needs at least 2 distinct texts (the "
+                             "batch norm on the means divides by their spread). Pass varied texts.")
+
+
+def _check_model_memory(sizes):
+    """Refuse sizes whose fp32 parameters alone exceed this machine's memory, before
+    torch's allocator fails inside a layer: counted on the meta device (no memory used)."""
+    with torch.device("meta"):
+        n_parameters = sum(p.numel() for p in TextVAE(*sizes).parameters())
+    needed, limit = 4 * n_parameters, physical_memory()
+    if limit is not None and needed > limit:
+        raise ValueError(f"A BNVAE of these sizes (vocabulary {sizes[0]}, embed_dim {sizes[1]}, "
+                         f"hidden_dim {sizes[2]}, latent_dim {sizes[3]}) has {n_parameters:.3g} "
+                         f"parameters, {needed / 2**30:.3g} GiB in fp32 before gradients and "
+                         f"optimizer state; this machine has {limit / 2**30:.3g} GiB of memory. "
+                         "Use smaller embed_dim, hidden_dim or latent_dim, or a max_vocab_size.")
+
+
+def physical_memory():
+    """Bytes of RAM of this machine, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def _check_vocabulary_overlap(corpus):
