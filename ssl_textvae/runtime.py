@@ -37,8 +37,8 @@ def resolve_device(device) -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"The 'device' parameter must be 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or "
-                         f"a torch.device. Got {device!r} instead.") from None
+        raise ValueError(f"The 'device' parameter must be 'auto', 'cpu', 'cuda', 'cuda:N' or a "
+                         f"torch.device. Got {device!r} instead.") from None
     available = {"cpu": 1, "cuda": torch.cuda.device_count() if torch.cuda.is_available() else 0,
                  "mps": int(torch.backends.mps.is_available())}
     count = available.get(resolved.type, 0)
