@@ -47,6 +47,23 @@ class KLCollapseWarning(UserWarning):
     """
 
 
+class KLExplosionWarning(UserWarning):
+    """The validation KL of a BN-VAE is far above its bound: the posterior means blew up
+    (batches of identical texts, or a pre-batch-norm spread too small for the precision).
+
+    See Also
+    --------
+    KLCollapseWarning : the opposite failure, a KL under the bound.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from ssl_textvae import KLExplosionWarning
+    >>> warnings.simplefilter("error", KLExplosionWarning)   # make it stop training
+    >>> warnings.resetwarnings()
+    """
+
+
 def check_pre_bn_variance(module, record):
     """Record the smallest pre-BN variance of the means; warn when it is near eps and the
     validation KL is under 0.8 of the bound (held-out text meets the bound only roughly:
@@ -77,8 +94,8 @@ KL_EXPLOSION_FACTOR = 100
 
 
 def check_validation_kl(module, record):
-    """Warn (``KLCollapseWarning``: the bound's guarantee is lost the other way) when the
-    validation KL of a BN-VAE exceeds ``KL_EXPLOSION_FACTOR`` times its bound plus one."""
+    """Warn (``KLExplosionWarning``) when the validation KL of a BN-VAE exceeds
+    ``KL_EXPLOSION_FACTOR`` times its bound plus one."""
     norm = getattr(getattr(module, "mean_norm", None), "norm", None)
     kl = record.get("valid_kl")
     if norm is None or kl is None:
@@ -86,9 +103,12 @@ def check_validation_kl(module, record):
     bound = 0.5 * float((norm.weight.detach().float() ** 2).sum())
     if kl > KL_EXPLOSION_FACTOR * (bound + 1):
         warnings.warn(f"The validation KL is {kl:.3g} nats, over {KL_EXPLOSION_FACTOR} times BN-VAE's "
-                      f"bound ({bound:.3g}): the posterior means blew up, usually because batches "
-                      "of (nearly) identical texts have no spread for the batch norm to divide by. "
-                      "Pretrain on more varied texts, or raise bn_eps.", KLCollapseWarning, stacklevel=3)
+                      f"bound ({bound:.3g}): the posterior means blew up. Batches of (nearly) "
+                      "identical texts, or a pre-batch-norm spread too small for the precision "
+                      "(bf16 after one epoch of a tiny model), leave the batch norm dividing "
+                      "rounding noise by a near-zero variance. Pretrain on more varied texts or "
+                      "for more epochs, raise bn_eps, or use precision='fp32'.", KLExplosionWarning,
+                      stacklevel=3)
 
 
 # A finite loss this many times its start (plus one) has exploded: an lr far too large
