@@ -106,7 +106,9 @@ class BNVAE(TransformerMixin, BaseEstimator):
     def fit(self, X, y=None, epoch_callback=None):
         """Pretrain on texts ``X``: a list of str, a :class:`~ssl_textvae.data.TextFile`,
         a ``datasets.Dataset`` (its first string column), or any re-iterable of str.
-        ``y`` is ignored. Empty lines are skipped with a warning.
+        ``y`` is ignored. Empty lines are skipped with a warning. Texts that are all the
+        same after tokenization, and sizes whose fp32 parameters exceed this machine's
+        memory, are a ``ValueError`` before training starts.
 
         ``epoch_callback``, optional, is called as ``epoch_callback(self, record)``
         after each epoch, ``record`` being that epoch's history entry; ``transform``

@@ -57,7 +57,9 @@ def _check_ordered(X, name):
 def check_texts(X, name="X", allow_empty=False) -> List[str]:
     """A list of str, one per row of ``X``: a list, 1-d array, ``pandas.Series`` or
     one-column ``pandas.DataFrame``. Empty or whitespace-only texts raise unless
-    ``allow_empty`` (predicted rows: they are encoded as one unknown token)."""
+    ``allow_empty`` (predicted rows: they are encoded as one unknown token). A single
+    str, a dict or other mapping (it iterates its keys) and a set (no row order) are a
+    ``TypeError``; an item that is not valid Unicode a ``ValueError`` naming it."""
     if X is None:
         raise ValueError(f"Expected {name} to be a list of texts, got None.")
     X = _pandas_texts(X, name)
@@ -267,7 +269,8 @@ class TextFile:
     """A text file read lazily, one text a line, re-iterable (so it can be read twice:
     once to fit the vocabulary, once to encode). With ``labeled=True`` each line is
     ``label<TAB>text`` (split as :func:`read_labeled_file` splits it) and only the
-    text is yielded.
+    text is yielded. Read as :func:`read_lines` reads (a UTF-8 byte-order mark dropped,
+    ``\\n``, ``\\r\\n`` or ``\\r`` line ends); a blank line is yielded as it is.
 
     See Also
     --------

@@ -47,7 +47,8 @@ def tune(texts, y, n_trials=None, timeout=None, storage=None, study_name=None, s
         ``timeout`` is required.
     storage : str, optuna storage or None, default=None
         None keeps the study in memory; an RDB URL (``sqlite:///study.db``,
-        ``postgresql+psycopg2://...``) resumes and can be shared by workers.
+        ``postgresql+psycopg2://...``) resumes and can be shared by workers. An unknown
+        scheme or a SQLite file in a missing folder is a ``ValueError`` before anything runs.
     study_name : str or None, default=None
         Name of the study in ``storage``; an existing study of that name is resumed.
         A study keeps the search space it was created with (in its user attrs): a
@@ -57,7 +58,9 @@ def tune(texts, y, n_trials=None, timeout=None, storage=None, study_name=None, s
         Parameter name -> Optuna distribution, list of choices or ``(low, high)``.
         Names are ``BNVAEClassifier`` parameters: ``vae__<BNVAE parameter>``,
         ``estimator__<head parameter>`` or ``word_weight`` (word features beside the
-        means, :mod:`ssl_textvae.features`). None means :func:`default_search_space`:
+        means, :mod:`ssl_textvae.features`). Every ``vae__`` choice (or both ends of a
+        range) must meet the BNVAE parameter's constraint: a ``ValueError`` before the
+        first trial otherwise. None means :func:`default_search_space`:
         ``vae__gamma`` on [0.1, 1.5] in steps of 0.1 and ``vae__latent_dim`` in
         {8, 16, 32, 64}.
     fixed_params : dict or None, default=None
