@@ -154,10 +154,21 @@ def test_11_a_stored_study_refuses_another_search_space(texts_and_labels, tmp_pa
         tune(*texts_and_labels, n_trials=2, search_space={"vae__latent_dim": [4, 8]}, **common)
     assert len(tune(*texts_and_labels, n_trials=1, search_space={"vae__latent_dim": [4]},
                     **common).trials) == 1   # the same space resumes
+    # a study stored without the attribute (an older version) is compared with its trials
+    import optuna
+
+    old = optuna.create_study(storage=storage, study_name="old", direction="maximize")
+    choices = optuna.distributions.CategoricalDistribution([4])
+    old.add_trial(optuna.trial.create_trial(params={"vae__latent_dim": 4}, value=0.5,
+                                            distributions={"vae__latent_dim": choices}))
+    with pytest.raises(ValueError, match="'old' was created with another search space"):
+        tune(*texts_and_labels, n_trials=2, search_space={"vae__latent_dim": [4, 8]},
+             **dict(common, study_name="old"))
     train = tmp_path / "train.txt"
     train.write_text("".join(f"{label}\t{text}\n" for text, label in zip(*texts_and_labels)))
     arguments = ["tune", "--train", str(train), "--out", str(tmp_path / "out"), "--storage", storage,
                  "--study-name", "s", "--n-trials", "2", "--quiet"]
+    capsys.readouterr()   # Optuna's log line of the study made above
     assert main(arguments) == 2
     one_error_line(capsys, "use a new study name")
 

@@ -176,14 +176,22 @@ def tune(texts, y, n_trials=None, timeout=None, storage=None, study_name=None, s
 
 
 def _keep_search_space(study, space):
-    """Store ``space`` in a new study's user attrs; refuse another one for a stored study."""
+    """Store ``space`` in a new study's user attrs; refuse another one for a stored study
+    (one stored without it, by an older version, is compared with its trials' spaces)."""
     distributions = import_optuna().distributions
     stored = study.user_attrs.get("search_space")
-    if stored is None:
-        study.set_user_attr("search_space", {name: distributions.distribution_to_json(value)
-                                             for name, value in space.items()})
-        return
-    stored = {name: distributions.json_to_distribution(value) for name, value in stored.items()}
+    if stored is not None:
+        stored = {name: distributions.json_to_distribution(value) for name, value in stored.items()}
+    else:
+        seen = {}
+        for trial in study.get_trials(deepcopy=False):
+            seen.update(trial.distributions)
+        if seen and any(seen.get(name, value) != value for name, value in space.items()):
+            stored = seen
+        else:
+            study.set_user_attr("search_space", {name: distributions.distribution_to_json(value)
+                                                 for name, value in space.items()})
+            return
     if stored != space:
         changed = sorted(name for name in set(stored) | set(space) if stored.get(name) != space.get(name))
         raise ValueError(f"Study {study.study_name!r} was created with another search space "
