@@ -62,8 +62,8 @@ class TextClassifierMixin(ClassifierMixin):
         for name, default in (("vae", BNVAE), ("estimator", default_head)):
             nested = sorted(key for key in params if key.startswith(name + "__"))
             if nested and name in own and params.get(name, own[name]) is None:
-                built = repr(default())
-                wanted = f"{built[:-1]}{'' if built.endswith('()') else ', '}{nested[0].split('__', 1)[1]}=...)"
+                built, inner = repr(default()), nested[0].split("__", 1)[1]
+                wanted = f"{built[:-1]}{'' if built.endswith('()') else ', '}{inner}=...)"
                 raise ValueError(f"{nested[0]} needs an explicit {name}: {name}=None means "
                                  f"{built}, built in fit. Pass {name}={wanted} instead.")
         return super().set_params(**params)

@@ -250,7 +250,8 @@ def test_16_head_parameters_with_the_default_head(train_file, tmp_path, capsys):
 
 # -- 18: numeric options name themselves -----------------------------------------------------
 @pytest.mark.parametrize("arguments, message", [
-    (["fit", "T", "M", "--max-unlabeled", "-5"], "argument --max-unlabeled: expected a non-negative integer, got '-5'"),
+    (["fit", "T", "M", "--max-unlabeled", "-5"],
+     "argument --max-unlabeled: expected a non-negative integer, got '-5'"),
     (["tune", "--train", "T", "--n-trials", "0"], "argument --n-trials: expected an integer >= 1"),
     (["tune", "--train", "T", "--latent-dims", "0"], "argument --latent-dims: expected an integer >= 1"),
     (["tune", "--train", "T", "--timeout", "nan"], "argument --timeout: expected a positive number"),
