@@ -3,7 +3,7 @@
 from ._version import __version__
 from .bnvae import BNVAE
 from .classifier import BNVAEClassifier
-from .diagnostics import KLCollapseWarning, TrainingDivergedError
+from .diagnostics import KLCollapseWarning, KLExplosionWarning, TrainingDivergedError
 from .dialogue import BNCVAE
 from .fine_tuned import FineTunedBNVAEClassifier
 from .inputs import ConcatTexts, TextFile, load_hf_texts, read_labeled_file
@@ -11,5 +11,5 @@ from .loading import load
 from .tokenization import TextTokenizer
 
 __all__ = ["BNCVAE", "BNVAE", "BNVAEClassifier", "ConcatTexts", "FineTunedBNVAEClassifier",
-           "KLCollapseWarning", "TextFile", "TextTokenizer", "TrainingDivergedError",
-           "__version__", "load", "load_hf_texts", "read_labeled_file"]
+           "KLCollapseWarning", "KLExplosionWarning", "TextFile", "TextTokenizer",
+           "TrainingDivergedError", "__version__", "load", "load_hf_texts", "read_labeled_file"]

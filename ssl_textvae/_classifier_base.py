@@ -10,12 +10,18 @@ import warnings
 import numpy as np
 from sklearn.base import ClassifierMixin, clone
 from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
 from . import persistence
 from ._validation import string_input_tags
 from .bnvae import BNVAE
 from .inputs import ConcatTexts, check_labels, check_texts, iterate_texts
+
+
+def default_head():
+    """The head of ``estimator=None``."""
+    return LogisticRegression(max_iter=1000)
 
 
 class TextClassifierMixin(ClassifierMixin):
@@ -47,6 +53,20 @@ class TextClassifierMixin(ClassifierMixin):
 
     def __sklearn_tags__(self):
         return string_input_tags(super().__sklearn_tags__())
+
+    def set_params(self, **params):
+        """As scikit-learn's; a ``vae__x`` or ``estimator__x`` while that parameter is
+        None (its default, built in ``fit``) is a ``ValueError`` saying what to pass
+        instead (scikit-learn would call ``None.set_params``)."""
+        own = self.get_params(deep=False)
+        for name, default in (("vae", BNVAE), ("estimator", default_head)):
+            nested = sorted(key for key in params if key.startswith(name + "__"))
+            if nested and name in own and params.get(name, own[name]) is None:
+                built, inner = repr(default()), nested[0].split("__", 1)[1]
+                wanted = f"{built[:-1]}{'' if built.endswith('()') else ', '}{inner}=...)"
+                raise ValueError(f"{nested[0]} needs an explicit {name}: {name}=None means "
+                                 f"{built}, built in fit. Pass {name}={wanted} instead.")
+        return super().set_params(**params)
 
 
 def fit_or_reuse_vae(vae, texts, unlabeled=None):

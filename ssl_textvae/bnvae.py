@@ -21,14 +21,14 @@ from sklearn.utils.validation import check_is_fitted
 from . import persistence
 from ._validation import python_scalar, string_input_tags, validate_params
 from ._vae_params import VAE_CONSTRAINTS, VAE_PARAMS_DOC
-from .data import EncodedCorpus
+from .data import EncodedCorpus, check_distinct, check_vocabulary_overlap, warn_unknown_rows
 from .inference import encode_means
 from .inputs import check_texts, iterate_texts
 from .model import TextVAE
 from .pretrained import (EmbeddingCache, PretrainedEncoder, backbone_from_config, embed_texts,
                          load_backbone, load_encoder_files, save_encoder_files)
-from .runtime import check_finite_means, resolve_device
-from .tokenization import UNK_ID, TextTokenizer
+from .runtime import check_finite_means, physical_memory, resolve_device
+from .tokenization import TextTokenizer
 from .training import TrainingConfig, pretrain
 
 
@@ -113,7 +113,9 @@ class BNVAE(TransformerMixin, BaseEstimator):
     def fit(self, X, y=None, epoch_callback=None):
         """Pretrain on texts ``X``: a list of str, a :class:`~ssl_textvae.data.TextFile`,
         a ``datasets.Dataset`` (its first string column), or any re-iterable of str.
-        ``y`` is ignored. Empty lines are skipped with a warning.
+        ``y`` is ignored. Empty lines are skipped with a warning. Texts that are all the
+        same after tokenization, and sizes whose fp32 parameters exceed this machine's
+        memory, are a ``ValueError`` before training starts.
 
         ``epoch_callback``, optional, is called as ``epoch_callback(self, record)``
         after each epoch, ``record`` being that epoch's history entry; ``transform``
@@ -131,7 +133,11 @@ class BNVAE(TransformerMixin, BaseEstimator):
         if len(corpus) < 4:
             raise ValueError(f"Found {len(corpus)} non-empty texts to pretrain on; expected at least 4 "
                              "(batch norm needs 2 per batch, plus a validation split).")
-        _check_vocabulary_overlap(corpus)
+        check_vocabulary_overlap(corpus)
+        check_distinct(corpus)
+        sizes = (self.tokenizer_.vocab_size, params.embed_dim, params.hidden_dim, params.latent_dim,
+                 params.gamma, params.dropout_in, params.dropout_out, params.bn_eps, params.softmax)
+        _check_model_memory(sizes)
         order = np.random.default_rng(seed).permutation(len(corpus))
         n_valid = min(max(1, round(params.validation_fraction * len(corpus))), len(corpus) - 2)
         encoder = None
@@ -140,9 +146,7 @@ class BNVAE(TransformerMixin, BaseEstimator):
             encoder = PretrainedEncoder(backbone, params.latent_dim, params.freeze_encoder)
         with torch.random.fork_rng(devices=[]):  # seeded initialization, global RNG untouched
             torch.manual_seed(seed)
-            self.module_ = TextVAE(self.tokenizer_.vocab_size, params.embed_dim, params.hidden_dim,
-                                   params.latent_dim, params.gamma, params.dropout_in,
-                                   params.dropout_out, params.bn_eps, params.softmax, encoder=encoder)
+            self.module_ = TextVAE(*sizes, encoder=encoder)
         if encoder is not None:
             corpus.encoder_inputs = self._encoder_inputs([t for t in texts if t.strip()], len(corpus))
         config = TrainingConfig(params.optimizer, params.lr, params.batch_size, params.max_epochs,
@@ -179,7 +183,7 @@ class BNVAE(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "tokenizer_")
         texts = check_texts(X, allow_empty=True)
         corpus = EncodedCorpus.from_texts(self.tokenizer_, texts, empty_as_unknown=True)
-        _warn_unknown_rows(corpus)
+        warn_unknown_rows(corpus)
         if getattr(self.module_, "pretrained_encoder", False):
             corpus.encoder_inputs = self._encoder_inputs(texts, len(corpus), encoder_ids)
         return corpus
@@ -378,25 +382,15 @@ def _check_saved_settings(path, vae, params):
                                             float(f"{norm.weight[0].item():.7g}"))
 
 
-def _warn_unknown_rows(corpus):
-    """Warn, counting them, about rows that are empty or of unknown words only."""
-    unknown = np.add.reduceat(corpus.ids != UNK_ID, corpus.offsets[:-1]) == 0
-    n_unknown = int(np.sum(unknown)) - corpus.n_empty
-    if corpus.n_empty or n_unknown:
-        warnings.warn(f"{corpus.n_empty} of {len(corpus)} texts are empty and {n_unknown} consist "
-                      "of out-of-vocabulary tokens only; each is encoded as one unknown token, so "
-                      "they all get the same representation. Check the input against the "
-                      "pretraining texts.", UserWarning)
-
-
-def _check_vocabulary_overlap(corpus):
-    """Refuse input where every text is unknown words only; warn when some are."""
-    unknown = np.add.reduceat(corpus.ids != UNK_ID, corpus.offsets[:-1]) == 0 if len(corpus) else []
-    n_unknown = int(np.sum(unknown))
-    if n_unknown and n_unknown == len(corpus):
-        raise ValueError(f"All {n_unknown} texts consist of out-of-vocabulary tokens only; the "
-                         "model cannot tell them apart. Check the language and tokenization of "
-                         "the input against the pretraining texts.")
-    if n_unknown:
-        warnings.warn(f"{n_unknown} of {len(corpus)} texts consist of out-of-vocabulary tokens "
-                      "only; they all get the same representation.", UserWarning)
+def _check_model_memory(sizes):
+    """Refuse sizes whose fp32 parameters alone exceed this machine's memory, before
+    torch's allocator fails inside a layer: counted on the meta device (no memory used)."""
+    with torch.device("meta"):
+        n_parameters = sum(p.numel() for p in TextVAE(*sizes).parameters())
+    needed, limit = 4 * n_parameters, physical_memory()
+    if limit is not None and needed > limit:
+        raise ValueError(f"A BNVAE of these sizes (vocabulary {sizes[0]}, embed_dim {sizes[1]}, "
+                         f"hidden_dim {sizes[2]}, latent_dim {sizes[3]}) has {n_parameters:.3g} "
+                         f"parameters, {needed / 2**30:.3g} GiB in fp32 before gradients and "
+                         f"optimizer state; this machine has {limit / 2**30:.3g} GiB of memory. "
+                         "Use smaller embed_dim, hidden_dim or latent_dim, or a max_vocab_size.")

@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 
 from sklearn.base import BaseEstimator, clone
-from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
 from . import persistence
-from ._classifier_base import TextClassifierMixin, fit_or_reuse_vae, is_frozen, load_nested_vae
+from ._classifier_base import (TextClassifierMixin, default_head, fit_or_reuse_vae, is_frozen,
+                               load_nested_vae)
 from ._vae_params import VAE_PARAMETER_DOC
 from .bnvae import BNVAE
 from ._validation import validate_params
@@ -132,8 +132,7 @@ class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
         self.words_ = fit_words(texts) if word_weight else None
         self.scaler_ = fit_scaler(means) if word_weight or embedding_weight else None
         self.word_weight_, self.embedding_weight_ = word_weight, embedding_weight
-        self.estimator_ = clone(self.estimator if self.estimator is not None
-                                else LogisticRegression(max_iter=1000))
+        self.estimator_ = clone(self.estimator if self.estimator is not None else default_head())
         self.estimator_.fit(head_features(means, labeled, self.scaler_, self.words_, word_weight,
                                           embeddings, embedding_weight), labels[~unlabeled_rows])
         self.classes_ = self.estimator_.classes_

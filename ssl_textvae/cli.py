@@ -2,34 +2,26 @@
 
 Each command adds its parser in an ``_add_<command>_parser`` function and runs in
 ``_run_<command>``; ``main`` only dispatches and turns input errors into a message
-and exit status 2. Training files are ``label<TAB>text`` lines, where the label
--1, an empty label or a line without a tab marks an unlabeled text
-(:func:`ssl_textvae.read_labeled_file` with ``allow_unlabeled=True``).
+and exit status 2: bad input (an option, a file, a parameter) and a diverged training
+run are one line on stderr, never a traceback, and warnings are one line each.
+Training files are ``label<TAB>text`` lines, where the label -1, an empty label or a
+line without a tab marks an unlabeled text (:func:`ssl_textvae.read_labeled_file`
+with ``allow_unlabeled=True``). Files are read as UTF-8 (a byte-order mark is dropped)
+with ``\\n``, ``\\r\\n`` or ``\\r`` line ends.
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
 import sys
+import warnings
 
+from ._cli_args import NATURAL, POSITIVE, Parser, finite_float, one_line, one_line_warnings, parse_param
 from ._version import __version__
 
 TRAIN_HELP = "training file: 'label<TAB>text' per line; label -1 or no tab = unlabeled"
-
-
-def _parse_param(text):
-    """``NAME=VALUE`` -> (NAME, VALUE); VALUE as JSON when it parses (8, 0.5, null, true), else a str."""
-    name, equals, value = text.partition("=")
-    if not equals or not name:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE (for example vae__latent_dim=8), "
-                                         f"got {text!r}")
-    try:
-        return name, json.loads(value)
-    except json.JSONDecodeError:
-        return name, value
 
 
 def _add_model_and_text_file(parser, model_help):
@@ -64,9 +56,9 @@ def _add_fit_parser(subparsers):
                         help="a saved, pretrained BNVAE to reuse as it is (FrozenEstimator); "
                              "nothing is pretrained and vae__ parameters are refused")
     parser.add_argument("--unlabeled", metavar="FILE", help="more pretraining texts, one per line")
-    parser.add_argument("--max-unlabeled", type=int, metavar="N",
+    parser.add_argument("--max-unlabeled", type=NATURAL, metavar="N",
                         help="use only the first N lines of --unlabeled")
-    parser.add_argument("--param", type=_parse_param, action="append", default=[],
+    parser.add_argument("--param", type=parse_param, action="append", default=[],
                         metavar="NAME=VALUE", help="an estimator parameter (repeatable)")
     parser.set_defaults(run=_run_fit)
 
@@ -76,6 +68,7 @@ def _run_fit(args):
 
     from .bnvae import BNVAE
     from .classifier import BNVAEClassifier
+    from ._classifier_base import default_head
     from .fine_tuned import FineTunedBNVAEClassifier
     from .inputs import read_labeled_file
 
@@ -85,6 +78,10 @@ def _run_fit(args):
     texts, labels = read_labeled_file(args.train, allow_unlabeled=True)
     vae = FrozenEstimator(BNVAE.load(args.vae)) if args.vae else BNVAE()
     model = (FineTunedBNVAEClassifier if args.fine_tune else BNVAEClassifier)(vae=vae)
+    if (not args.fine_tune and params.get("estimator") is None
+            and any(name.startswith("estimator__") for name in params)):
+        # --param estimator__C=1 tunes the default head: make it explicit (JSON cannot name one)
+        params["estimator"] = default_head()
     model.set_params(**params)
     model.fit(texts, labels, unlabeled=_read_pool(args.unlabeled, args.max_unlabeled))
     model.save(args.model_dir)
@@ -99,9 +96,11 @@ def _run_fit(args):
 def _add_predict_parser(subparsers):
     parser = subparsers.add_parser(
         "predict", help="predict the labels of a text file with a saved classifier",
-        description="Print one predicted label per text of TEXT_FILE (one text a line, or "
+        description="Print one predicted label per line of TEXT_FILE (one text a line, or "
                     "'label<TAB>text' lines with --labeled), with --proba the probability of "
-                    "each class after a tab.")
+                    "each class after a tab. Output line i is input line i: a blank line is "
+                    "predicted as an empty text is in Python (one unknown token), with a "
+                    "warning on stderr naming the blank lines.")
     _add_model_and_text_file(parser, "a classifier written by save()")
     parser.add_argument("--proba", action="store_true", help="also print class probabilities")
     parser.add_argument("--output", metavar="FILE", help="write there instead of to stdout")
@@ -127,9 +126,26 @@ def _read_texts(path, labeled):
     return texts
 
 
+def _predict_lines(path, labeled):
+    """Every line of ``path`` (blank ones too, so outputs line up), with a warning
+    naming the blank lines."""
+    from .inputs import TextFile
+
+    texts = list(TextFile(path, labeled=labeled))
+    if not texts:
+        raise ValueError(f"{path} is empty; expected one text a line.")
+    blank = [number for number, text in enumerate(texts, 1) if not text.strip()]
+    if blank:
+        shown = ", ".join(map(str, blank[:10])) + (", ..." if len(blank) > 10 else "")
+        warnings.warn(f"{len(blank)} of {len(texts)} lines of {path} are blank (line {shown}); "
+                      "each is predicted as an empty text, so the output keeps one line per "
+                      "input line.", UserWarning)
+    return texts
+
+
 def _run_predict(args):
     model = _load_classifier(args.model_dir)
-    texts = _read_texts(args.text_file, args.labeled)
+    texts = _predict_lines(args.text_file, args.labeled)
     predicted = model.predict(texts)
     rows = [str(label) for label in predicted]
     if args.proba:
@@ -155,10 +171,11 @@ def _add_evaluate_parser(subparsers):
                     "MODEL_DIR (a classifier's pretrained one) on TEXT_FILE, as a table; for a "
                     "classifier with --labeled, also its accuracy.")
     _add_model_and_text_file(parser, "a directory written by save()")
-    parser.add_argument("-k", "--n-importance-samples", type=int, default=500,
+    parser.add_argument("-k", "--n-importance-samples", type=POSITIVE, default=500,
                         help="samples of the importance-weighted NLL (default: 500)")
-    parser.add_argument("--max-texts", type=int, default=None, help="evaluate the first N texts only")
-    parser.add_argument("--random-state", type=int, default=0, help="seed of the z samples")
+    parser.add_argument("--max-texts", type=POSITIVE, default=None,
+                        help="evaluate the first N texts only")
+    parser.add_argument("--random-state", type=NATURAL, default=0, help="seed of the z samples")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     parser.set_defaults(run=_run_evaluate)
 
@@ -167,8 +184,6 @@ def _run_evaluate(args):
     from .inputs import read_labeled_file
     from .loading import load
 
-    if args.n_importance_samples < 1:
-        raise ValueError(f"-k must be >= 1, got {args.n_importance_samples}.")
     model = load(args.model_dir)
     if args.labeled:
         texts, labels = read_labeled_file(args.text_file)
@@ -199,30 +214,32 @@ def _add_tune_parser(subparsers):
                     "command resumes it; pretrained VAEs are kept in --out/models.")
     parser.add_argument("--train", required=True, help=TRAIN_HELP)
     parser.add_argument("--unlabeled", help="more pretraining texts, one per line")
-    parser.add_argument("--max-unlabeled", type=int,
+    parser.add_argument("--max-unlabeled", type=NATURAL,
                         help="use only the first N lines of --unlabeled (a smaller budget)")
     parser.add_argument("--out", default="results/tune",
                         help="output folder: study.db, models/, best_params.json, trials.png")
     parser.add_argument("--storage", help="Optuna RDB URL (default: sqlite:///<out>/study.db); a "
                                           "PostgreSQL URL lets several workers share the study")
     parser.add_argument("--study-name", default="ssl-textvae", help="name of the study in the storage")
-    parser.add_argument("--n-trials", type=int, default=20,
+    parser.add_argument("--n-trials", type=POSITIVE, default=20,
                         help="finished trials the study should hold (a resumed study runs the rest)")
-    parser.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
-    parser.add_argument("--gamma-range", type=float, nargs=2, default=[0.1, 1.5],
-                        metavar=("LOW", "HIGH"))
-    parser.add_argument("--latent-dims", type=int, nargs="+", default=[8, 16, 32, 64])
+    parser.add_argument("--timeout", type=finite_float(True),
+                        help="stop starting trials after this many seconds")
+    parser.add_argument("--gamma-range", type=finite_float(False), nargs=2, metavar=("LOW", "HIGH"),
+                        help="vae__gamma's range (default: default_search_space's)")
+    parser.add_argument("--latent-dims", type=POSITIVE, nargs="+",
+                        help="vae__latent_dim's choices (default: default_search_space's)")
     parser.add_argument("--tune-head", action="store_true",
                         help="also tune the LogisticRegression head's C (estimator__C)")
-    parser.add_argument("--max-epochs", type=int, default=5)
-    parser.add_argument("--embed-dim", type=int, default=128)
-    parser.add_argument("--hidden-dim", type=int, default=512)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-vocab-size", type=int)
-    parser.add_argument("--cv-splits", type=int, default=5)
-    parser.add_argument("--cv-repeats", type=int, default=3)
-    parser.add_argument("--random-state", type=int, default=0)
-    parser.add_argument("--heartbeat-interval", type=int, default=30,
+    parser.add_argument("--max-epochs", type=NATURAL, default=5)
+    parser.add_argument("--embed-dim", type=POSITIVE, default=128)
+    parser.add_argument("--hidden-dim", type=POSITIVE, default=512)
+    parser.add_argument("--batch-size", type=POSITIVE, default=32)
+    parser.add_argument("--max-vocab-size", type=POSITIVE)
+    parser.add_argument("--cv-splits", type=POSITIVE, default=5)
+    parser.add_argument("--cv-repeats", type=POSITIVE, default=3)
+    parser.add_argument("--random-state", type=NATURAL, default=0)
+    parser.add_argument("--heartbeat-interval", type=POSITIVE, default=30,
                         help="seconds; a trial silent for twice as long is marked failed")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.set_defaults(run=_run_tune)
@@ -230,8 +247,10 @@ def _add_tune_parser(subparsers):
 
 def _run_tune(args):
     from .inputs import read_labeled_file
-    from .tuning import default_search_space, save_results, tune
+    from .tuning import check_storage_url, default_search_space, save_results, tune
 
+    if args.storage:   # before any file is read or folder made
+        check_storage_url(args.storage, "--storage")
     texts, labels = read_labeled_file(args.train, allow_unlabeled=True)
     os.makedirs(args.out, exist_ok=True)
     storage = args.storage or "sqlite:///" + os.path.abspath(os.path.join(args.out, "study.db"))
@@ -239,8 +258,9 @@ def _run_tune(args):
              "vae__hidden_dim": args.hidden_dim, "vae__batch_size": args.batch_size}
     if args.max_vocab_size is not None:
         fixed["vae__max_vocab_size"] = args.max_vocab_size
-    space = default_search_space(head=args.tune_head, gamma_range=args.gamma_range,
-                                 latent_dims=args.latent_dims)
+    given = {"gamma_range": args.gamma_range, "latent_dims": args.latent_dims}
+    space = default_search_space(head=args.tune_head,
+                                 **{name: value for name, value in given.items() if value is not None})
     study = tune(texts, labels, n_trials=args.n_trials, timeout=args.timeout, storage=storage,
                  study_name=args.study_name, search_space=space, fixed_params=fixed,
                  unlabeled=_read_pool(args.unlabeled, args.max_unlabeled),
@@ -271,8 +291,8 @@ def _add_pretrain_parser(subparsers):
     parser.add_argument("--out", required=True, metavar="MODEL_DIR", help="where to save the BNVAE")
     parser.add_argument("--text-column", help="the Arrow data set's text column (needed when it "
                                               "has several string columns)")
-    parser.add_argument("--max-texts", type=int, metavar="N", help="use only the first N texts")
-    parser.add_argument("--param", type=_parse_param, action="append", default=[],
+    parser.add_argument("--max-texts", type=POSITIVE, metavar="N", help="use only the first N texts")
+    parser.add_argument("--param", type=parse_param, action="append", default=[],
                         metavar="NAME=VALUE", help="a BNVAE parameter, e.g. latent_dim=32 (repeatable)")
     parser.add_argument("--backend", default="auto", choices=("auto", "gloo", "nccl"),
                         help="torch.distributed backend under torchrun (auto: nccl on GPUs, else gloo)")
@@ -304,8 +324,6 @@ def _run_pretrain(args):
     from .distributed import current_shard, local_device, process_group, world_size_from_env
 
     params = dict(args.param)
-    if args.max_texts is not None and args.max_texts < 1:
-        raise ValueError(f"--max-texts must be >= 1, got {args.max_texts}.")
     device = local_device(params.pop("device", "auto"))
     params.setdefault("checkpoint_dir", os.path.join(args.out, "checkpoints"))
     texts = _pretrain_texts(args.texts, args.text_column, args.max_texts)
@@ -327,7 +345,7 @@ def _run_pretrain(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="ssl-textvae",
+    parser = Parser(prog="ssl-textvae",
                                      description="Semi-supervised text classification with BN-VAE.")
     parser.add_argument("--version", action="version", version=f"ssl-textvae {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
@@ -338,12 +356,16 @@ def build_parser():
 
 
 def main(argv=None):
+    """Run the command line; 0 on success, 2 on bad input or diverged training."""
+    from .diagnostics import TrainingDivergedError
+
     args = build_parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except (ValueError, TypeError, ImportError, OSError) as error:
-        print(f"ssl-textvae {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    with one_line_warnings(args.command):
+        try:
+            return args.run(args)
+        except (ValueError, TypeError, ImportError, OSError, TrainingDivergedError) as error:
+            print(f"ssl-textvae {args.command}: error: {one_line(error)}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

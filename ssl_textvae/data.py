@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -184,3 +185,41 @@ def n_batches(n_texts: int, batch_size: int, min_batch_size: int = 2) -> int:
     into its neighbour)."""
     count = math.ceil(n_texts / batch_size)
     return count - 1 if count > 1 and 0 < n_texts % batch_size < min_batch_size else count
+
+
+# -- checks of a tokenized corpus (the estimators' input) --------------------------------
+def warn_unknown_rows(corpus):
+    """Warn, counting them, about rows that are empty or of unknown words only."""
+    unknown = np.add.reduceat(corpus.ids != UNK_ID, corpus.offsets[:-1]) == 0
+    n_unknown = int(np.sum(unknown)) - corpus.n_empty
+    if corpus.n_empty or n_unknown:
+        warnings.warn(f"{corpus.n_empty} of {len(corpus)} texts are empty and {n_unknown} consist "
+                      "of out-of-vocabulary tokens only; each is encoded as one unknown token, so "
+                      "they all get the same representation. Check the input against the "
+                      "pretraining texts.", UserWarning)
+
+
+def check_distinct(corpus):
+    """Refuse texts that are all the same after tokenization: every batch then has zero
+    variance before the batch norm on the means, which divides by sqrt(eps) (1e6) and
+    sends the means and the KL to hundreds of thousands."""
+    lengths = corpus.lengths
+    if len(corpus) > 1 and (lengths == lengths[0]).all():
+        rows = corpus.ids.reshape(len(corpus), int(lengths[0]))             # (n_texts, length)
+        if (rows == rows[0]).all():
+            raise ValueError(f"All {len(corpus)} pretraining texts are the same after tokenization "
+                             f"({len(rows[0])} tokens); BN-VAE needs at least 2 distinct texts (the "
+                             "batch norm on the means divides by their spread). Pass varied texts.")
+
+
+def check_vocabulary_overlap(corpus):
+    """Refuse input where every text is unknown words only; warn when some are."""
+    unknown = np.add.reduceat(corpus.ids != UNK_ID, corpus.offsets[:-1]) == 0 if len(corpus) else []
+    n_unknown = int(np.sum(unknown))
+    if n_unknown and n_unknown == len(corpus):
+        raise ValueError(f"All {n_unknown} texts consist of out-of-vocabulary tokens only; the "
+                         "model cannot tell them apart. Check the language and tokenization of "
+                         "the input against the pretraining texts.")
+    if n_unknown:
+        warnings.warn(f"{n_unknown} of {len(corpus)} texts consist of out-of-vocabulary tokens "
+                      "only; they all get the same representation.", UserWarning)

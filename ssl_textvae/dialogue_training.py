@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .cvae import training_loss
 from .data import EncodedCorpus, bucket_batches, collate
+from .diagnostics import check_loss
 from .runtime import autocast_context, flush_denormals
 from .checkpoints import check_same_module, restore_rngs, rng_to_tensor, tensor_to_rng
 
@@ -146,18 +147,24 @@ def train(module, train_corpus: DialogueCorpus, valid_corpus: DialogueCorpus,
 
 
 def _train_epoch(module, optimizer, corpus, config, device, rng, state):
+    """One epoch; a loss that is not finite or explodes against the first of this run
+    raises ``TrainingDivergedError`` before its update, as in pretraining."""
     module.train()
     batches = bucket_batches(corpus.response_lengths, config.batch_size, shuffle=True, rng=rng)
     totals = np.zeros(1 + len(TERMS))
     start, n_pairs, weights = time.perf_counter(), 0, []
     progress = tqdm(batches, desc=f"epoch {state['epoch'] + 1}/{config.max_epochs}", leave=False,
                     disable=not config.verbose, unit="batch")
-    for indices in progress:
+    for batch_index, indices in enumerate(progress):
         inputs = corpus.batch(indices, device)
         weight = min(1.0, (state["step"] + 1) / config.kl_warmup_steps) if config.kl_warmup_steps else 1.0
         with autocast_context(device, config.precision):
             terms = module(*inputs)
         loss = training_loss(terms, weight, config.prior_penalty)
+        value = loss.item()
+        state.setdefault("start_loss", value)   # not checkpointed: a resumed run starts again
+        check_loss("the training loss", value, state["start_loss"], state["epoch"], state["step"] + 1,
+                   batch_index, len(batches), optimizer, config, task="Dialogue training")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.clip_grad_norm:
@@ -166,7 +173,7 @@ def _train_epoch(module, optimizer, corpus, config, device, rng, state):
         state["step"] += 1
         weights.append(weight)
         size = len(indices)
-        totals += size * np.array([loss.item()] + [terms[k].detach().mean().item() for k in TERMS])
+        totals += size * np.array([value] + [terms[k].detach().mean().item() for k in TERMS])
         n_pairs += size
     totals /= max(n_pairs, 1)
     record = {"epoch": state["epoch"] + 1, "train_loss": totals[0]}

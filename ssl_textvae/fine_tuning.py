@@ -22,6 +22,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from .data import EncodedCorpus, bucket_batches, collate
+from .diagnostics import check_loss
 from .inference import run_batched
 from .runtime import autocast_context
 from .threads import cpu_threads
@@ -122,7 +123,9 @@ def fine_tune(module: EncoderClassifier, train: EncodedCorpus, train_targets, va
               valid_targets, config: FineTuningConfig, device, seed):
     """Train ``module`` in place; return ``(history, best_epoch)``, the module holding
     the best weights (epoch 0, the start, competes too). Batch order is drawn from a
-    numpy generator seeded with ``seed``; torch's RNG is the caller's."""
+    numpy generator seeded with ``seed``; torch's RNG is the caller's. A training loss
+    that is not finite or explodes (:func:`~ssl_textvae.diagnostics.divergence`, against
+    the starting validation loss) raises ``TrainingDivergedError`` before its update."""
     make = torch.optim.SGD if config.optimizer == "sgd" else torch.optim.Adam
     groups = [{"params": list(module.parameters())}]
     if getattr(module, "pretrained", False):   # the transformer at its own, far smaller rate
@@ -138,20 +141,25 @@ def fine_tune(module: EncoderClassifier, train: EncodedCorpus, train_targets, va
         return (-loss,) if config.selection == "loss" else (accuracy, -loss)
 
     with cpu_threads(device) as threads:   # the free CPUs, as in pretraining
-        best = (score(*validate(module, valid, valid_targets, device, config.precision)), 0,
-                copy.deepcopy(module.state_dict()))
-        history, bad_epochs, halvings = [], 0, 0
+        start = validate(module, valid, valid_targets, device, config.precision)
+        best = (score(*start), 0, copy.deepcopy(module.state_dict()))
+        history, bad_epochs, halvings, step = [], 0, 0, 0
+        diverged = dict(task="Fine-tuning", prefix="fine_tuning_", checkpoints=False)
         for epoch in range(1, config.max_epochs + 1):
             module.train()
             total = torch.zeros((), dtype=torch.float64, device=device)  # no sync per step
             count = 0
             batches = bucket_batches(train.lengths, config.batch_size, shuffle=True, rng=rng)
-            for indices in tqdm(batches, desc=f"fine-tuning {epoch}/{config.max_epochs}", leave=False,
-                                disable=not config.verbose, unit="batch"):
+            for batch_index, indices in enumerate(tqdm(
+                    batches, desc=f"fine-tuning {epoch}/{config.max_epochs}", leave=False,
+                    disable=not config.verbose, unit="batch")):
                 inputs = tuple(t.to(device) for t in collate(train, indices))
                 with autocast_context(device, config.precision):
                     scores = module(*inputs)                                  # (batch, classes)
                 loss = F.cross_entropy(scores.float(), labels[torch.as_tensor(indices, device=device)])
+                step += 1
+                check_loss("the training loss", float(loss.detach()), start[1], epoch - 1, step,
+                           batch_index, len(batches), optimizer, config, **diverged)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.clip_grad_norm is not None:
@@ -161,6 +169,8 @@ def fine_tune(module: EncoderClassifier, train: EncodedCorpus, train_targets, va
                 total += loss.detach().double() * len(indices)
                 count += len(indices)
             accuracy, valid_loss = validate(module, valid, valid_targets, device, config.precision)
+            check_loss("the validation loss", valid_loss, start[1], epoch - 1, step, None,
+                       len(batches), optimizer, config, **diverged)
             lr = optimizer.param_groups[0]["lr"]
             history.append({"epoch": epoch, "train_loss": float(total) / max(count, 1),
                             "valid_loss": valid_loss, "valid_accuracy": accuracy, "lr": lr})

@@ -9,9 +9,10 @@ split each line with the same :func:`split_labeled_line`.
 
 from __future__ import annotations
 
+import codecs
 import numbers
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Set
 from typing import List, Tuple
 
 import numpy as np
@@ -22,23 +23,47 @@ READ_CHUNK = 20_000
 
 # -- texts -------------------------------------------------------------------------------
 def check_text(text, index, name="X") -> str:
-    """``text`` itself when it is a str; else a ``TypeError`` naming item ``index`` of ``name``."""
+    """``text`` itself when it is a str; else a ``TypeError`` naming item ``index`` of
+    ``name``, or a ``ValueError`` when it is not valid Unicode (a lone surrogate such
+    as ``"\\ud800"``, which no tokenizer can encode)."""
     if not isinstance(text, str):
         raise TypeError(f"Expected every item of {name} to be a str; item {index} is "
                         f"{type(text).__name__} ({text!r:.40}).")
+    if not text.isascii():   # the fast path: ASCII is always valid
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise ValueError(f"Item {index} of {name} is not valid Unicode: it holds the lone "
+                             f"surrogate {text[error.start]!r} at position {error.start} "
+                             f"({text!r:.40}). Decode the source with errors='replace' or drop "
+                             "the item.") from None
     return text
+
+
+def _check_ordered(X, name):
+    """Refuse the containers whose iteration is not a sequence of texts in row order."""
+    if isinstance(X, (str, bytes)):
+        raise TypeError(f"Expected {name} to be a list of texts, got a single {type(X).__name__}; "
+                        "wrap it in a list: [text].")
+    if isinstance(X, (Mapping, Set)):
+        kind = "mapping" if isinstance(X, Mapping) else "set"
+        raise TypeError(f"Expected {name} to be a list, 1-d array or pandas Series of str, got a "
+                        f"{type(X).__name__} (a {kind}: iterating it gives "
+                        f"{'its keys' if kind == 'mapping' else 'its items in arbitrary order'}, "
+                        f"so the outputs would not line up with the rows). Pass list(...) of the "
+                        "texts in the order wanted.")
 
 
 def check_texts(X, name="X", allow_empty=False) -> List[str]:
     """A list of str, one per row of ``X``: a list, 1-d array, ``pandas.Series`` or
     one-column ``pandas.DataFrame``. Empty or whitespace-only texts raise unless
-    ``allow_empty`` (predicted rows: they are encoded as one unknown token)."""
+    ``allow_empty`` (predicted rows: they are encoded as one unknown token). A single
+    str, a dict or other mapping (it iterates its keys) and a set (no row order) are a
+    ``TypeError``; an item that is not valid Unicode a ``ValueError`` naming it."""
     if X is None:
         raise ValueError(f"Expected {name} to be a list of texts, got None.")
     X = _pandas_texts(X, name)
-    if isinstance(X, (str, bytes)):
-        raise TypeError(f"Expected {name} to be a list of texts, got a single {type(X).__name__}; "
-                        "wrap it in a list: [text].")
+    _check_ordered(X, name)
     if isinstance(X, np.ndarray) and X.ndim != 1:
         raise ValueError(f"Expected {name} to be a 1-d list of texts, got an array of shape {X.shape}.")
     if not hasattr(X, "__len__") or not hasattr(X, "__iter__"):
@@ -83,6 +108,7 @@ def iterate_texts(X) -> Iterable[str]:
         raise TypeError("Expected an iterable of texts (for example a list of strings), "
                         f"got a single {'bytes object' if isinstance(X, bytes) else 'string'}.")
     X = _pandas_texts(X)
+    _check_ordered(X, "the texts")
     if _is_hf_dataset(X):
         return _CheckedTexts(_DatasetTexts(X))
     if not isinstance(X, Iterable):
@@ -205,9 +231,13 @@ def read_labeled_file(path, encoding="utf-8", allow_unlabeled=False) -> Tuple[Li
 
 def read_lines(path, encoding="utf-8") -> Iterator[Tuple[int, str]]:
     """``(line number, line without its newline)`` of a text file; a file that is not in
-    ``encoding`` raises a ``ValueError`` naming the line and saying how to fix it."""
+    ``encoding`` raises a ``ValueError`` naming the line and saying how to fix it. UTF-8
+    is read as "utf-8-sig": a byte-order mark (Windows editors write one) is dropped, not
+    glued to the first label or text. Lines end at "\\n", "\\r\\n" or "\\r" (Python's
+    universal newlines)."""
+    opened = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
     try:
-        with open(path, encoding=encoding) as handle:
+        with open(path, encoding=opened) as handle:
             for number, line in enumerate(handle, 1):
                 yield number, line.rstrip("\n")
     except UnicodeDecodeError as error:
@@ -239,7 +269,8 @@ class TextFile:
     """A text file read lazily, one text a line, re-iterable (so it can be read twice:
     once to fit the vocabulary, once to encode). With ``labeled=True`` each line is
     ``label<TAB>text`` (split as :func:`read_labeled_file` splits it) and only the
-    text is yielded.
+    text is yielded. Read as :func:`read_lines` reads (a UTF-8 byte-order mark dropped,
+    ``\\n``, ``\\r\\n`` or ``\\r`` line ends); a blank line is yielded as it is.
 
     See Also
     --------

@@ -28,7 +28,10 @@ def check_finite_means(means: np.ndarray) -> np.ndarray:
 
 def resolve_device(device) -> torch.device:
     """The torch device of a ``device`` parameter: "auto" (or None: CUDA when
-    available, else CPU), "cpu", "cuda", "cuda:N", "mps" or a ``torch.device``."""
+    available, else CPU), "cpu", "cuda", "cuda:N", "mps" or a ``torch.device``. A
+    device this process cannot use (no CUDA or MPS in this build or machine, an index
+    beyond the devices visible, another type) is a ``ValueError`` saying so, here,
+    not a RuntimeError from inside torch later."""
     if device is None or isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -36,13 +39,18 @@ def resolve_device(device) -> torch.device:
     except (RuntimeError, TypeError, ValueError):
         raise ValueError(f"The 'device' parameter must be 'auto', 'cpu', 'cuda', 'cuda:N' or a "
                          f"torch.device. Got {device!r} instead.") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but no CUDA GPU is available to this torch build "
-                         f"(torch {torch.__version__}). Use device='cpu', or 'auto' to use a GPU "
-                         "only where there is one.")
-    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
-        raise ValueError(f"device={device!r} but only {torch.cuda.device_count()} CUDA device(s) "
-                         "are visible.")
+    available = {"cpu": 1, "cuda": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+                 "mps": int(torch.backends.mps.is_available())}
+    count = available.get(resolved.type, 0)
+    if count == 0:
+        kind = {"cuda": "CUDA GPU", "mps": "Apple MPS device"}.get(resolved.type,
+                                                                    f"{resolved.type!r} device")
+        raise ValueError(f"device={device!r} but no {kind} is available to this torch build "
+                         f"(torch {torch.__version__}) on this machine. Use device='cpu', or 'auto' "
+                         "to use a GPU only where there is one.")
+    if resolved.index is not None and resolved.index >= count:
+        raise ValueError(f"device={device!r} but only {count} {resolved.type} device(s) are "
+                         f"visible (indices 0 to {count - 1}). Use one of those, or 'auto'.")
     return resolved
 
 
@@ -163,3 +171,11 @@ def _loaded_libraries():
             return sorted({line.split()[-1] for line in maps if ".so" in line})
     except OSError:  # not Linux
         return []
+
+
+def physical_memory():
+    """Bytes of RAM of this machine, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None

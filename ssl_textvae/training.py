@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .checkpoints import CHECKPOINT_NAME, data_fingerprint, load_checkpoint, restore_rngs, save_checkpoint
 from .data import EncodedCorpus, collate, n_batches
-from .diagnostics import check_pre_bn_variance, diverged_error
+from .diagnostics import check_loss, check_pre_bn_variance, check_validation_kl, diverged_error
 from .distributed import SingleProcess, current_shard
 from .inference import batches, eval_mode
 from .optim import ClippedSGD
@@ -208,6 +208,7 @@ def pretrain(module, train: EncodedCorpus, valid: EncodedCorpus, config: Trainin
                                      "was finite)", state["epoch"], state["step"],
                                      None, None, optimizer, config)
             check_pre_bn_variance(module, record)
+            check_validation_kl(module, record)
             _step_plateau(module, optimizer, state, record, config.lr_patience)
             state["history"].append({k: v if isinstance(v, int) else float(v) for k, v in record.items()})
             state["epoch"] += 1
@@ -285,9 +286,9 @@ def train_epoch(module, optimizer, corpus, config, device, rng, epoch, schedule=
             loss = (batch_terms["reconstruction"]
                     + weight * kl_penalty(batch_terms["kl_per_dim"], config.free_bits)).mean()
             # summed over the ranks, so that all of them stop at the same step
-            if batch_index % check_every == 0 and not bool(torch.isfinite(shard.all_sum(loss.detach()))):
-                raise diverged_error(f"the training loss became {float(loss.detach()):g}", epoch,
-                                     state["step"], batch_index, len(batches), optimizer, config)
+            if batch_index % check_every == 0:
+                check_loss("the training loss", float(shard.all_sum(loss.detach())), None, epoch,
+                           state["step"], batch_index, len(batches), optimizer, config)
             update.zero_grad()
             (loss * loss_scale).backward()
             try:

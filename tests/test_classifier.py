@@ -42,6 +42,7 @@ def test_grid_search_over_vae_and_head_parameters(labeled, count_pretraining):
     assert classifier.vae.gamma == 0.7 and not hasattr(classifier.vae, "module_")
 
 
+@pytest.mark.precision   # accuracy thresholds: rerun under fp32 by .ci/run
 def test_frozen_vae_is_reused_without_pretraining(fitted_vae, labeled, count_pretraining):
     texts, labels = labeled
     frozen = FrozenEstimator(fitted_vae)
@@ -94,6 +95,7 @@ def test_fit_returns_self_and_classes_exclude_unlabeled(fitted_classifier, fitte
     assert classifier.vae_ is fitted_vae
 
 
+@pytest.mark.precision   # accuracy thresholds: rerun under fp32 by .ci/run
 def test_classifier_learns_the_synthetic_labels(fitted_classifier, held_out):
     texts, labels = held_out
     assert fitted_classifier.score(texts, labels) > 0.8
@@ -101,6 +103,7 @@ def test_classifier_learns_the_synthetic_labels(fitted_classifier, held_out):
     assert fitted_classifier.transform(texts).shape == (len(texts), TINY["latent_dim"])
 
 
+@pytest.mark.precision   # accuracy thresholds: rerun under fp32 by .ci/run
 def test_string_labels_with_string_unlabeled_marker(fitted_vae, corpus, held_out):
     y = np.where(corpus[1] == 1, "pos", "neg").astype(object)
     y[40:] = "-1"

@@ -170,7 +170,7 @@ def test_pretrain_reads_a_text_file_or_an_arrow_folder_and_writes_a_loadable_bnv
     (["--texts", "missing.txt"], "neither a text file nor a folder"),
     (["--texts", "ARROW", "--text-column", "body"], "Column 'body' not in"),
     (["--texts", "ARROW"], "has 2 string columns"),
-    (["--texts", "POOL", "--max-texts", "0"], "--max-texts must be >= 1"),
+    (["--texts", "POOL", "--param", "lr=-1"], "'lr' parameter of BNVAE"),
     (["--texts", "POOL", "--param", "batch_size=1"], "batch_size"),
 ])
 def test_pretrain_errors_are_messages(files, tmp_path, capsys, arguments, message):

@@ -1,8 +1,11 @@
 """Property-based: arbitrary unicode texts, lengths and label mixes reach the tokenizer
 and the estimators (issue 17). Nothing raises but the documented ValueError and
-TypeError, and predict gives one row per text sent. Models are fitted once per module
-and the examples are few, so the file runs in seconds."""
+TypeError, and predict gives one row per text sent; ``ssl-textvae predict`` on any file
+(byte-order mark, blank lines, CRLF, lone CR, mixed) gives one output line per input
+line or a one-line exit-2 error. Models are fitted once per module and the examples are
+few, so the file runs in seconds."""
 
+import re
 import warnings
 
 import numpy as np
@@ -11,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ssl_textvae import BNVAE, BNVAEClassifier, TextTokenizer
+from ssl_textvae.cli import main
 from ssl_textvae.inputs import check_labels
 
 from conftest import TINY
@@ -94,3 +98,50 @@ def test_classifier_fit_on_any_texts_and_labels(texts, data):
             return
         assert model.predict(texts).shape == (len(texts),)
         assert model.predict(texts[4:] + [""]).shape == (len(texts) - 3,)
+
+
+# -- the command line's predict on arbitrary files ---------------------------------------
+@pytest.fixture(scope="module")
+def saved_classifier(classifier, tmp_path_factory):
+    path = tmp_path_factory.mktemp("properties") / "model"
+    classifier.save(path)
+    return path
+
+
+# Words of the model and others, blanks, a tab, and separators that are no line end for a
+# text file (\x85, \u2028, \x0c: str.splitlines would split at them, a file does not).
+LINE = st.lists(st.sampled_from(["good", "food", "rude", "zzz", " ", "\t", "é", "\x85", "\u2028",
+                                "\x0c"]), max_size=6).map("".join)
+ENDING = st.sampled_from(["\n", "\r\n", "\r"])
+# Universal newlines, as Python's text files read them: a line ends at \r\n, \r or \n.
+LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
+
+
+@settings(max_examples=20, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(lines=st.lists(st.tuples(LINE, ENDING), max_size=8), last=LINE, bom=st.booleans(),
+       bad_byte=st.booleans(), proba=st.booleans())
+def test_cli_predict_gives_one_line_per_input_line(saved_classifier, tmp_path_factory, capsys, lines,
+                                                   last, bom, bad_byte, proba):
+    text = "".join(line + ending for line, ending in lines) + last
+    data = ("\ufeff" if bom else "").encode("utf-8") + text.encode("utf-8")
+    if bad_byte:
+        data += b"\xff\n"
+    path = tmp_path_factory.mktemp("predict") / "texts.txt"
+    path.write_bytes(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")   # each warning reaches stderr, one line each
+        status = main(["predict", str(saved_classifier), str(path)] + (["--proba"] if proba else []))
+    captured = capsys.readouterr()
+    errors = captured.err.splitlines()
+    assert all(line.startswith("ssl-textvae predict: ") for line in errors), captured.err
+    n_lines = len(LINES.findall(text)) + bad_byte
+    if status == 2:   # documented: not UTF-8, or no line at all
+        assert bad_byte or n_lines == 0, captured.err
+        assert len([line for line in errors if ": error: " in line]) == 1 and not captured.out
+        assert ("is not valid utf-8 text: line" if bad_byte else "is empty") in errors[-1]
+        return
+    assert status == 0 and not bad_byte
+    out = captured.out.splitlines()
+    assert len(out) == n_lines + proba, (text, out)
+    assert {row.split("\t")[0] for row in out[proba:]} <= {"0", "1"}

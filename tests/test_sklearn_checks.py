@@ -113,6 +113,7 @@ def outputs(estimator, texts):
     return {name: getattr(estimator, name)(texts) for name in names if hasattr(estimator, name)}
 
 
+@pytest.mark.precision   # "it learns": an accuracy threshold, rerun under fp32 by .ci/run
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
 def test_contract_on_texts(Estimator, fitted_vae, data):
     texts, labels, new = data

@@ -105,17 +105,19 @@ def test_same_random_state_gives_the_same_trials(small, tmp_path):
 
 
 def test_a_failing_trial_is_marked_failed_and_the_study_goes_on(small):
-    # latent_dim=0 is refused by BNVAE: that trial fails, the other one completes.
-    sampler = optuna.samplers.GridSampler({"vae__gamma": [0.5], "vae__latent_dim": [0, 4]}, seed=0)
-    study = tune(*small, n_trials=2, search_space={"vae__gamma": [0.5], "vae__latent_dim": [0, 4]},
-                 fixed_params=FAST, random_state=0, sampler=sampler, verbose=0)
-    states = {t.params["vae__latent_dim"]: t.state for t in study.trials}
-    assert states == {0: optuna.trial.TrialState.FAIL, 4: optuna.trial.TrialState.COMPLETE}
+    # C=-1 is refused by the head when it is fitted: that trial fails, the other one completes
+    # (a vae__ value out of range is refused before the first trial instead).
+    space = {"vae__gamma": [0.5], "vae__latent_dim": [4], "estimator__C": [-1.0, 1.0]}
+    sampler = optuna.samplers.GridSampler(space, seed=0)
+    study = tune(*small, n_trials=2, search_space=space, fixed_params=FAST, random_state=0,
+                 sampler=sampler, verbose=0)
+    states = {t.params["estimator__C"]: t.state for t in study.trials}
+    assert states == {-1.0: optuna.trial.TrialState.FAIL, 1.0: optuna.trial.TrialState.COMPLETE}
 
 
 def test_repeated_failures_stop_the_call(small):
     with pytest.warns(UserWarning, match="Stopped after 2 failed trials"):
-        study = tune(*small, n_trials=5, search_space={"vae__gamma": [0.5], "vae__latent_dim": [0]},
+        study = tune(*small, n_trials=5, search_space={"vae__latent_dim": [4], "estimator__C": [-1.0]},
                      fixed_params=FAST, random_state=0, max_failures=2, verbose=0)
     assert _states(study) == [optuna.trial.TrialState.FAIL] * 2
 

@@ -37,7 +37,7 @@ imported only when a function of this module needs it.
 from .objective import TuningObjective, default_search_space
 from .plots import plot_trials, save_results
 from .search import build_classifier, tune
-from .storage import make_storage
+from .storage import check_storage_url, make_storage
 
-__all__ = ["TuningObjective", "build_classifier", "default_search_space", "make_storage",
-           "plot_trials", "save_results", "tune"]
+__all__ = ["TuningObjective", "build_classifier", "check_storage_url", "default_search_space",
+           "make_storage", "plot_trials", "save_results", "tune"]

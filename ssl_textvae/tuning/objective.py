@@ -12,10 +12,10 @@ import time
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import RepeatedStratifiedKFold, cross_val_score
 from sklearn.utils import check_random_state
 
+from .._classifier_base import default_head
 from .._vae_params import VAE_CONSTRAINTS
 from ..bnvae import BNVAE
 from ..features import check_word_weight, fit_scaler, fit_words, head_features
@@ -93,7 +93,22 @@ def _check_search_space(search_space):
         else:
             raise TypeError(f"search_space[{name!r}] must be an Optuna distribution, a non-empty list "
                             f"of choices or a (low, high) tuple with low <= high; got {value!r}.")
+        _check_values(name, space[name])
     return space
+
+
+def _check_values(name, distribution):
+    """Every choice, or both ends of a range, of a ``vae__`` parameter must meet its BNVAE
+    constraint: a bad value would fail trial after trial inside Optuna."""
+    constraint = VAE_CONSTRAINTS.get(name[len(VAE_PREFIX):]) if name.startswith(VAE_PREFIX) else None
+    if constraint is None:
+        return
+    values = getattr(distribution, "choices", None)
+    for value in (distribution.low, distribution.high) if values is None else values:
+        if value not in constraint:
+            raise ValueError(f"search_space[{name!r}] holds {value!r}, but {name} must be "
+                             f"{constraint}. Change the search space (for example --latent-dims "
+                             "or --gamma-range on the command line).")
 
 
 def _check_name(name, where):
@@ -195,7 +210,7 @@ class TuningObjective:
         self.fixed_params = dict(fixed_params or {})
         self.seed = _derive_seed(random_state)
         self._vae_fixed = self._check_fixed_params(self.fixed_params, verbose)
-        self.estimator = LogisticRegression(max_iter=1000) if estimator is None else estimator
+        self.estimator = default_head() if estimator is None else estimator
         self.unlabeled = unlabeled
         self.cv = RepeatedStratifiedKFold(n_splits=min(cv_splits, smallest), n_repeats=cv_repeats,
                                           random_state=self.seed)

@@ -10,13 +10,14 @@ import time
 import warnings
 
 from sklearn.base import clone
-from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
 
+from .._classifier_base import default_head
 from ..bnvae import BNVAE
 from ..classifier import BNVAEClassifier
 from ._optuna import import_optuna
-from .objective import HEAD_PREFIX, TuningObjective, _derive_seed
+from .objective import (HEAD_PREFIX, TuningObjective, _check_search_space, _derive_seed,
+                        default_search_space)
 from .resume import fail_trials_of_dead_workers, resumed_sampler_seed
 from .storage import make_storage
 
@@ -46,14 +47,20 @@ def tune(texts, y, n_trials=None, timeout=None, storage=None, study_name=None, s
         ``timeout`` is required.
     storage : str, optuna storage or None, default=None
         None keeps the study in memory; an RDB URL (``sqlite:///study.db``,
-        ``postgresql+psycopg2://...``) resumes and can be shared by workers.
+        ``postgresql+psycopg2://...``) resumes and can be shared by workers. An unknown
+        scheme or a SQLite file in a missing folder is a ``ValueError`` before anything runs.
     study_name : str or None, default=None
         Name of the study in ``storage``; an existing study of that name is resumed.
+        A study keeps the search space it was created with (in its user attrs): a
+        call with another one is a ``ValueError`` before any trial (Optuna cannot
+        change the space of a study); use a new study name.
     search_space : dict or None, default=None
         Parameter name -> Optuna distribution, list of choices or ``(low, high)``.
         Names are ``BNVAEClassifier`` parameters: ``vae__<BNVAE parameter>``,
         ``estimator__<head parameter>`` or ``word_weight`` (word features beside the
-        means, :mod:`ssl_textvae.features`). None means :func:`default_search_space`:
+        means, :mod:`ssl_textvae.features`). Every ``vae__`` choice (or both ends of a
+        range) must meet the BNVAE parameter's constraint: a ``ValueError`` before the
+        first trial otherwise. None means :func:`default_search_space`:
         ``vae__gamma`` on [0.1, 1.5] in steps of 0.1 and ``vae__latent_dim`` in
         {8, 16, 32, 64}.
     fixed_params : dict or None, default=None
@@ -100,6 +107,8 @@ def tune(texts, y, n_trials=None, timeout=None, storage=None, study_name=None, s
         raise ValueError(f"n_trials must be a positive int or None, got {n_trials!r}.")
     if timeout is not None and (not isinstance(timeout, numbers.Real) or timeout <= 0):
         raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}.")
+    # Checked before the study exists: a bad value would fail every trial inside Optuna.
+    space = _check_search_space(default_search_space() if search_space is None else search_space)
     storage = make_storage(storage, heartbeat_interval)
     seed = _derive_seed(random_state)
     with warnings_only(optuna):   # not Optuna's "A new study created" line
@@ -107,6 +116,7 @@ def tune(texts, y, n_trials=None, timeout=None, storage=None, study_name=None, s
             storage=storage, study_name=study_name, direction="maximize", load_if_exists=True,
             sampler=sampler or optuna.samplers.TPESampler(seed=seed),
             pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1))
+    _keep_search_space(study, space)
     stored = study.user_attrs.get("random_state")
     if stored is None:
         study.set_user_attr("random_state", seed)
@@ -115,7 +125,7 @@ def tune(texts, y, n_trials=None, timeout=None, storage=None, study_name=None, s
     elif stored != seed:
         warnings.warn(f"Study {study.study_name!r} was started with random_state {stored}; this "
                       f"call uses {seed}, so its VAEs are pretrained with another seed.", UserWarning)
-    objective = TuningObjective(texts, y, search_space, fixed_params, estimator, unlabeled,
+    objective = TuningObjective(texts, y, space, fixed_params, estimator, unlabeled,
                                 cv_splits, cv_repeats, seed, model_dir, verbose)
     if timeout is not None:
         objective.deadline = time.monotonic() + timeout
@@ -165,6 +175,32 @@ def tune(texts, y, n_trials=None, timeout=None, storage=None, study_name=None, s
     return study
 
 
+def _keep_search_space(study, space):
+    """Store ``space`` in a new study's user attrs; refuse another one for a stored study
+    (one stored without it, by an older version, is compared with its trials' spaces)."""
+    distributions = import_optuna().distributions
+    stored = study.user_attrs.get("search_space")
+    if stored is not None:
+        stored = {name: distributions.json_to_distribution(value) for name, value in stored.items()}
+    else:
+        seen = {}
+        for trial in study.get_trials(deepcopy=False):
+            seen.update(trial.distributions)
+        if seen and any(seen.get(name, value) != value for name, value in space.items()):
+            stored = seen
+        else:
+            study.set_user_attr("search_space", {name: distributions.distribution_to_json(value)
+                                                 for name, value in space.items()})
+            return
+    if stored != space:
+        changed = sorted(name for name in set(stored) | set(space) if stored.get(name) != space.get(name))
+        raise ValueError(f"Study {study.study_name!r} was created with another search space "
+                         f"({', '.join(f'{name}: {stored.get(name)}' for name in changed)}); this call "
+                         f"asks for {', '.join(f'{name}: {space.get(name)}' for name in changed)}. "
+                         "Optuna cannot change a study's space: use a new study name "
+                         "(--study-name), or the same space to resume it.")
+
+
 @contextlib.contextmanager
 def warnings_only(optuna):
     """Optuna's log at WARNING while inside (its INFO lines off; failed trials still
@@ -202,7 +238,7 @@ def build_classifier(study, **overrides):
     params = {**study.user_attrs.get("fixed_params", {}), **study.best_params, **overrides}
     estimator = params.pop("estimator", None)
     if estimator is None and any(name.startswith(HEAD_PREFIX) for name in params):
-        estimator = LogisticRegression(max_iter=1000)
+        estimator = default_head()
     classifier = BNVAEClassifier(vae=BNVAE(random_state=study.user_attrs.get("random_state")),
                                  estimator=clone(estimator) if estimator is not None else None)
     return classifier.set_params(**params)

@@ -12,16 +12,45 @@ import warnings
 from ._optuna import import_optuna
 
 
+EXAMPLES = "'sqlite:///study.db' or 'postgresql+psycopg2://user@host/db'"
+
+
+def check_storage_url(url, name="storage"):
+    """A ``ValueError`` naming option ``name`` when ``url`` is no RDB URL SQLAlchemy can
+    open (unknown scheme), or a SQLite file whose folder does not exist; checked
+    before a study starts, not as a traceback from inside SQLAlchemy."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    if "://" not in url:
+        raise ValueError(f"{name} must be an RDB URL such as {EXAMPLES}, got {url!r}.")
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect()
+    except NoSuchModuleError:
+        raise ValueError(f"{name} {url!r} has the unknown database scheme "
+                         f"{url.split('://')[0]!r}; expected an RDB URL such as {EXAMPLES}.") from None
+    except ArgumentError as error:
+        raise ValueError(f"{name} {url!r} is not a valid RDB URL ({error}); expected one such "
+                         f"as {EXAMPLES}.") from None
+    database = parsed.database
+    if parsed.get_backend_name() == "sqlite" and database and database != ":memory:" \
+            and not database.startswith("file:"):
+        folder = os.path.dirname(os.path.abspath(database))
+        if not os.path.isdir(folder):
+            raise ValueError(f"{name} {url!r}: the folder {folder!r} of its SQLite file does not "
+                             "exist; create it first or give another path.")
+
+
 def make_storage(storage, heartbeat_interval=30):
     """An Optuna storage for ``storage``: None (in memory), an RDB URL (with a
     heartbeat that fails trials of killed workers and retries their parameters
-    once), or a storage object, returned as is."""
+    once; checked first by :func:`check_storage_url`), or a storage object, returned
+    as is."""
     optuna = import_optuna()
     if storage is None or not isinstance(storage, str):
         return storage
-    if "://" not in storage:
-        raise ValueError(f"storage must be an RDB URL such as 'sqlite:///study.db' or "
-                         f"'postgresql+psycopg2://user@host/db', got {storage!r}.")
+    check_storage_url(storage)
     engine_kwargs = {"pool_pre_ping": True}
     if storage.startswith("sqlite"):
         # Several worker processes on one SQLite file wait for its lock instead of failing.
