@@ -98,8 +98,10 @@ def pick(vae, texts, y, seed, fine_tune=False):
     return fitted[best][1], best, {name: round(100 * score, 2) for name, (score, _) in fitted.items()}
 
 
-def rows_for(vae, data, budgets, corpus, seed, use_setfit, setfit_budgets, fine_tune_budgets=()):
-    """{row: {budget: accuracy}} and details, every row on the same labels."""
+def rows_for(vae, data, budgets, corpus, seed, use_setfit, setfit_budgets, fine_tune_budgets=(),
+             done=lambda rows, details: None):
+    """{row: {budget: accuracy}} and details, every row on the same labels; ``done(rows,
+    details)`` after each budget (the results are written as they come)."""
     rows, details = {}, {}
     test = data["test"]
     test_vectors = vae.embed(test[0])   # MiniLM's own vectors (the frozen encoder's cache)
@@ -118,6 +120,7 @@ def rows_for(vae, data, budgets, corpus, seed, use_setfit, setfit_budgets, fine_
             put("setfit", accuracy, seconds=round(seconds))
         print(f"  @ {budget}: " + ", ".join(f"{r} {v[str(budget)]}" for r, v in rows.items()
                                             if str(budget) in v), flush=True)
+        done(rows, details)
     return rows, details
 
 
@@ -128,19 +131,23 @@ def run_yelp(args, command):
     labeled = load_split(args.data_dir, f"train.{max(args.budgets)}")[0]
     pool = load_pool(args.data_dir, args.pool_size) + list(labeled)
     vae, check = pretrain(pool, args.seed, args.max_epochs)
-    rows, details = rows_for(vae, data, args.budgets, pool, args.seed, not args.no_setfit, args.setfit_budgets,
-                             args.fine_tune_budgets)
     path = FIGURES / "yelp_table3_seeds" / f"seed{args.seed}.json"
     record = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {
         "seed": args.seed, "rows": {}, "details": {}, "commands": [], "seconds": 0}
-    for row, values in rows.items():
-        record["rows"].setdefault(f"few-label/{row}", {}).update(values)
-        record["details"].setdefault(f"few-label/{row}", {}).update(details[row])
-    record.setdefault("pretrained_encoder", {})[baselines.ENCODER] = {"vae": dict(VAE, max_epochs=args.max_epochs),
-                                                                     "check": check}
+    record.setdefault("pretrained_encoder", {})[baselines.ENCODER] = {
+        "vae": dict(VAE, max_epochs=args.max_epochs, pool_size=args.pool_size), "check": check,
+        "setfit_iterations": baselines.SETFIT_ITERATIONS}
     record["commands"].append(command)
-    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    print(f"Wrote {path}.")
+
+    def write(rows, details):
+        for row, values in rows.items():
+            record["rows"].setdefault(f"few-label/{row}", {}).update(values)
+            record["details"].setdefault(f"few-label/{row}", {}).update(details[row])
+        path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        print(f"Wrote {path}.", flush=True)
+
+    rows_for(vae, data, args.budgets, pool, args.seed, not args.no_setfit, args.setfit_budgets,
+             args.fine_tune_budgets, write)
 
 
 def run_dev(args, command):
@@ -151,16 +158,20 @@ def run_dev(args, command):
         data = load_set(args.data_dir, name, args.budgets)
         vae, check = pretrain(data["pool"], args.seed, args.max_epochs)
         data = {budget: (list(data[budget][0]), data[budget][1]) for budget in args.budgets} | {"test": data["test"]}
-        rows, details = rows_for(vae, data, args.budgets, load_set(args.data_dir, name, [], test=False)["pool"],
-                                 args.seed, not args.no_setfit, args.setfit_budgets, args.fine_tune_budgets)
-        out["rows"] = [r for r in out["rows"] if not (r["data_set"] == name and r["seed"] == args.seed
-                                                      and str(r["labels"]) in rows.get(r["row"], {}))]
-        out["rows"] += [{"data_set": name, "labels": int(budget), "row": row, "accuracy": value,
-                         "seed": args.seed, **details[row][budget]}
-                        for row, values in rows.items() for budget, value in values.items()]
-        out["runs"].append({"data_set": name, "seed": args.seed, "vae_check": check, "command": command})
-        path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
-        print(f"Wrote {path}.", flush=True)
+        out["runs"].append({"data_set": name, "seed": args.seed, "vae_check": check, "command": command,
+                            "setfit_iterations": baselines.SETFIT_ITERATIONS})
+
+        def write(rows, details):
+            out["rows"] = [r for r in out["rows"] if not (r["data_set"] == name and r["seed"] == args.seed
+                                                          and str(r["labels"]) in rows.get(r["row"], {}))]
+            out["rows"] += [{"data_set": name, "labels": int(budget), "row": row, "accuracy": value,
+                             "seed": args.seed, **details[row][budget]}
+                            for row, values in rows.items() for budget, value in values.items()]
+            path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+            print(f"Wrote {path}.", flush=True)
+
+        rows_for(vae, data, args.budgets, load_set(args.data_dir, name, [], test=False)["pool"],
+                 args.seed, not args.no_setfit, args.setfit_budgets, args.fine_tune_budgets, write)
 
 
 def main(argv=None):
