@@ -144,3 +144,33 @@ def test_the_recipes_pick_chooses_on_the_labels_only(tiny_encoder):
     assert set(cv) == {"frozen, embedding_weight 0", "frozen, embedding_weight 1", "fine-tuned ensemble"}
     assert chosen == max(cv, key=cv.get) and all(0 <= value <= 100 for value in cv.values())
     assert 0 <= model.score(TEXTS[:8], labels[:8]) <= 1
+
+
+def test_tune_searches_the_encoder_freezing_like_any_parameter(tiny_encoder):
+    optuna = pytest.importorskip("optuna")
+    from ssl_textvae.tuning import build_classifier, tune
+
+    fixed = {f"vae__{k}": v for k, v in SMALL.items() if k not in ("random_state", "verbose")}
+    fixed.update(vae__encoder=tiny_encoder, vae__max_epochs=1)
+    grid = {"vae__freeze_encoder": [True, False]}
+    study = tune(TEXTS, LABELS, n_trials=2, search_space=grid, fixed_params=fixed, cv_splits=2, cv_repeats=1,
+                 random_state=0, sampler=optuna.samplers.GridSampler(grid, seed=0), verbose=0)
+    assert sorted(t.params["vae__freeze_encoder"] for t in study.trials) == [False, True]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert build_classifier(study).vae.encoder == tiny_encoder
+
+
+def test_cli_fit_and_predict_with_a_pretrained_encoder(tiny_encoder, tmp_path, capsys):
+    from ssl_textvae.cli import main
+
+    train = tmp_path / "train.txt"
+    train.write_text("".join(f"{label}\t{text}\n" for text, label in zip(TEXTS, LABELS)), encoding="utf-8")
+    (tmp_path / "new.txt").write_text("good food\nrude staff\n", encoding="utf-8")
+    params = [f"vae__{k}={v}" for k, v in SMALL.items() if k not in ("random_state", "verbose", "precision")]
+    args = ["fit", str(train), str(tmp_path / "model"), "--param", f"vae__encoder={tiny_encoder}"]
+    for param in params:
+        args += ["--param", param]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "model"), str(tmp_path / "new.txt")]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
