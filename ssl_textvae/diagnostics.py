@@ -1,4 +1,4 @@
-"""What can go wrong while pretraining, and how it is reported: the posterior means'
+"""What can go wrong while training, and how it is reported: the posterior means'
 pre-batch-norm variance slipping under batch norm's eps (BN-VAE's KL bound then fails)
 and a loss or gradient that is no longer finite."""
 
@@ -70,8 +70,9 @@ def check_pre_bn_variance(module, record):
                   KLCollapseWarning, stacklevel=3)
 
 
-def diverged_error(what, epoch, step, batch_index, n_batches, optimizer, config):
-    """A :class:`TrainingDivergedError` saying where (epoch, optimizer step) and what to do."""
+def diverged_error(what, epoch, step, batch_index, n_batches, optimizer, config, run="Pretraining"):
+    """A :class:`TrainingDivergedError` saying which ``run`` ("Fine-tuning"...), where
+    (epoch, optimizer step) and what to do."""
     where = f"epoch {epoch + 1}"
     if batch_index is not None:
         where += f", batch {batch_index + 1} of {n_batches} (optimizer step {step})"
@@ -81,7 +82,7 @@ def diverged_error(what, epoch, step, batch_index, n_batches, optimizer, config)
     clipping = (f"clip_grad_norm is {config.clip_grad_norm:g}" if config.clip_grad_norm
                 else "gradient clipping is off: set clip_grad_norm (5.0 by default)")
     return TrainingDivergedError(
-        f"Pretraining diverged: {what} in {where}. The learning rate is {lr:g} and {clipping}. "
+        f"{run} diverged: {what} in {where}. The learning rate is {lr:g} and {clipping}. "
         f"Use a smaller lr (the paper's SGD uses 1.0, Adam about 1e-3), keep gradient clipping "
         f"on, or train with precision='fp32'. "
         + ("The weights were not updated with this step; a " if batch_index is not None else "A ")
