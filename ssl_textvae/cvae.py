@@ -138,9 +138,11 @@ class ConditionalVAE(nn.Module):
         mean, logvar = self.prior(context).float().chunk(2, -1)
         return mean, logvar
 
-    def pre_norm_posterior_mean(self, context, response, response_lengths):
-        """mu_q before the batch norm, (batch, latent): what its running statistics describe."""
-        return self.recognition_params(context, response, response_lengths)[0]
+    def pre_norm_posterior(self, utterances, utterance_lengths, floors, sizes, response, response_lengths):
+        """(mu_q before the batch norm, logvar_q) of a batch, each (batch, latent): the mean
+        is what the norm's running statistics describe."""
+        context = self.encode_context(utterances, utterance_lengths, floors, sizes)
+        return self.recognition_params(context, response, response_lengths)
 
     def recognition_params(self, context, response, response_lengths):
         encoded = self.utterance_encoder(self.embedding(response), response_lengths)        # (batch, 2 * utt)
