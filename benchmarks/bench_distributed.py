@@ -75,7 +75,8 @@ def rank_main(rank, world_size, port, args, out_dir):
 
     from ssl_textvae.distributed import current_shard, local_device, process_group
     from ssl_textvae.model import TextVAE
-    from ssl_textvae.training import TrainingConfig, make_optimizer, objective_terms, train_epoch
+    from ssl_textvae.engine import make_optimizer
+    from ssl_textvae.training import TrainingConfig, objective_terms, train_epoch
 
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))

@@ -32,7 +32,7 @@ from ssl_textvae.data import EncodedCorpus  # noqa: E402
 from ssl_textvae.model import TextVAE  # noqa: E402
 from ssl_textvae.runtime import resolve_precision  # noqa: E402
 from ssl_textvae.tokenization import TextTokenizer  # noqa: E402
-from ssl_textvae.training import recalibrate_batch_norm  # noqa: E402
+from ssl_textvae.engine import recalibrate_batch_norm  # noqa: E402
 
 
 def random_model(args, device):

@@ -43,7 +43,8 @@ from benchmarks._common import (RESULTS_DIR, add_common_arguments, add_model_arg
 from ssl_textvae.model import TextVAE  # noqa: E402
 from ssl_textvae.optim import AUTOCAST_LAYERS  # noqa: E402
 from ssl_textvae.runtime import flush_denormals, resolve_precision  # noqa: E402
-from ssl_textvae.training import TrainingConfig, make_optimizer, train_epoch  # noqa: E402
+from ssl_textvae.engine import make_optimizer  # noqa: E402
+from ssl_textvae.training import TrainingConfig, train_epoch  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -22,6 +22,7 @@ from . import persistence
 from ._validation import python_scalar, string_input_tags, validate_params
 from ._vae_params import VAE_CONSTRAINTS, VAE_PARAMS_DOC
 from .data import EncodedCorpus, check_distinct, check_vocabulary_overlap, warn_unknown_rows
+from .generation import decode_latents, interpolation_path
 from .inference import encode_means
 from .inputs import check_texts, iterate_texts
 from .model import TextVAE
@@ -257,8 +258,6 @@ class BNVAE(TransformerMixin, BaseEstimator):
         """Texts decoded at ``steps`` evenly spaced points between the posterior means of
         the texts ``start`` and ``end``, endpoints included (greedy by default, so the
         first and last equal ``reconstruct([start, end])``). Returns a list of str."""
-        from .generation import interpolation_path
-
         check_is_fitted(self, "module_")
         for name, text in (("start", start), ("end", end)):
             if not isinstance(text, str):
@@ -271,8 +270,6 @@ class BNVAE(TransformerMixin, BaseEstimator):
                             max_tokens, seed, resolve_device(self.device))
 
     def _decode(self, z, temperature, max_tokens, seed, device):
-        from .generation import decode_latents
-
         generator = torch.Generator(device=device).manual_seed(seed)
         ids = decode_latents(self.module_.to(device), z, max_tokens, temperature, generator)
         return [self.tokenizer_.decode(row) for row in ids]

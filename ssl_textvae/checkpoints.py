@@ -1,11 +1,12 @@
-"""Pretraining checkpoints: one file per run directory, written atomically after each
-epoch, refused with a clear error when damaged, written for other data, another
+"""Training checkpoints, one format for every task of :mod:`ssl_textvae.engine`: one
+file per run directory, written atomically after each epoch, refused with a clear error when damaged, written for other data, another
 configuration or another model, so an interrupted run resumes exactly where it was.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import warnings
 from dataclasses import asdict
@@ -18,16 +19,19 @@ from .data import EncodedCorpus
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
-def data_fingerprint(train: EncodedCorpus, valid: EncodedCorpus) -> dict:
+def data_fingerprint(train: EncodedCorpus, valid: EncodedCorpus, *extra) -> dict:
     """What a checkpoint records of the data it was trained on: the sizes of the
     training and validation splits and a SHA-256 of their token ids, in order (so
-    other texts, another vocabulary or another split all differ)."""
+    other texts, another vocabulary or another split all differ), and of the integer
+    arrays ``extra`` (labels; a dialogue's contexts)."""
     digest = hashlib.sha256()
     for corpus in (train, valid):
         for array in (corpus.offsets, corpus.ids):
             digest.update(np.ascontiguousarray(array, dtype=np.int64 if array is corpus.offsets
                                                else np.int32).tobytes())
         digest.update(b"|")
+    for array in extra:
+        digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes() + b"|")
     return {"train_texts": len(train), "valid_texts": len(valid),
             "train_tokens": int(len(train.ids)), "sha256": digest.hexdigest()}
 
@@ -82,6 +86,10 @@ def load_checkpoint(path, module, optimizer, config, data=None):
     state = {k: payload[k] for k in ("epoch", "history", "best_loss", "bad_epochs", "halvings",
                                      "best_weights", "torch_rng")}
     state["step"] = int(payload.get("step", 0))
+    # written before the engine scored tuples: a pretraining's best loss
+    finite = math.isfinite(state["best_loss"])
+    state["best_score"] = payload.get("best_score", [-state["best_loss"]] if finite else None)
+    state["best_epoch"] = payload.get("best_epoch")
     state["data"] = data
     state["rng"] = tensor_to_rng(payload["rng"])
     return state
@@ -131,13 +139,14 @@ def tensor_to_rng(saved):
 
 
 def restore_rngs(state, seed):
-    """Seed torch's (forked) RNG or put back a checkpoint's state, and return the numpy
-    ``Generator`` of the batch order at the checkpoint's state: what a resumed run needs
-    to draw exactly what the uninterrupted run would have drawn."""
-    if state["torch_rng"] is None:
-        torch.manual_seed(seed)
-    else:
+    """Seed torch's (forked) RNG (``seed`` None: go on with the caller's stream) or put
+    back a checkpoint's state, and return the numpy ``Generator`` of the batch order at
+    the checkpoint's state: what a resumed run needs to draw exactly what the
+    uninterrupted run would have drawn."""
+    if state["torch_rng"] is not None:
         torch.set_rng_state(state["torch_rng"])
+    elif seed is not None:
+        torch.manual_seed(seed)
     rng = np.random.default_rng()
     rng.bit_generator.state = state["rng"]
     return rng

@@ -21,8 +21,10 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from .generation import decode_tokens
+from .inference import eval_mode
 from .model import MeanBatchNorm, gaussian_kl, sample_gaussian
-from .tokenization import BOS_ID, EOS_ID, PAD_ID
+from .tokenization import PAD_ID
 
 __all__ = ["ConditionalVAE", "ContextEncoder", "UtteranceEncoder", "gaussian_kl_between",
            "generate_ids", "total_kl", "training_loss"]
@@ -138,9 +140,11 @@ class ConditionalVAE(nn.Module):
         mean, logvar = self.prior(context).float().chunk(2, -1)
         return mean, logvar
 
-    def pre_norm_posterior_mean(self, context, response, response_lengths):
-        """mu_q before the batch norm, (batch, latent): what its running statistics describe."""
-        return self.recognition_params(context, response, response_lengths)[0]
+    def pre_norm_posterior(self, utterances, utterance_lengths, floors, sizes, response, response_lengths):
+        """(mu_q before the batch norm, logvar_q) of a batch, each (batch, latent): the mean
+        is what the norm's running statistics describe."""
+        context = self.encode_context(utterances, utterance_lengths, floors, sizes)
+        return self.recognition_params(context, response, response_lengths)
 
     def recognition_params(self, context, response, response_lengths):
         encoded = self.utterance_encoder(self.embedding(response), response_lengths)        # (batch, 2 * utt)
@@ -209,37 +213,20 @@ def generate_ids(module, utterances, utterance_lengths, floors, sizes, n_samples
     """Responses decoded from z ~ p(z|c): for each context, ``n_samples`` lists of word ids
     (no ``<s>``/``</s>``). ``temperature`` 0 decodes greedily from each z (Zhao et al.);
     above 0 each token is drawn from softmax(logits / temperature). Eval mode, no autograd."""
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.inference_mode():
-            context = module.encode_context(utterances, utterance_lengths, floors, sizes)  # (batch, ctx)
-            batch = context.size(0)
-            mean, logvar = module.prior_params(context)
-            noise = torch.randn(batch, n_samples, mean.size(1), generator=generator,
-                                device=generator.device if generator is not None else mean.device)
-            z = mean.unsqueeze(1) + noise.to(mean.device) * (0.5 * logvar).exp().unsqueeze(1)
-            z = z.reshape(batch * n_samples, -1)                             # (batch * samples, latent)
-            context = context.repeat_interleave(n_samples, 0)                # (batch * samples, ctx)
-            tokens = torch.full((batch * n_samples, 1), BOS_ID, dtype=torch.long, device=context.device)
-            finished = torch.zeros(batch * n_samples, dtype=torch.bool, device=context.device)
-            state, generated = None, []
-            for _ in range(max_tokens + 1):  # the last step can only end the response
-                hidden, state = module.decoder_states(tokens, context, z, state)   # (rows, 1, decoder)
-                logits = module.output(hidden[:, -1]).float()                # (rows, vocab)
-                logits[:, [PAD_ID, BOS_ID]] = -float("inf")
-                if temperature == 0:
-                    tokens = logits.argmax(-1, keepdim=True)                 # (rows, 1)
-                else:
-                    probabilities = torch.softmax(logits / temperature, -1)
-                    tokens = torch.multinomial(probabilities.cpu(), 1, generator=generator).to(context.device)
-                tokens = torch.where(finished.unsqueeze(1), torch.full_like(tokens, EOS_ID), tokens)
-                generated.append(tokens)
-                finished |= tokens.squeeze(1) == EOS_ID
-                if bool(finished.all()):
-                    break
-            ids = torch.cat(generated, 1).cpu().tolist()                     # (rows, steps)
-    finally:
-        module.train(was_training)
-    rows = [row[:row.index(EOS_ID)] if EOS_ID in row else row[:max_tokens] for row in ids]
+    with eval_mode(module):
+        context = module.encode_context(utterances, utterance_lengths, floors, sizes)  # (batch, ctx)
+        batch = context.size(0)
+        mean, logvar = module.prior_params(context)
+        noise = torch.randn(batch, n_samples, mean.size(1), generator=generator,
+                            device=generator.device if generator is not None else mean.device)
+        z = mean.unsqueeze(1) + noise.to(mean.device) * (0.5 * logvar).exp().unsqueeze(1)
+        z = z.reshape(batch * n_samples, -1)                                 # (batch * samples, latent)
+        context = context.repeat_interleave(n_samples, 0)                    # (batch * samples, ctx)
+
+        def next_scores(tokens, state):
+            hidden, state = module.decoder_states(tokens, context, z, state)   # (rows, 1, decoder)
+            return module.output(hidden[:, -1]), state                       # (rows, vocab)
+
+        rows = decode_tokens(next_scores, batch * n_samples, context.device, max_tokens, temperature,
+                             generator)
     return [rows[i * n_samples:(i + 1) * n_samples] for i in range(batch)]

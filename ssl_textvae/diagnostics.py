@@ -1,4 +1,4 @@
-"""What can go wrong while pretraining, and how it is reported: the posterior means'
+"""What can go wrong while training, and how it is reported: the posterior means'
 pre-batch-norm variance slipping under batch norm's eps (BN-VAE's KL bound then fails)
 and a loss or gradient that is no longer finite."""
 

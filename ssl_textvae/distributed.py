@@ -1,4 +1,6 @@
-"""Pretraining on several processes with torch.distributed, in torch only.
+"""Pretraining on several processes with torch.distributed, in torch only: an
+execution strategy of :mod:`ssl_textvae.engine` (a task's ``shard``; one process is
+:class:`SingleProcess`, the strategy of every task by default).
 
 ``torchrun`` starts one process per device; each holds the whole (tokenized)
 corpus, draws the same global batches from the same seed and trains on its share

@@ -1,12 +1,13 @@
-"""The fine-tuning loop, in torch only, beside the pretraining loop of ``training.py``.
+"""Fine-tuning with labels as a task of :mod:`ssl_textvae.engine`, in torch only.
 
 A pretrained encoder (embeddings, LSTM, the layer to the posterior) and a linear
 head on its posterior means are trained together on labeled texts with
 cross-entropy. The batch norm on the means keeps its pretrained statistics (eval
 mode), so the features keep the scale the head was initialized on. The best
-weights on the validation labels are kept; a plateau of ``patience`` epochs
-halves the learning rate and reloads them (the official BN-VAE classifier's
-schedule), or stops training once ``max_lr_halvings`` halvings are spent.
+weights on the validation labels are kept (the start, epoch 0, competes too); a
+plateau of ``patience`` epochs halves the learning rate and reloads them (the
+official BN-VAE classifier's schedule), or stops training once ``max_lr_halvings``
+halvings are spent: the engine's plateau schedule.
 """
 
 from __future__ import annotations
@@ -19,13 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
-from .data import EncodedCorpus, bucket_batches, collate
-from .diagnostics import check_loss
+from . import engine
+from .checkpoints import data_fingerprint
+from .data import EncodedCorpus, collate
 from .inference import run_batched
-from .runtime import autocast_context
-from .threads import cpu_threads
 
 OPTIMIZERS = ("adam", "sgd")
 SELECTIONS = ("accuracy", "loss")
@@ -45,7 +44,7 @@ class FineTuningConfig:
     selection: str = "accuracy"
     precision: str = "auto"
     verbose: int = 1
-    # A pretrained transformer encoder trains at this rate (None: it has none).
+    # A pretrained transformer encoder trains at this rate (None: 2e-5 where it has one).
     encoder_lr: Optional[float] = None
 
 
@@ -119,77 +118,57 @@ def validate(module, corpus, targets, device, precision="auto"):
     return float((scores.argmax(1) == labels).float().mean()), float(F.cross_entropy(scores, labels))
 
 
+class FineTuningTask(engine.Task):
+    """Cross-entropy on ``train_targets`` (class indices), selected by validation
+    accuracy then loss, or by loss (``config.selection``)."""
+
+    name, validate_start, prefix, explode_check = "Fine-tuning", True, "fine_tuning_", True
+
+    def __init__(self, module, train, train_targets, valid, valid_targets, config, device, seed):
+        self.module, self.train, self.valid, self.config, self.device = module, train, valid, config, device
+        self.train_targets, self.valid_targets = train_targets, valid_targets
+        self.labels = torch.as_tensor(train_targets, device=device)
+        self.lengths, self.n_tokens = train.lengths, train.n_tokens()
+        self.seed, self.torch_seed = seed, None   # torch's stream is the caller's (it built the head)
+        self.patience, self.max_lr_halvings = config.patience, config.max_lr_halvings
+
+    def make_optimizer(self):
+        config, module = self.config, self.module
+        encoder_lr = (config.encoder_lr or 2e-5) if getattr(module, "pretrained", False) else None
+        return engine.make_optimizer(config.optimizer, module.parameters(), config.lr, encoder_lr, module,
+                                     config.weight_decay)
+
+    def inputs(self, indices):
+        return tuple(t.to(self.device) for t in collate(self.train, indices))
+
+    def loss(self, scores, indices, kl_weight):
+        # scores: (batch, classes)
+        return F.cross_entropy(scores.float(), self.labels[torch.as_tensor(indices, device=self.device)]), []
+
+    def validate(self):
+        accuracy, loss = validate(self.module, self.valid, self.valid_targets, self.device, self.config.precision)
+        return {"valid_loss": loss, "valid_accuracy": accuracy}
+
+    def score(self, record):
+        if self.config.selection == "loss":
+            return (-record["valid_loss"],)
+        return (record["valid_accuracy"], -record["valid_loss"])
+
+    def describe(self, record):
+        return (f"fine-tuning epoch {record['epoch']}: train_loss {record['train_loss']:.4f}, "
+                f"valid_loss {record['valid_loss']:.4f}, valid_accuracy {record['valid_accuracy']:.4f}, "
+                f"lr {record['lr']:.3g}")
+
+    def fingerprint(self):
+        return data_fingerprint(self.train, self.valid, self.train_targets, self.valid_targets)
+
+
 def fine_tune(module: EncoderClassifier, train: EncodedCorpus, train_targets, valid: EncodedCorpus,
-              valid_targets, config: FineTuningConfig, device, seed):
+              valid_targets, config: FineTuningConfig, device, seed, checkpoint_dir=None):
     """Train ``module`` in place; return ``(history, best_epoch)``, the module holding
     the best weights (epoch 0, the start, competes too). Batch order is drawn from a
-    numpy generator seeded with ``seed``; torch's RNG is the caller's. A training loss
-    that is not finite or explodes (:func:`~ssl_textvae.diagnostics.divergence`, against
-    the starting validation loss) raises ``TrainingDivergedError`` before its update."""
-    make = torch.optim.SGD if config.optimizer == "sgd" else torch.optim.Adam
-    groups = [{"params": list(module.parameters())}]
-    if getattr(module, "pretrained", False):   # the transformer at its own, far smaller rate
-        backbone = {id(p) for p in module.encoder.backbone.parameters()}
-        groups = [{"params": [p for p in module.parameters() if id(p) not in backbone]},
-                  {"params": list(module.encoder.backbone.parameters()),
-                   "lr": config.encoder_lr or 2e-5}]
-    optimizer = make(groups, lr=config.lr, weight_decay=config.weight_decay)
-    rng = np.random.default_rng(seed)
-    labels = torch.as_tensor(train_targets, device=device)
-
-    def score(accuracy, loss):   # larger is better
-        return (-loss,) if config.selection == "loss" else (accuracy, -loss)
-
-    with cpu_threads(device) as threads:   # the free CPUs, as in pretraining
-        start = validate(module, valid, valid_targets, device, config.precision)
-        best = (score(*start), 0, copy.deepcopy(module.state_dict()))
-        history, bad_epochs, halvings, step = [], 0, 0, 0
-        diverged = dict(task="Fine-tuning", prefix="fine_tuning_", checkpoints=False)
-        for epoch in range(1, config.max_epochs + 1):
-            module.train()
-            total = torch.zeros((), dtype=torch.float64, device=device)  # no sync per step
-            count = 0
-            batches = bucket_batches(train.lengths, config.batch_size, shuffle=True, rng=rng)
-            for batch_index, indices in enumerate(tqdm(
-                    batches, desc=f"fine-tuning {epoch}/{config.max_epochs}", leave=False,
-                    disable=not config.verbose, unit="batch")):
-                inputs = tuple(t.to(device) for t in collate(train, indices))
-                with autocast_context(device, config.precision):
-                    scores = module(*inputs)                                  # (batch, classes)
-                loss = F.cross_entropy(scores.float(), labels[torch.as_tensor(indices, device=device)])
-                step += 1
-                check_loss("the training loss", float(loss.detach()), start[1], epoch - 1, step,
-                           batch_index, len(batches), optimizer, config, **diverged)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if config.clip_grad_norm is not None:
-                    nn.utils.clip_grad_norm_(module.parameters(), config.clip_grad_norm)
-                optimizer.step()
-                threads.step()
-                total += loss.detach().double() * len(indices)
-                count += len(indices)
-            accuracy, valid_loss = validate(module, valid, valid_targets, device, config.precision)
-            check_loss("the validation loss", valid_loss, start[1], epoch - 1, step, None,
-                       len(batches), optimizer, config, **diverged)
-            lr = optimizer.param_groups[0]["lr"]
-            history.append({"epoch": epoch, "train_loss": float(total) / max(count, 1),
-                            "valid_loss": valid_loss, "valid_accuracy": accuracy, "lr": lr})
-            if config.verbose:
-                tqdm.write(f"fine-tuning epoch {epoch}: train_loss {history[-1]['train_loss']:.4f}, "
-                           f"valid_loss {valid_loss:.4f}, valid_accuracy {accuracy:.4f}, lr {lr:.3g}")
-            if score(accuracy, valid_loss) > best[0]:
-                best, bad_epochs = (score(accuracy, valid_loss), epoch, copy.deepcopy(module.state_dict())), 0
-                continue
-            bad_epochs += 1
-            if bad_epochs < config.patience:
-                continue
-            if halvings == config.max_lr_halvings:
-                break
-            # The plateau schedule of the official code: back to the best weights, half the step.
-            halvings, bad_epochs = halvings + 1, 0
-            module.load_state_dict(best[2])
-            for group in optimizer.param_groups:
-                group["lr"] /= 2
-    module.load_state_dict(best[2])
-    module.eval()
-    return history, best[1]
+    numpy generator seeded with ``seed``; torch's RNG is the caller's. With a
+    ``checkpoint_dir`` each epoch is saved there and a run found there resumes."""
+    task = FineTuningTask(module, train, train_targets, valid, valid_targets, config, device, seed)
+    state = engine.fit(task, checkpoint_dir)
+    return state["history"], state["best_epoch"]

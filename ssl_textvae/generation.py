@@ -1,5 +1,6 @@
 """Text from latent codes, in torch only: greedy or temperature sampling with the
-decoder, one token at a time, from ``<s>`` until ``</s>`` or ``max_tokens``.
+decoder, one token at a time, from ``<s>`` until ``</s>`` or ``max_tokens``; the
+conditional VAE's responses (:func:`ssl_textvae.cvae.generate_ids`) share the loop.
 
 The estimator wraps these as :meth:`BNVAE.sample` (z from the prior N(0, I)),
 :meth:`BNVAE.reconstruct` (z = posterior mean) and :meth:`BNVAE.interpolate`
@@ -12,6 +13,7 @@ from typing import List, Optional
 
 import torch
 
+from .inference import eval_mode
 from .tokenization import BOS_ID, EOS_ID, PAD_ID
 
 
@@ -28,32 +30,42 @@ def decode_latents(module, z: torch.Tensor, max_tokens: int = 40, temperature: f
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens!r}.")
     decoder = module.decoder
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.inference_mode():
-            z = z.to(next(module.parameters()).device, torch.float32)        # (n, latent)
-            n = z.size(0)
-            tokens = torch.full((n, 1), BOS_ID, dtype=torch.long, device=z.device)  # (n, 1)
-            finished = torch.zeros(n, dtype=torch.bool, device=z.device)
-            state, generated = None, []
-            for _ in range(max_tokens + 1):  # the last step can only end the text
-                hidden, state = decoder.hidden_states(tokens, z, state)       # (n, 1, hidden)
-                logits = decoder.next_token_scores(hidden[:, -1])              # (n, vocab)
-                logits[:, [PAD_ID, BOS_ID]] = -float("inf")
-                if temperature == 0:
-                    tokens = logits.argmax(-1, keepdim=True)                 # (n, 1)
-                else:
-                    probabilities = torch.softmax(logits / temperature, -1)
-                    tokens = torch.multinomial(probabilities, 1, generator=generator)
-                tokens = torch.where(finished.unsqueeze(1), torch.full_like(tokens, EOS_ID), tokens)
-                generated.append(tokens)
-                finished |= tokens.squeeze(1) == EOS_ID
-                if bool(finished.all()):
-                    break
-            ids = torch.cat(generated, 1).cpu().tolist()                     # (n, steps)
-    finally:
-        module.train(was_training)
+    with eval_mode(module):
+        z = z.to(next(module.parameters()).device, torch.float32)            # (n, latent)
+
+        def next_scores(tokens, state):
+            hidden, state = decoder.hidden_states(tokens, z, state)           # (n, 1, hidden)
+            return decoder.next_token_scores(hidden[:, -1]), state            # (n, vocab)
+
+        return decode_tokens(next_scores, z.size(0), z.device, max_tokens, temperature, generator)
+
+
+def decode_tokens(next_scores, n, device, max_tokens=40, temperature=0.0, generator=None):
+    """The one decoding loop (a ``BNVAE``'s texts, a ``BNCVAE``'s responses): ``n`` rows
+    from ``<s>``, ``next_scores(tokens (n, 1), state) -> (logits (n, vocab), state)`` one
+    token at a time until every row has produced ``</s>`` or ``max_tokens`` tokens.
+    Returns each row's ids without ``<s>`` and ``</s>``; ``<pad>`` and ``<s>`` are never
+    produced. Sampling draws on ``generator``'s device."""
+    tokens = torch.full((n, 1), BOS_ID, dtype=torch.long, device=device)     # (n, 1)
+    finished = torch.zeros(n, dtype=torch.bool, device=device)
+    state, generated = None, []
+    for _ in range(max_tokens + 1):  # the last step can only end the text
+        logits, state = next_scores(tokens, state)
+        logits = logits.float()
+        logits[:, [PAD_ID, BOS_ID]] = -float("inf")
+        if temperature == 0:
+            tokens = logits.argmax(-1, keepdim=True)                         # (n, 1)
+        else:
+            probabilities = torch.softmax(logits / temperature, -1)
+            if generator is not None:
+                probabilities = probabilities.to(generator.device)
+            tokens = torch.multinomial(probabilities, 1, generator=generator).to(device)
+        tokens = torch.where(finished.unsqueeze(1), torch.full_like(tokens, EOS_ID), tokens)
+        generated.append(tokens)
+        finished |= tokens.squeeze(1) == EOS_ID
+        if bool(finished.all()):
+            break
+    ids = torch.cat(generated, 1).cpu().tolist()                             # (n, steps)
     return [row[:row.index(EOS_ID)] if EOS_ID in row else row[:max_tokens] for row in ids]
 
 

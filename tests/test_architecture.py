@@ -6,7 +6,8 @@ import os
 
 PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ssl_textvae")
 TORCH_ONLY = ("tokenization", "data", "inputs", "model", "adaptive_softmax", "optim", "runtime",
-              "inference", "training", "fine_tuning", "metrics", "generation", "persistence")
+              "inference", "checkpoints", "engine", "training", "fine_tuning", "dialogue_training", "cvae",
+              "metrics", "generation", "persistence")
 ESTIMATORS_AND_ABOVE = {"bnvae", "_classifier_base", "classifier", "fine_tuned", "loading", "tuning",
                        "cli", "__init__"}
 MAX_LINES = 400

@@ -13,11 +13,12 @@ import torch.multiprocessing as mp
 
 import ssl_textvae.model
 from ssl_textvae import BNVAE
-from ssl_textvae import distributed, training
+from ssl_textvae import distributed, engine
 from ssl_textvae.data import EncodedCorpus, bucket_batches, collate, n_batches
 from ssl_textvae.model import Encoder, MeanBatchNorm, TextVAE
 from ssl_textvae.tokenization import TextTokenizer
-from ssl_textvae.training import TrainingConfig, make_optimizer, train_epoch
+from ssl_textvae.engine import make_optimizer
+from ssl_textvae.training import TrainingConfig, train_epoch
 
 from conftest import make_corpus
 
@@ -113,7 +114,7 @@ def _equivalence(rank, world_size, out_dir):
 def _pretrain(rank, world_size, out_dir):
     """BNVAE.fit under a process group, recording each rank's batches and checkpoint writes."""
     sizes, writes = [], []
-    batches, save = distributed.ProcessShard.batches, training.save_checkpoint
+    batches, save = distributed.ProcessShard.batches, engine.save_checkpoint
 
     def recording_batches(self, *args):
         steps = batches(self, *args)
@@ -124,7 +125,7 @@ def _pretrain(rank, world_size, out_dir):
         writes.append(rank)
         save(*args)
 
-    distributed.ProcessShard.batches, training.save_checkpoint = recording_batches, recording_save
+    distributed.ProcessShard.batches, engine.save_checkpoint = recording_batches, recording_save
     vae = BNVAE(checkpoint_dir=os.path.join(out_dir, "checkpoints"), **PRETRAIN).fit(varied_texts(57))
     if distributed.is_main_process():
         vae.save(os.path.join(out_dir, "model"))

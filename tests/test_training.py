@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from ssl_textvae import BNVAE
-from ssl_textvae import training
-from ssl_textvae.training import CHECKPOINT_NAME, _step_plateau
+from ssl_textvae import engine
+from ssl_textvae.checkpoints import CHECKPOINT_NAME
 
 from conftest import TINY, make_corpus
 
@@ -91,21 +91,21 @@ def test_checkpoint_resume_continues_the_run(three_epochs, texts, tmp_path):
 
 
 def test_interrupted_run_resumes_from_its_checkpoint(three_epochs, texts, tmp_path, monkeypatch):
-    real_epoch = training.train_epoch
+    real_epoch = engine.train_epoch
 
-    def interrupt_in_epoch_two(module, optimizer, corpus, config, device, rng, epoch, *args):
-        if epoch == 1:
+    def interrupt_in_epoch_two(task, optimizer, state, *args):
+        if state["epoch"] == 1:
             raise KeyboardInterrupt
-        return real_epoch(module, optimizer, corpus, config, device, rng, epoch, *args)
+        return real_epoch(task, optimizer, state, *args)
 
     params = dict(PARAMS, max_epochs=3, checkpoint_dir=str(tmp_path))
-    monkeypatch.setattr(training, "train_epoch", interrupt_in_epoch_two)
+    monkeypatch.setattr(engine, "train_epoch", interrupt_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         BNVAE(**params).fit(texts)
     saved = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
     assert saved["epoch"] == 1 and len(saved["history"]) == 1
     assert not os.path.exists(tmp_path / (CHECKPOINT_NAME + ".tmp"))
-    monkeypatch.setattr(training, "train_epoch", real_epoch)
+    monkeypatch.setattr(engine, "train_epoch", real_epoch)
     resumed = BNVAE(**params).fit(texts)
     assert losses(resumed.history_) == losses(three_epochs.history_)
 
@@ -141,21 +141,25 @@ def test_checkpoint_ignores_verbose_and_max_epochs(texts, tmp_path):
 def plateau_setup(lr=1.0):
     module = nn.Linear(2, 1)
     optimizer = torch.optim.SGD(module.parameters(), lr=lr)
-    state = {"best_loss": float("inf"), "bad_epochs": 0, "halvings": 0, "best_weights": None}
-    return module, optimizer, state
+    return module, optimizer, engine.new_state(0)
+
+
+def step(module, optimizer, state, loss, min_delta=1e-4):
+    """Pretraining's plateau: the score is minus the validation loss."""
+    engine.plateau_step(module, optimizer, state, (-loss,), patience=2, min_delta=min_delta)
 
 
 def test_plateau_halves_lr_after_patience_and_restores_best_weights():
     module, optimizer, state = plateau_setup()
-    _step_plateau(module, optimizer, state, {"valid_loss": 5.0}, patience=2)
+    step(module, optimizer, state, 5.0)
     best = copy.deepcopy(module.state_dict())
     assert state["best_loss"] == 5.0 and state["bad_epochs"] == 0
     with torch.no_grad():
         module.weight.add_(1.0)  # training moves on
-    _step_plateau(module, optimizer, state, {"valid_loss": 5.5}, patience=2)
+    step(module, optimizer, state, 5.5)
     assert optimizer.param_groups[0]["lr"] == 1.0 and state["bad_epochs"] == 1
     assert not torch.equal(module.weight, best["weight"])
-    _step_plateau(module, optimizer, state, {"valid_loss": 5.0}, patience=2)  # not better
+    step(module, optimizer, state, 5.0)  # not better
     assert optimizer.param_groups[0]["lr"] == 0.5
     assert state["halvings"] == 1 and state["bad_epochs"] == 0
     torch.testing.assert_close(module.state_dict(), best)
@@ -164,12 +168,21 @@ def test_plateau_halves_lr_after_patience_and_restores_best_weights():
 def test_plateau_improvement_resets_the_count():
     module, optimizer, state = plateau_setup()
     for loss in (5.0, 6.0, 4.0, 6.0):
-        _step_plateau(module, optimizer, state, {"valid_loss": loss}, patience=2)
+        step(module, optimizer, state, loss)
     assert optimizer.param_groups[0]["lr"] == 1.0
     assert state["best_loss"] == 4.0 and state["bad_epochs"] == 1
     for _ in range(4):  # bad epochs 2 (halve), 1, 2 (halve), 1
-        _step_plateau(module, optimizer, state, {"valid_loss": 9.0}, patience=2)
+        step(module, optimizer, state, 9.0)
     assert optimizer.param_groups[0]["lr"] == 0.25 and state["halvings"] == 2
+
+
+def test_plateau_compares_tuples_and_keeps_the_epoch():
+    # fine-tuning's accuracy-then-loss selection: a tie on accuracy goes to the lower loss
+    module, optimizer, state = plateau_setup()
+    engine.plateau_step(module, optimizer, state, (0.5, -1.0), patience=1, epoch=0)
+    engine.plateau_step(module, optimizer, state, (0.5, -0.8), patience=1, epoch=1)
+    engine.plateau_step(module, optimizer, state, (0.5, -0.9), patience=1, epoch=2)
+    assert state["best_score"] == [0.5, -0.8] and state["best_epoch"] == 1 and state["halvings"] == 1
 
 
 @pytest.mark.filterwarnings("ignore::ssl_textvae.KLCollapseWarning")  # weights stay at init scale
