@@ -9,8 +9,10 @@ from .dialogue import BNCVAE
 from .fine_tuned import FineTunedBNVAEClassifier
 from .inputs import ConcatTexts, TextFile, load_hf_texts, read_labeled_file
 from .loading import load
+from .tables import read_table
 from .tokenization import TextTokenizer
 
 __all__ = ["BNCVAE", "BNVAE", "BNVAEClassifier", "ConcatTexts", "FineTunedBNVAEClassifier",
            "KLCollapseWarning", "SOFTMAXES", "KLExplosionWarning", "TextFile", "TextTokenizer",
-           "TrainingDivergedError", "__version__", "load", "load_hf_texts", "read_labeled_file"]
+           "TrainingDivergedError", "__version__", "load", "load_hf_texts", "read_labeled_file",
+           "read_table"]
