@@ -23,8 +23,7 @@ import time
 import numpy as np
 
 from ssl_textvae import BNCVAE, __version__
-from ssl_textvae.dialogue import dialogue_pairs
-from ssl_textvae.dialogue_metrics import fit_word_vectors
+from ssl_textvae.dialogue import dialogue_pairs, fit_word_vectors
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = os.path.join(HERE, "..", "..", "shared", "data", "dailydialog_li2017")

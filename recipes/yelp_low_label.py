@@ -47,8 +47,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.semi_supervised import SelfTrainingClassifier
 
 import ssl_textvae
-from ssl_textvae import BNVAE, BNVAEClassifier, ConcatTexts, FineTunedBNVAEClassifier
-from ssl_textvae.model import SOFTMAXES
+from ssl_textvae import SOFTMAXES, BNVAE, BNVAEClassifier, ConcatTexts, FineTunedBNVAEClassifier
 from yelp_data import load_pool, load_split
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -4,40 +4,35 @@ Each command adds its parser in an ``_add_<command>_parser`` function and runs i
 ``_run_<command>``; ``main`` only dispatches and turns input errors into a message
 and exit status 2: bad input (an option, a file, a parameter) and a diverged training
 run are one line on stderr, never a traceback, and warnings are one line each.
-Training files are ``label<TAB>text`` lines, where the label -1, an empty label or a
-line without a tab marks an unlabeled text (:func:`ssl_textvae.read_labeled_file`
-with ``allow_unlabeled=True``). Files are read as UTF-8 (a byte-order mark is dropped)
-with ``\\n``, ``\\r\\n`` or ``\\r`` line ends.
+Training files are ``.csv`` or ``.jsonl`` tables (:func:`ssl_textvae.read_table`, by
+``--text-column`` and ``--label-column``; a missing, empty, null or -1 label marks an
+unlabeled row), or else ``label<TAB>text`` lines, where the label -1, an empty label or
+a line without a tab marks an unlabeled text (:func:`ssl_textvae.read_labeled_file`
+with ``allow_unlabeled=True``). Files are read as UTF-8 (a byte-order mark is dropped;
+``--encoding`` for another) with ``\\n``, ``\\r\\n`` or ``\\r`` line ends.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import sys
 import warnings
 
 from ._cli_args import NATURAL, POSITIVE, Parser, finite_float, one_line, one_line_warnings, parse_param
+from ._cli_data import (TABLE_HELP as TRAIN_HELP, add_auto_vae_option, add_cv_option, add_table_options,
+                        auto_vae_params, cross_validate, pretrain_texts, read_examples, read_pool)
 from ._version import __version__
-
-TRAIN_HELP = "training file: 'label<TAB>text' per line; label -1 or no tab = unlabeled"
 
 
 def _add_model_and_text_file(parser, model_help):
     parser.add_argument("model_dir", metavar="MODEL_DIR", help=model_help)
     parser.add_argument("text_file", metavar="TEXT_FILE",
-                        help="one text a line, or label<TAB>text lines with --labeled")
-    parser.add_argument("--labeled", action="store_true", help="lines are label<TAB>text")
-
-
-def _read_pool(path, max_texts):
-    from .inputs import TextFile
-
-    if path is None:
-        return None
-    pool = TextFile(path)
-    return pool if max_texts is None else list(itertools.islice(pool, max_texts))
+                        help="a .csv or .jsonl file (its --text-column), else one text a line, or "
+                             "label<TAB>text lines with --labeled")
+    parser.add_argument("--labeled", action="store_true",
+                        help="lines are label<TAB>text (a table: its --label-column is read)")
+    add_table_options(parser)
 
 
 # -- fit ------------------------------------------------------------------------------------
@@ -59,7 +54,11 @@ def _add_fit_parser(subparsers):
     parser.add_argument("--max-unlabeled", type=NATURAL, metavar="N",
                         help="use only the first N lines of --unlabeled")
     parser.add_argument("--param", type=parse_param, action="append", default=[],
-                        metavar="NAME=VALUE", help="an estimator parameter (repeatable)")
+                        metavar="NAME=VALUE", help="an estimator parameter (repeatable), e.g. "
+                        "word_weight=2, estimator__C=10, vae__softmax=adaptive, vae__tokenizer=word")
+    add_table_options(parser)
+    add_auto_vae_option(parser)
+    add_cv_option(parser)
     parser.set_defaults(run=_run_fit)
 
 
@@ -68,14 +67,16 @@ def _run_fit(args):
 
     from .bnvae import BNVAE
     from .classifier import BNVAEClassifier
-    from ._classifier_base import default_head
+    from ._classifier_base import default_head, fit_or_reuse_vae
     from .fine_tuned import FineTunedBNVAEClassifier
-    from .inputs import read_labeled_file
 
     params = dict(args.param)
-    if args.vae and any(name.startswith("vae__") for name in params):
-        raise ValueError("--vae reuses a pretrained BNVAE as it is; its vae__ parameters cannot be set.")
-    texts, labels = read_labeled_file(args.train, allow_unlabeled=True)
+    if args.vae and (args.auto_vae or any(name.startswith("vae__") for name in params)):
+        raise ValueError("--vae reuses a pretrained BNVAE as it is; its vae__ parameters cannot be "
+                         "set, nor picked by --auto-vae.")
+    texts, labels = read_examples(args.train, args)
+    if args.auto_vae:
+        params = auto_vae_params(texts, params)
     vae = FrozenEstimator(BNVAE.load(args.vae)) if args.vae else BNVAE()
     model = (FineTunedBNVAEClassifier if args.fine_tune else BNVAEClassifier)(vae=vae)
     if (not args.fine_tune and params.get("estimator") is None
@@ -83,12 +84,18 @@ def _run_fit(args):
         # --param estimator__C=1 tunes the default head: make it explicit (JSON cannot name one)
         params["estimator"] = default_head()
     model.set_params(**params)
-    model.fit(texts, labels, unlabeled=_read_pool(args.unlabeled, args.max_unlabeled))
+    pool, report = read_pool(args.unlabeled, args.max_unlabeled), {}
+    if args.cv:   # pretrained once on every text, then shared by the folds and the saved model
+        pretrained = fit_or_reuse_vae(model.vae, [t for t in texts if t.strip()], pool)
+        model.set_params(vae=FrozenEstimator(pretrained))
+        pool, report["cv_accuracy"] = None, cross_validate(model, texts, labels, args.cv,
+                                                           pretrained.random_state)
+    model.fit(texts, labels, unlabeled=pool)
     model.save(args.model_dir)
     n_labeled = sum(label != "-1" for label in labels)
     print(json.dumps({"model_dir": args.model_dir, "class": type(model).__name__,
                       "n_texts": len(texts), "n_labeled": n_labeled,
-                      "classes": [str(c) for c in model.classes_]}, indent=2))
+                      "classes": [str(c) for c in model.classes_], **report}, indent=2))
     return 0
 
 
@@ -103,7 +110,9 @@ def _add_predict_parser(subparsers):
                     "warning on stderr naming the blank lines.")
     _add_model_and_text_file(parser, "a classifier written by save()")
     parser.add_argument("--proba", action="store_true", help="also print class probabilities")
-    parser.add_argument("--output", metavar="FILE", help="write there instead of to stdout")
+    parser.add_argument("--output", metavar="FILE",
+                        help="write there instead of to stdout; a .csv or .jsonl FILE gets the rows of "
+                             "a table TEXT_FILE with 'prediction' and 'probability' columns added")
     parser.set_defaults(run=_run_predict)
 
 
@@ -117,21 +126,21 @@ def _load_classifier(model_dir):
     return model
 
 
-def _read_texts(path, labeled):
+def _read_texts(path, labeled, encoding="utf-8"):
     from .inputs import TextFile
 
-    texts = [text for text in TextFile(path, labeled=labeled) if text.strip()]
+    texts = [text for text in TextFile(path, labeled=labeled, encoding=encoding) if text.strip()]
     if not texts:
         raise ValueError(f"{path} holds no texts.")
     return texts
 
 
-def _predict_lines(path, labeled):
+def _predict_lines(path, labeled, encoding):
     """Every line of ``path`` (blank ones too, so outputs line up), with a warning
     naming the blank lines."""
     from .inputs import TextFile
 
-    texts = list(TextFile(path, labeled=labeled))
+    texts = list(TextFile(path, labeled=labeled, encoding=encoding))
     if not texts:
         raise ValueError(f"{path} is empty; expected one text a line.")
     blank = [number for number, text in enumerate(texts, 1) if not text.strip()]
@@ -144,8 +153,22 @@ def _predict_lines(path, labeled):
 
 
 def _run_predict(args):
+    from .tables import is_table, read_rows, row_texts, write_rows
+
     model = _load_classifier(args.model_dir)
-    texts = _predict_lines(args.text_file, args.labeled)
+    if is_table(args.text_file):
+        rows = read_rows(args.text_file, args.encoding)
+        texts = row_texts(rows, args.text_file, args.text_column)
+    else:
+        texts = _predict_lines(args.text_file, args.labeled, args.encoding)
+    if args.output and is_table(args.output):
+        if not is_table(args.text_file):
+            raise ValueError(f"--output {args.output!r} is a table; so must TEXT_FILE be (.csv or .jsonl).")
+        probabilities = model.predict_proba(texts)
+        write_rows([dict(row, prediction=str(label), probability=round(float(p.max()), 4))
+                    for (_, row), label, p in zip(rows, model.classes_[probabilities.argmax(1)],
+                                                  probabilities)], args.output)
+        return 0
     predicted = model.predict(texts)
     rows = [str(label) for label in predicted]
     if args.proba:
@@ -181,14 +204,14 @@ def _add_evaluate_parser(subparsers):
 
 
 def _run_evaluate(args):
-    from .inputs import read_labeled_file
     from .loading import load
+    from .tables import is_table
 
-    model = load(args.model_dir)
-    if args.labeled:
-        texts, labels = read_labeled_file(args.text_file)
+    if args.labeled or is_table(args.text_file):
+        texts, labels = read_examples(args.text_file, args, allow_unlabeled=False, labels=args.labeled)
     else:
-        texts, labels = _read_texts(args.text_file, False), None
+        texts, labels = _read_texts(args.text_file, False, args.encoding), None
+    model = load(args.model_dir)
     texts, labels = texts[:args.max_texts], labels and labels[:args.max_texts]
     vae = getattr(model, "vae_", model)
     results = vae.evaluate(texts, n_importance_samples=args.n_importance_samples,
@@ -239,6 +262,11 @@ def _add_tune_parser(subparsers):
     parser.add_argument("--cv-splits", type=POSITIVE, default=5)
     parser.add_argument("--cv-repeats", type=POSITIVE, default=3)
     parser.add_argument("--random-state", type=NATURAL, default=0)
+    parser.add_argument("--param", type=parse_param, action="append", default=[], metavar="NAME=VALUE",
+                        help="a fixed parameter, as fit's --param names it (repeatable; wins over "
+                             "the options above)")
+    add_table_options(parser)
+    add_auto_vae_option(parser)
     parser.add_argument("--heartbeat-interval", type=POSITIVE, default=30,
                         help="seconds; a trial silent for twice as long is marked failed")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
@@ -246,24 +274,25 @@ def _add_tune_parser(subparsers):
 
 
 def _run_tune(args):
-    from .inputs import read_labeled_file
     from .tuning import check_storage_url, default_search_space, save_results, tune
 
     if args.storage:   # before any file is read or folder made
         check_storage_url(args.storage, "--storage")
-    texts, labels = read_labeled_file(args.train, allow_unlabeled=True)
+    texts, labels = read_examples(args.train, args)
     os.makedirs(args.out, exist_ok=True)
     storage = args.storage or "sqlite:///" + os.path.abspath(os.path.join(args.out, "study.db"))
     fixed = {"vae__max_epochs": args.max_epochs, "vae__embed_dim": args.embed_dim,
              "vae__hidden_dim": args.hidden_dim, "vae__batch_size": args.batch_size}
     if args.max_vocab_size is not None:
         fixed["vae__max_vocab_size"] = args.max_vocab_size
+    # --auto-vae's picks replace the defaults of the options above; a --param wins over both
+    fixed = {**fixed, **auto_vae_params(texts, dict(args.param))} if args.auto_vae else {**fixed, **dict(args.param)}
     given = {"gamma_range": args.gamma_range, "latent_dims": args.latent_dims}
     space = default_search_space(head=args.tune_head,
                                  **{name: value for name, value in given.items() if value is not None})
     study = tune(texts, labels, n_trials=args.n_trials, timeout=args.timeout, storage=storage,
                  study_name=args.study_name, search_space=space, fixed_params=fixed,
-                 unlabeled=_read_pool(args.unlabeled, args.max_unlabeled),
+                 unlabeled=read_pool(args.unlabeled, args.max_unlabeled),
                  cv_splits=args.cv_splits, cv_repeats=args.cv_repeats,
                  random_state=args.random_state, model_dir=os.path.join(args.out, "models"),
                  heartbeat_interval=args.heartbeat_interval, verbose=0 if args.quiet else 1)
@@ -299,26 +328,6 @@ def _add_pretrain_parser(subparsers):
     parser.set_defaults(run=_run_pretrain)
 
 
-def _pretrain_texts(path, text_column, max_texts):
-    from .inputs import TextFile
-
-    if os.path.isdir(path):
-        import datasets
-
-        data = datasets.load_from_disk(path)
-        if isinstance(data, datasets.DatasetDict):
-            raise ValueError(f"{path!r} holds the splits {list(data)}; pass the folder of one "
-                             "split (save_to_disk of a Dataset, not of a DatasetDict).")
-        if text_column is not None:
-            if text_column not in data.column_names:
-                raise ValueError(f"Column {text_column!r} not in {path!r}; it has {data.column_names}.")
-            data = data.select_columns([text_column])
-        return data if max_texts is None else data.select(range(min(max_texts, len(data))))
-    if not os.path.isfile(path):
-        raise ValueError(f"--texts {path!r} is neither a text file nor a folder written by save_to_disk.")
-    return _read_pool(path, max_texts)
-
-
 def _run_pretrain(args):
     from .bnvae import BNVAE
     from .distributed import current_shard, local_device, process_group, world_size_from_env
@@ -326,7 +335,7 @@ def _run_pretrain(args):
     params = dict(args.param)
     device = local_device(params.pop("device", "auto"))
     params.setdefault("checkpoint_dir", os.path.join(args.out, "checkpoints"))
-    texts = _pretrain_texts(args.texts, args.text_column, args.max_texts)
+    texts = pretrain_texts(args.texts, args.text_column, args.max_texts)
     with process_group(args.backend, device):
         shard = current_shard()
         if shard.rank != 0:

@@ -19,9 +19,12 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._validation import Interval, Options, python_scalar, validate_params
 from .cvae import ConditionalVAE, generate_ids
+from .dialogue_metrics import fit_word_vectors
 from .dialogue_training import DialogueCorpus, DialogueTrainingConfig, evaluate_terms, train
 from .runtime import PRECISIONS, resolve_device
 from .tokenization import TextTokenizer
+
+__all__ = ["BNCVAE", "dialogue_pairs", "fit_word_vectors"]   # fit_word_vectors: evaluate's word_vectors
 
 _int, _real = numbers.Integral, numbers.Real
 

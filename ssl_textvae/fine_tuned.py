@@ -246,16 +246,21 @@ class FineTunedBNVAEClassifier(TextClassifierMixin, BaseEstimator):
             weight, bias = np.vstack([-weight / 2, weight / 2]), np.array([-bias[0] / 2, bias[0] / 2])
         self.module_.set_head(weight, bias)
 
-    def _logits(self, X):
+    def _run(self, function, X):
+        """``function(module, corpus, device, precision)`` with ``module_`` moved to the
+        resolved device (a model trained on a GPU or unpickled on a CPU runs where it is)."""
         check_is_fitted(self, "module_")
-        return logits(self.module_, self.vae_.encode(X, encoder_ids=True), resolve_device(self.device), self.precision)
+        device = resolve_device(self.device)
+        return function(self.module_.to(device), self.vae_.encode(X, encoder_ids=True), device,
+                        self.precision)
+
+    def _logits(self, X):
+        return self._run(logits, X)
 
     def transform(self, X):
         """The fine-tuned features: posterior means (n_texts, latent_dim), or the LSTM's
         last state (n_texts, hidden_dim) with ``features="hidden"``."""
-        check_is_fitted(self, "module_")
-        return check_finite_means(features(self.module_, self.vae_.encode(X, encoder_ids=True), resolve_device(self.device),
-                                           self.precision))
+        return check_finite_means(self._run(features, X))
 
     def decision_function(self, X):
         """Class logits: (n_texts,) for two classes (positive minus negative), else (n_texts, n_classes)."""
@@ -315,6 +320,19 @@ class FineTunedBNVAEClassifier(TextClassifierMixin, BaseEstimator):
         model.history_, model.best_epoch_ = config["history"], config["best_epoch"]
         return model
 
+    def __getstate__(self):
+        # A CPU state dict, as BNVAE stores: a GPU-trained model unpickles on a CPU-only machine.
+        state = dict(self.__dict__)
+        if "module_" in state:
+            state["module_"] = {k: v.detach().cpu() for k, v in state["module_"].state_dict().items()}
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if isinstance(state.get("module_"), dict):   # rebuilt on vae_'s module (a transformer too)
+            self.module_ = self._new_module()
+            self.module_.load_state_dict(state["module_"])
+            self.module_.eval()
 
 def _split(targets, fraction, seed):
     """Stratified (train rows, validation rows), at least one validation row per class."""

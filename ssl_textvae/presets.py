@@ -49,6 +49,8 @@ import numpy as np
 from .bnvae import BNVAE
 from .inputs import iterate_texts
 
+__all__ = ["auto_vae", "data_dependent_params", "describe_texts", "small_pool_search_space"]
+
 # Punctuation glued to a word ("bed...", "Please,", "(free"): raw text writes it so,
 # tokenized corpora separate it.
 _GLUED_PUNCTUATION = re.compile(r"^\w.*[.,!?;:)\"']$|^[(\"]\w")

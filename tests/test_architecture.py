@@ -152,3 +152,49 @@ def test_no_module_is_longer_than_about_400_lines():
     long = {name: n for name in module_names()
             if (n := sum(1 for _ in open(path_of(name), encoding="utf-8"))) > MAX_LINES}
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+# A recipe is what a user would write: it imports only the public API. Public means: a module
+# listed here, and from it a name in its __all__ (every public module defines one) or a public
+# module below it; ``import ssl_textvae`` then ``ssl_textvae.NAME`` with NAME in ssl_textvae.__all__.
+PUBLIC_MODULES = ("ssl_textvae", "ssl_textvae.tuning", "ssl_textvae.presets", "ssl_textvae.dialogue")
+
+
+def private_uses(tree):
+    """``module.name`` strings of the imports and ``ssl_textvae.X`` attributes in ``tree``
+    that are not public."""
+    import importlib
+
+    exported = {name: set(importlib.import_module(name).__all__) for name in PUBLIC_MODULES}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names
+                      if alias.name.split(".")[0] == "ssl_textvae" and alias.name not in PUBLIC_MODULES]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "ssl_textvae":
+            found += [f"{node.module}.{alias.name}" for alias in node.names
+                      if node.module not in PUBLIC_MODULES or (
+                          alias.name not in exported[node.module]
+                          and f"{node.module}.{alias.name}" not in PUBLIC_MODULES)]
+        elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+              and node.value.id == "ssl_textvae" and node.attr not in exported["ssl_textvae"]
+              and f"ssl_textvae.{node.attr}" not in PUBLIC_MODULES):
+            found.append(f"ssl_textvae.{node.attr}")
+    return found
+
+
+def test_recipes_import_only_the_public_api():
+    root = os.path.join(os.path.dirname(PACKAGE), "recipes")
+    private = [f"recipes/{file}: {use}" for file in sorted(os.listdir(root)) if file.endswith(".py")
+               for use in private_uses(ast.parse(open(os.path.join(root, file), encoding="utf-8").read()))]
+    assert not private, private
+
+
+def test_private_uses_tells_public_from_private():
+    tree = ast.parse("import ssl_textvae\nimport ssl_textvae.tuning\nfrom ssl_textvae import BNVAE, SOFTMAXES\n"
+                     "from ssl_textvae.presets import auto_vae\nfrom ssl_textvae import tuning\n"
+                     "ssl_textvae.load\nssl_textvae.__version__\n"
+                     "from ssl_textvae.model import SOFTMAXES\nfrom ssl_textvae import inputs\n"
+                     "from ssl_textvae.presets import math\nimport ssl_textvae.runtime\nssl_textvae.features\n")
+    assert private_uses(tree) == ["ssl_textvae.model.SOFTMAXES", "ssl_textvae.inputs",
+                                  "ssl_textvae.presets.math", "ssl_textvae.runtime", "ssl_textvae.features"]

@@ -141,6 +141,25 @@ def test_pickle_round_trip_predicts_the_same(fine_tuned, held_out):
                                   fine_tuned.decision_function(held_out[0]))
 
 
+def test_pickle_stores_a_cpu_state_dict_and_predict_moves_the_module(fine_tuned, held_out, monkeypatch):
+    import pickle
+
+    from ssl_textvae import fine_tuned as module
+
+    state = fine_tuned.__getstate__()
+    assert isinstance(state["module_"], dict)
+    assert all(value.device.type == "cpu" for value in state["module_"].values())
+    restored = pickle.loads(pickle.dumps(fine_tuned))
+    # a fake accelerator: predict asks for the module on the resolved device, whatever it is
+    fake = torch.device("cpu", 0)
+    monkeypatch.setattr(module, "resolve_device", lambda device: fake)
+    moved, to = [], restored.module_.to
+    restored.module_.to = lambda device: moved.append(device) or to(device)
+    np.testing.assert_array_equal(restored.predict_proba(held_out[0]), fine_tuned.predict_proba(held_out[0]))
+    assert restored.transform(held_out[0][:3]).shape == (3, TINY["latent_dim"])
+    assert moved == [fake, fake]
+
+
 @pytest.mark.parametrize("string_labels", [False, True])
 def test_save_and_load_predict_the_same(fitted_vae, labeled, held_out, tmp_path, string_labels):
     texts, labels = labeled

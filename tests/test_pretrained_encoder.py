@@ -110,6 +110,8 @@ def test_fine_tuned_classifier_trains_the_transformer(tiny_encoder):
     assert not (clf.module_.encoder.backbone.state_dict()[name]
                 == vae.module_.encoder.backbone.state_dict()[name]).all()
     assert clf.predict(["good food"]).shape == (1,)
+    restored = pickle.loads(pickle.dumps(clf))   # the transformer rebuilt from its config
+    assert np.array_equal(restored.predict_proba(TEXTS[:6]), clf.predict_proba(TEXTS[:6]))
     # the VAE itself is left as it was: its encoder stays frozen
     assert not any(p.requires_grad for p in vae.module_.encoder.backbone.parameters())
 

@@ -32,11 +32,6 @@ def yelp_recipe():
     return load_recipe("yelp_low_label")
 
 
-@pytest.fixture(scope="module")
-def own_data():
-    return load_recipe("own_data")
-
-
 def write_labeled(path, texts, labels):
     path.write_text("".join(f"{label}\t{text}\n" for text, label in zip(texts, labels)), encoding="utf-8")
 
@@ -135,136 +130,6 @@ def test_yelp_recipe_tune_without_tuning_module_is_a_clear_error(yelp_recipe, fa
                           "--out-dir", str(tmp_path / "out"), *TINY_ARGS])
 
 
-def own_rows(n_labeled=40, n_total=160):
-    texts, labels = make_corpus(n_total, seed=7)
-    names = np.where(labels == 1, "positive", "negative")
-    return [{"body": text, "queue": str(name) if i < n_labeled else ""}
-            for i, (text, name) in enumerate(zip(texts, names))]
-
-
-def write_csv(path, rows):
-    import csv
-
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-@pytest.mark.parametrize("suffix, fine_tune", [(".csv", False), (".jsonl", False), (".csv", True)])
-def test_own_data_fits_reports_saves_and_predicts(own_data, tmp_path, suffix, fine_tune):
-    rows = own_rows()
-    data = tmp_path / f"tickets{suffix}"
-    if suffix == ".csv":
-        write_csv(data, rows)
-    else:   # JSON Lines: unlabeled rows have a null label or no label key at all
-        lines = [dict(row, queue=row["queue"] or None) for row in rows]
-        for line in lines[-10:]:
-            del line["queue"]
-        data.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
-    model_dir = tmp_path / "model"
-    report = own_data.main([str(data), "--text-column", "body", "--label-column", "queue",
-                            "--model-dir", str(model_dir), "--tokenizer", "word", "--cv", "3",
-                            *TINY_ARGS, *(["--fine-tune"] if fine_tune else [])])
-    assert report["n_labeled"] == 40 and report["n_unlabeled"] == 120
-    assert report["cv_folds"] == 3
-    assert set(report["cv_accuracy"]) == {"bnvae_lr", "majority", "tfidf_lr"} | (
-        {"bnvae_fine_tuned"} if fine_tune else set())
-    assert report["saved_model"] == ("FineTunedBNVAEClassifier" if fine_tune else "BNVAEClassifier")
-    for scores in report["cv_accuracy"].values():
-        assert len(scores["folds"]) == 3 and 0 <= scores["mean"] <= 1
-    assert json.loads((model_dir / "report.json").read_text())["n_rows"] == 160
-
-    new = tmp_path / f"new{suffix}"
-    texts = [row["body"] for row in own_rows(0, 12)]
-    if suffix == ".csv":
-        write_csv(new, [{"body": text} for text in texts])
-    else:
-        new.write_text("".join(json.dumps({"body": text}) + "\n" for text in texts), encoding="utf-8")
-    predictions_path = tmp_path / f"predictions{suffix}"
-    output = own_data.main(["--predict", str(new), "--model", str(model_dir), "--text-column", "body",
-                            "--output", str(predictions_path)])
-    assert len(output) == 12
-    assert {row["prediction"] for row in output} <= {"negative", "positive"}
-    assert all(0.5 <= row["probability"] <= 1 for row in output)
-    written = own_data.read_rows(predictions_path)
-    assert [row["body"] for row in written] == texts
-    assert [row["prediction"] for row in written] == [row["prediction"] for row in output]
-
-
-def test_own_data_passes_the_softmax_to_the_vae(own_data):
-    assert own_data.vae_params(own_data.build_parser().parse_args(
-        ["rows.csv", "--softmax", "adaptive"]))["softmax"] == "adaptive"
-    assert "softmax" not in own_data.vae_params(own_data.build_parser().parse_args(["rows.csv"]))
-
-
-def test_own_data_picks_settings_from_the_texts_unless_given(own_data):
-    raw = ["Call me back, please.", "Free entry!! Text WIN now.", "ok, see you (later)"] * 10
-    picked = own_data.resolved_vae_params(own_data.build_parser().parse_args(["rows.csv"]), raw)
-    assert picked["tokenizer"] == "bpe" and picked["hidden_dim"] == 128 and picked["max_epochs"] == 20
-    given = own_data.resolved_vae_params(own_data.build_parser().parse_args(
-        ["rows.csv", "--tokenizer", "word", "--hidden-dim", "32"]), raw)
-    assert given["tokenizer"] == "word" and given["hidden_dim"] == 32 and given["min_frequency"] == 2
-
-
-def test_own_data_treats_missing_and_minus_one_labels_as_unlabeled(own_data, tmp_path):
-    path = tmp_path / "rows.jsonl"
-    rows = [{"text": "a b", "label": 1}, {"text": "c d", "label": None}, {"text": "e f"},
-            {"text": "g h", "label": ""}, {"text": "i j", "label": -1}, {"text": "k l", "label": 2.0}]
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    texts, labels = own_data.split_rows(own_data.read_rows(path), "text", "label", path)
-    assert labels.tolist() == ["1", "-1", "-1", "-1", "-1", "2"]
-    assert texts[2] == "e f"
-
-
-def test_own_data_errors_name_the_problem(own_data, tmp_path):
-    data = tmp_path / "rows.csv"
-    write_csv(data, own_rows())
-    with pytest.raises(ValueError, match="no column 'text'"):
-        own_data.main([str(data), "--model-dir", str(tmp_path / "m")])
-    with pytest.raises(ValueError, match="expected a .csv, .tsv, .jsonl"):
-        (tmp_path / "rows.xlsx").write_text("x")
-        own_data.main([str(tmp_path / "rows.xlsx")])
-    one_class = [dict(row, queue="negative" if row["queue"] else "") for row in own_rows()]
-    write_csv(data, one_class)
-    with pytest.raises(ValueError, match="need at least 2"):
-        own_data.main([str(data), "--text-column", "body", "--label-column", "queue"])
-    rows = own_rows()
-    rows[3]["body"] = " "
-    write_csv(data, rows)
-    with pytest.raises(ValueError, match="row 4: the 'body' value"):
-        own_data.main([str(data), "--text-column", "body", "--label-column", "queue"])
-    with pytest.raises(SystemExit, match="needs --model DIR"):
-        own_data.main(["--predict", str(data), "--text-column", "body"])
-    broken = tmp_path / "broken.jsonl"
-    broken.write_text('{"text": "a", "label": 1}\n{not json\n')
-    with pytest.raises(ValueError, match="line 2: not valid JSON"):
-        own_data.read_rows(broken)
-
-
-def test_own_data_needs_two_folds_at_least(own_data, tmp_path, capsys):
-    data = tmp_path / "rows.csv"
-    write_csv(data, own_rows())
-    with pytest.raises(SystemExit):
-        own_data.main([str(data), "--text-column", "body", "--label-column", "queue", "--cv", "1"])
-    assert "--cv: must be an int >= 2 (cross-validation needs at least 2 folds), got '1'" in \
-        capsys.readouterr().err
-
-
-@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
-def test_own_data_explains_a_file_that_is_not_utf8(own_data, tmp_path, suffix):
-    data = tmp_path / f"rows{suffix}"
-    content = ("text,label\ngood food,1\ncaf\u00e9 cr\u00e8me,0\n" if suffix == ".csv" else
-               '{"text": "good food", "label": 1}\n{"text": "caf\u00e9 cr\u00e8me", "label": 0}\n')
-    data.write_bytes(content.encode("latin-1"))
-    with pytest.raises(ValueError, match=r"rows\.(csv|jsonl) is not UTF-8 \(line [23] holds the byte 0xe9\)"
-                                         r".*--encoding latin-1"):
-        own_data.main([str(data), "--model-dir", str(tmp_path / "m")])
-    rows = own_data.read_rows(data, encoding="latin-1")
-    assert rows[1]["text"] == "caf\u00e9 cr\u00e8me"
-    assert own_data.build_parser().parse_args([str(data), "--encoding", "cp1252"]).encoding == "cp1252"
-
-
 def test_prepare_short_yelp_copies_files_and_rebuilds_the_pool(tmp_path):
     import random
 
@@ -335,20 +200,6 @@ def test_yelp_recipe_takes_the_tuned_gamma_and_latent_dim(yelp_recipe, fake_yelp
     assert "bnvae_self_training" not in saved["results"]
 
 
-def test_own_data_tune_passes_labeled_and_unlabeled_rows(own_data, tmp_path, monkeypatch):
-    calls = []
-    fake_tuning(monkeypatch, calls)
-    data = tmp_path / "rows.csv"
-    write_csv(data, own_rows())
-    report = own_data.main([str(data), "--text-column", "body", "--label-column", "queue", "--tune", "2",
-                            "--model-dir", str(tmp_path / "m"), "--tokenizer", "word", "--cv", "2",
-                            *TINY_ARGS])
-    (texts, y, kwargs), = calls
-    assert len(texts) == 40 and set(y) == {"negative", "positive"} and len(kwargs["unlabeled"]) == 120
-    assert report["vae_params"]["gamma"] == 0.3 and report["vae_params"]["latent_dim"] == 6
-    assert report["tuning"]["best_params"]["estimator__C"] == 2.0
-
-
 def test_yelp_distributed_compares_one_process_with_torchrun_on_the_same_settings(tmp_path):
     recipe = load_recipe("yelp_distributed")
     args = recipe.argparse.Namespace(max_texts=500, epochs=2, processes=[1, 2])
@@ -364,19 +215,3 @@ def test_yelp_distributed_compares_one_process_with_torchrun_on_the_same_setting
     text = recipe.report(runs, args, "cmd")
     assert "mean 71.00 plain, 71.50 under torchrun 1 (+0.50), 72.50 under torchrun 2 (+1.50)" in text
     assert "spread of the plain run across seeds 2.00 points" in text
-
-
-def test_own_data_word_weight_cross_validates_and_saves_the_words_head(own_data, tmp_path):
-    data = tmp_path / "tickets.csv"
-    write_csv(data, own_rows())
-    model_dir = tmp_path / "model"
-    report = own_data.main([str(data), "--text-column", "body", "--label-column", "queue",
-                            "--model-dir", str(model_dir), "--tokenizer", "word", "--cv", "3",
-                            "--word-weight", "1.5", *TINY_ARGS])
-    assert set(report["cv_accuracy"]) == {"bnvae_lr", "majority", "tfidf_lr", "bnvae_words_lr"}
-    assert report["word_weight"] == 1.5
-    saved = ssl_textvae.load(model_dir)
-    assert saved.word_weight == 1.5 and saved.words_ is not None
-    with pytest.raises(ValueError, match=r"'word_weight' parameter.* must be a float in the range \[0, inf\)"):
-        own_data.main([str(data), "--text-column", "body", "--label-column", "queue",
-                       "--model-dir", str(tmp_path / "other"), "--word-weight", "-1", *TINY_ARGS])
