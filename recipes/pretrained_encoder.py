@@ -76,11 +76,15 @@ def frozen_heads(vae, texts, y, seed):
 
 def fine_tuned_ensemble(vae, texts, y, seed):
     """(CV accuracy, ensemble): ``FineTunedBNVAEClassifier`` (the transformer trained with the
-    labels) on each of 5 stratified folds of the N labels, its epoch picked on the held-out fold;
-    the folds' best accuracies are the CV estimate and the 5 models vote."""
+    labels) on each of 5 stratified folds of the N labels (fewer where a class has fewer texts;
+    None where one has a single text), its epoch picked on the held-out fold; the folds' best
+    accuracies are the CV estimate and the models vote."""
     texts, y = np.asarray(texts, dtype=object), np.asarray(y)
+    n_folds = int(min(N_FOLDS, np.unique(y, return_counts=True)[1].min()))
+    if n_folds < 2:   # a class with one labeled text: no fold could hold it out and train on it
+        return None
     models, scores = [], []
-    for k, (train, held_out) in enumerate(StratifiedKFold(N_FOLDS, shuffle=True, random_state=seed).split(texts, y)):
+    for k, (train, held_out) in enumerate(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(texts, y)):
         model = FineTunedBNVAEClassifier(FrozenEstimator(vae), **FINE_TUNED, random_state=seed + k, verbose=0)
         model.fit(list(texts[train]), y[train], validation_data=(list(texts[held_out]), y[held_out]))
         models.append(model)
@@ -92,8 +96,9 @@ def pick(vae, texts, y, seed, fine_tune=False):
     """(fitted model, its name, CV accuracy of each candidate) on the N labels only; ties go
     to the cheaper candidate (listed first)."""
     fitted = frozen_heads(vae, texts, y, seed)
-    if fine_tune:
-        fitted["fine-tuned ensemble"] = fine_tuned_ensemble(vae, texts, y, seed)
+    ensemble = fine_tuned_ensemble(vae, texts, y, seed) if fine_tune else None
+    if ensemble is not None:
+        fitted["fine-tuned ensemble"] = ensemble
     best = max(fitted, key=lambda name: fitted[name][0])
     return fitted[best][1], best, {name: round(100 * score, 2) for name, (score, _) in fitted.items()}
 
