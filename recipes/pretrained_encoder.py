@@ -15,6 +15,7 @@ BN-VAE's bound (train KL >= latent_dim * gamma^2 / 2 at every epoch) and its act
     python recipes/pretrained_encoder.py yelp --seed 0 --budgets 100 500 1000 2000
     python recipes/yelp_table3.py combine          # the rows join recipes/figures/yelp_table3.json
     python recipes/pretrained_encoder.py dev --seed 0   # recipes/figures/few_label_benchmark_pretrained.json
+    python recipes/pretrained_encoder.py report         # recipes/figures/pretrained_encoder.md
 
 The test texts are read once per row, for the report; nothing is chosen on them.
 """
@@ -179,6 +180,49 @@ def run_dev(args, command):
                  args.seed, not args.no_setfit, args.setfit_budgets, args.fine_tune_budgets, write)
 
 
+ROWS = ("bnvae_pretrained", "setfit", "minilm_lr", "tfidf_lr")
+
+
+def cell(values):
+    """"mean ± sd (n)" of a list of accuracies, or "—"."""
+    if not values:
+        return "—"
+    spread = f" ± {np.std(values, ddof=1):.1f}" if len(values) > 1 else ""
+    return f"{np.mean(values):.1f}{spread} ({len(values)})"
+
+
+def run_report(args, command):
+    """Markdown tables of the committed results: short Yelp (mean ± sd over the seeds run, the
+    count in brackets) and the development sets; the margin of bnvae_pretrained over the best
+    alternative per cell."""
+    lines = [f"<!-- written by: {command} -->", "", "Short Yelp, few-label protocol, test accuracy (%):", ""]
+    runs = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((FIGURES / "yelp_table3_seeds").glob("seed*.json"))]
+    budgets = ("100", "500", "1000", "2000")
+    lines += ["| row | " + " | ".join(budgets) + " |", "|---|" + "---:|" * len(budgets)]
+    for row in ROWS + ("bnvae_fine_tuned",):
+        values = {b: [r["rows"].get(f"few-label/{row}", {}).get(b) for r in runs] for b in budgets}
+        values = {b: [v for v in vs if v is not None] for b, vs in values.items()}
+        name = "paper model, fine-tuned (6 epochs of pretraining)" if row == "bnvae_fine_tuned" else row
+        lines.append(f"| {name} | " + " | ".join(cell(values[b]) for b in budgets) + " |")
+    path = FIGURES / "few_label_benchmark_pretrained.json"
+    if path.exists():
+        rows = json.loads(path.read_text(encoding="utf-8"))["rows"]
+        cells = sorted({(r["data_set"], r["labels"]) for r in rows})
+        lines += ["", "Development sets, seed 0, test accuracy (%):", "",
+                  "| set | labels | " + " | ".join(ROWS) + " | margin over the best alternative |",
+                  "|---|---:|" + "---:|" * (len(ROWS) + 1)]
+        for name, labels in cells:
+            got = {r["row"]: r["accuracy"] for r in rows if (r["data_set"], r["labels"]) == (name, labels)}
+            others = [got[r] for r in ROWS[1:] if r in got]
+            margin = f"{got['bnvae_pretrained'] - max(others):+.1f}" if "bnvae_pretrained" in got and others else "—"
+            lines.append(f"| {name} | {labels} | " + " | ".join(f"{got[r]:.1f}" if r in got else "—" for r in ROWS)
+                         + f" | {margin} |")
+    out = FIGURES / "pretrained_encoder.md"
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+    print(f"Wrote {out}.")
+
+
 def main(argv=None):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -198,11 +242,14 @@ def main(argv=None):
             p.add_argument("--pool-size", type=int, default=20000)
         else:
             p.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
+    sub.add_parser("report", help="the Markdown tables of the committed results")
     args = parser.parse_args(argv)
+    command = "python recipes/pretrained_encoder.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    if args.command == "report":
+        return run_report(args, command)
     if not args.no_setfit and baselines.missing("setfit"):
         print(f"SetFit row left out: {baselines.missing('setfit')}", file=sys.stderr)
         args.no_setfit = True
-    command = "python recipes/pretrained_encoder.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     (run_yelp if args.command == "yelp" else run_dev)(args, command)
 
 
