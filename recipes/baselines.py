@@ -34,13 +34,13 @@ def missing(module):
 
 
 def cv_head(y, seed, dense=True, scale=None):
-    """Logistic regression with C chosen by stratified k-fold CV on the N labels: dense
-    features with lbfgs, standardized unless ``scale`` is False, or sparse TF-IDF as it is
-    with liblinear. Folds: 5, or as many as the rarest class has examples (at least 2)."""
+    """Logistic regression (lbfgs: multinomial, as liblinear is not for 3 classes or more) with
+    C chosen by stratified k-fold CV on the N labels: dense features standardized unless
+    ``scale`` is False, sparse TF-IDF as it is. Folds: 5, or as many as the rarest class has
+    examples (at least 2)."""
     counts = np.unique(y, return_counts=True)[1]
     cv = StratifiedKFold(int(max(2, min(5, counts.min()))), shuffle=True, random_state=seed)
-    search = LogisticRegressionCV(Cs=C_GRID, cv=cv, scoring="accuracy", max_iter=3000,
-                                  solver="lbfgs" if dense else "liblinear")
+    search = LogisticRegressionCV(Cs=C_GRID, cv=cv, scoring="accuracy", max_iter=3000, solver="lbfgs")
     return make_pipeline(StandardScaler(), search) if (dense if scale is None else scale) else search
 
 
