@@ -8,7 +8,7 @@ Each estimator's ``save``/``load`` composes these; this module knows no estimato
     head.skops         a scikit-learn head, loaded with skops' trusted types only
     vae/               a nested BNVAE directory (in the classifiers' directories)
 
-Format 3 ties the files together (:mod:`ssl_textvae._model_files`): config.json
+Format 3 ties the files together (:mod:`ssl_textvae.estimators._model_files`): config.json
 records the SHA-256 of every other file, and the weights (or the head) the SHA-256
 of config.json's fields, so a swapped file or an edited setting is refused; a save
 replaces the directory as a whole or, failing, leaves it as it was. Format 2 nests
@@ -25,7 +25,7 @@ import os
 
 from . import _model_files
 from ._model_files import STAMP, SaveError  # noqa: F401 (callers catch persistence.SaveError)
-from ._version import __version__
+from .._version import __version__
 
 FORMAT_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
@@ -197,7 +197,7 @@ TOKENIZER_FIELDS = ("kind", "max_vocab_size", "min_frequency", "lowercase", "max
 
 def load_tokenizer(path):
     """The ``TextTokenizer`` of ``path``/tokenizer.json, its fields checked."""
-    from .tokenization import TextTokenizer
+    from ..text.tokenization import TextTokenizer
 
     state = read_json(path, TOKENIZER)
     if not isinstance(state, dict):

@@ -219,7 +219,7 @@ class EmbeddingCache:
     def vectors(cls, encoder: PretrainedEncoder, tokenizer: PretrainedTokenizer, texts, device,
                 progress=None, precision="auto") -> np.ndarray:
         """float32 (n_texts, width), row i for ``texts[i]``."""
-        from .runtime import resolve_precision
+        from ..runtime.devices import resolve_precision
 
         precision = resolve_precision(device, precision)
         key = (weights_fingerprint(encoder.backbone), tokenizer.fingerprint(), precision)
@@ -241,10 +241,10 @@ class EmbeddingCache:
 
 def embed_texts(encoder, tokenizer, texts, device, progress=None, precision="auto"):
     """Pooled vectors of ``texts`` in order (no gradients, eval mode, under ``precision`` as
-    :func:`ssl_textvae.runtime.autocast_context` reads it), longest first in batches of
+    :func:`ssl_textvae.runtime.devices.autocast_context` reads it), longest first in batches of
     :data:`EMBED_BATCH_SIZE` so batches hold texts of similar length."""
     from .inference import eval_mode
-    from .runtime import autocast_context
+    from ..runtime.devices import autocast_context
 
     rows = tokenizer.encode_batch(texts)
     order = np.argsort([-len(row) for row in rows], kind="stable")

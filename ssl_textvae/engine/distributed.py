@@ -37,10 +37,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .data import EncodedCorpus, bucket_batches
-from .model import ScaleFreeBatchNorm1d
+from ..text.data import EncodedCorpus, bucket_batches
+from ..nn.model import ScaleFreeBatchNorm1d
 from .metrics import ACTIVE_UNIT_THRESHOLD, elbo_sums, evaluate_elbo, evaluate_reconstruction_at_mean
-from .runtime import resolve_device
+from ..runtime.devices import resolve_device
 
 BACKENDS = ("auto", "gloo", "nccl")
 
@@ -130,7 +130,7 @@ class _AllSum(torch.autograd.Function):
 
 
 class GlobalBatchNorm1d(ScaleFreeBatchNorm1d):
-    """:class:`~ssl_textvae.model.ScaleFreeBatchNorm1d` whose training-mode moments are
+    """:class:`~ssl_textvae.nn.model.ScaleFreeBatchNorm1d` whose training-mode moments are
     those of the batch all ranks hold together; eval mode is unchanged. The variance is
     taken around the global mean (two reductions, not E[x^2] - E[x]^2, which cancels
     badly when the pre-BN variance is small next to the mean, as BN-VAE lets it become)."""
@@ -148,7 +148,7 @@ class GlobalBatchNorm1d(ScaleFreeBatchNorm1d):
 
 @contextlib.contextmanager
 def global_batch_norm(module):
-    """Every :class:`~ssl_textvae.model.ScaleFreeBatchNorm1d` of ``module`` as a
+    """Every :class:`~ssl_textvae.nn.model.ScaleFreeBatchNorm1d` of ``module`` as a
     :class:`GlobalBatchNorm1d` for the block.
     The class is swapped in place: the optimizer keeps its parameters and the state
     dict (what checkpoints and saved models hold) is unchanged."""
