@@ -38,8 +38,8 @@ def load_pool_corpus(data_dir, size=None):
     import itertools
 
     from ssl_textvae import TextFile
-    from ssl_textvae.data import EncodedCorpus
-    from ssl_textvae.tokenization import TextTokenizer
+    from ssl_textvae.text.data import EncodedCorpus
+    from ssl_textvae.text.tokenization import TextTokenizer
 
     pool = TextFile(os.path.join(data_dir, POOL_NAME))
     if size is not None:

@@ -3,7 +3,7 @@ nccl on GPUs), per-process efficiency and peak memory per process.
 
 Each process count runs in its own group of processes (``torch.multiprocessing``,
 the environment ``torchrun`` would set): every rank trains its share of the same
-global batches with ``ssl_textvae.training.train_epoch`` under DDP, as
+global batches with ``ssl_textvae.engine.training.train_epoch`` under DDP, as
 ``ssl-textvae pretrain`` does, for ``--warmup-steps`` then ``--steps`` optimizer
 steps. Tokens/s counts the tokens of the whole global batch (words plus ``</s>``)
 over the slowest rank's time; efficiency is tokens/s per process divided by that of
@@ -57,8 +57,8 @@ def parse_args(argv=None):
 
 def load_corpus(args):
     """The tokenized texts every rank holds: (corpus, vocab_size)."""
-    from ssl_textvae.data import EncodedCorpus
-    from ssl_textvae.tokenization import TextTokenizer
+    from ssl_textvae.text.data import EncodedCorpus
+    from ssl_textvae.text.tokenization import TextTokenizer
 
     if not args.synthetic:
         if not os.path.isfile(os.path.join(args.data_dir, POOL_NAME)):
@@ -73,10 +73,10 @@ def rank_main(rank, world_size, port, args, out_dir):
     """One rank: join the group, train warm-up and timed steps, write its numbers."""
     import torch.distributed as dist
 
-    from ssl_textvae.distributed import current_shard, local_device, process_group
-    from ssl_textvae.model import TextVAE
-    from ssl_textvae.engine import make_optimizer
-    from ssl_textvae.training import TrainingConfig, objective_terms, train_epoch
+    from ssl_textvae.engine.distributed import current_shard, local_device, process_group
+    from ssl_textvae.nn.model import TextVAE
+    from ssl_textvae.engine.loop import make_optimizer
+    from ssl_textvae.engine.training import TrainingConfig, objective_terms, train_epoch
 
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))

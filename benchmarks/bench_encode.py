@@ -28,11 +28,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks._common import (POOL_NAME, RESULTS_DIR, add_common_arguments, machine,  # noqa: E402
                                 print_table, setup, write_json)
 from ssl_textvae import BNVAE, TextFile, read_labeled_file  # noqa: E402
-from ssl_textvae.data import EncodedCorpus  # noqa: E402
-from ssl_textvae.model import TextVAE  # noqa: E402
-from ssl_textvae.runtime import resolve_precision  # noqa: E402
-from ssl_textvae.tokenization import TextTokenizer  # noqa: E402
-from ssl_textvae.engine import recalibrate_batch_norm  # noqa: E402
+from ssl_textvae.text.data import EncodedCorpus  # noqa: E402
+from ssl_textvae.nn.model import TextVAE  # noqa: E402
+from ssl_textvae.runtime.devices import resolve_precision  # noqa: E402
+from ssl_textvae.text.tokenization import TextTokenizer  # noqa: E402
+from ssl_textvae.engine.loop import recalibrate_batch_norm  # noqa: E402
 
 
 def random_model(args, device):
@@ -122,7 +122,7 @@ def main(argv=None):
 def batch_size_sweep(vae, texts, device, batch_sizes, repeats):
     """Sentences/s of ``inference.encode_means`` alone (tokenized once), per batch size,
     interleaved, in the default precision."""
-    from ssl_textvae.inference import encode_means
+    from ssl_textvae.nn.inference import encode_means
 
     corpus = vae.encode(texts)
     precision = resolve_precision(device, "auto")

@@ -37,10 +37,10 @@ def child(path, steps, threads, device, package_dir, encoding_only):
     import torch
 
     from ssl_textvae import TextFile
-    from ssl_textvae.data import EncodedCorpus
-    from ssl_textvae.model import TextVAE
-    from ssl_textvae.tokenization import TextTokenizer
-    from ssl_textvae.training import TrainingConfig, pretrain
+    from ssl_textvae.text.data import EncodedCorpus
+    from ssl_textvae.nn.model import TextVAE
+    from ssl_textvae.text.tokenization import TextTokenizer
+    from ssl_textvae.engine.training import TrainingConfig, pretrain
 
     torch.set_num_threads(threads)
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -45,12 +45,12 @@ def child(args):
     import numpy as np
     import torch
 
-    import ssl_textvae.model as model
+    import ssl_textvae.nn.model as model
     from ssl_textvae import BNVAE
-    from ssl_textvae.data import EncodedCorpus
-    from ssl_textvae.tokenization import TextTokenizer
-    from ssl_textvae.model import TextVAE
-    from ssl_textvae.training import TrainingConfig, pretrain
+    from ssl_textvae.text.data import EncodedCorpus
+    from ssl_textvae.text.tokenization import TextTokenizer
+    from ssl_textvae.nn.model import TextVAE
+    from ssl_textvae.engine.training import TrainingConfig, pretrain
 
     if args.unchunked:
         model.MAX_CHUNK_LOGITS = 2**62   # every batch as one matrix: the path before the bound

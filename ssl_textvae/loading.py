@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from . import persistence
-from .bnvae import BNVAE
-from .classifier import BNVAEClassifier
-from .dialogue import BNCVAE
-from .fine_tuned import FineTunedBNVAEClassifier
+from .estimators import persistence
+from .estimators.bnvae import BNVAE
+from .estimators.classifier import BNVAEClassifier
+from .dialogue.bncvae import BNCVAE
+from .estimators.fine_tuned import FineTunedBNVAEClassifier
 
 LOADERS = {cls.__name__: cls for cls in (BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier, BNCVAE)}
 

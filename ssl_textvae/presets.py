@@ -46,8 +46,8 @@ import re
 
 import numpy as np
 
-from .bnvae import BNVAE
-from .inputs import iterate_texts
+from .estimators.bnvae import BNVAE
+from .text.inputs import iterate_texts
 
 __all__ = ["auto_vae", "data_dependent_params", "describe_texts", "small_pool_search_space"]
 

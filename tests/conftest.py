@@ -17,7 +17,7 @@ torch.set_num_threads(1)
 def pytest_collection_modifyitems(config, items):
     """Skip ``bf16`` tests where this CPU cannot run an LSTM under bf16 autocast (oneDNN
     has no bf16 LSTM without AVX-512): there the package refuses precision='bf16'."""
-    from ssl_textvae.runtime import cpu_runs_bf16_lstm
+    from ssl_textvae.runtime.devices import cpu_runs_bf16_lstm
 
     if cpu_runs_bf16_lstm():
         return
@@ -106,7 +106,7 @@ def fitted_vae(fitted_classifier):
 def count_pretraining(monkeypatch):
     """A list that grows by one each time a BNVAE is pretrained (``training.pretrain``
     is still called)."""
-    from ssl_textvae import bnvae
+    from ssl_textvae.estimators import bnvae
 
     calls = []
     original = bnvae.pretrain

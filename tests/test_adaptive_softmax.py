@@ -7,8 +7,8 @@ from torch import nn
 
 from conftest import TINY, make_corpus
 from ssl_textvae import BNVAE, BNVAEClassifier
-from ssl_textvae.model import TextVAE, adaptive_cutoffs
-from ssl_textvae.tokenization import BOS_ID, EOS_ID, PAD_ID
+from ssl_textvae.nn.model import TextVAE, adaptive_cutoffs
+from ssl_textvae.text.tokenization import BOS_ID, EOS_ID, PAD_ID
 
 VOCAB, LATENT = 20, 4
 

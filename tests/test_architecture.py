@@ -1,15 +1,21 @@
-"""The package's layers as STYLE.md draws them: no import circle, torch-only lower layers,
-no module over about 400 lines."""
+"""The package's layers as STYLE.md draws them: subpackages that import only downwards, no
+import circle, torch-only lower layers, no module over about 400 lines."""
 
 import ast
 import os
 
 PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ssl_textvae")
-TORCH_ONLY = ("tokenization", "data", "inputs", "model", "adaptive_softmax", "optim", "runtime",
-              "inference", "checkpoints", "engine", "training", "fine_tuning", "dialogue_training", "cvae",
-              "metrics", "generation", "persistence")
-ESTIMATORS_AND_ABOVE = {"bnvae", "_classifier_base", "classifier", "fine_tuned", "loading", "tuning",
-                       "cli", "__init__"}
+# The subpackages, lowest first: a module may import from its own subpackage or one below it.
+LAYERS = ("runtime", "text", "nn", "engine", "estimators", "dialogue", "tuning")
+# Above every layer: the public entry points (and the public paths kept for moved modules);
+# _version sits below every layer.
+TOP_LEVEL = {"__init__", "_version", "cli", "_cli_args", "_cli_data", "loading", "presets",
+             "pretrained", "persistence", "distributed"}
+TORCH_ONLY_LAYERS = ("runtime", "text", "nn", "engine")
+TORCH_ONLY_MODULES = ("dialogue.cvae", "dialogue.training", "dialogue.metrics", "estimators.persistence")
+ESTIMATORS_AND_ABOVE = {"estimators.bnvae", "estimators._classifier_base", "estimators.classifier",
+                        "estimators.fine_tuned", "dialogue", "dialogue.bncvae", "loading", "tuning",
+                        "cli", "__init__"}
 MAX_LINES = 400
 
 
@@ -103,16 +109,56 @@ def test_find_cycles_finds_a_circle_through_lazy_imports():
 
 
 def test_the_graph_is_read_correctly():
-    local, external = imports("bnvae")
-    assert {"persistence", "inference", "training", "model"} <= local and "sklearn" in external
-    assert {"bnvae", "classifier", "fine_tuned", "loading"} <= imports("__init__")[0]
+    local, external = imports("estimators.bnvae")
+    assert {"estimators.persistence", "nn.inference", "engine.training", "nn.model"} <= local
+    assert "sklearn" in external
+    assert {"estimators.bnvae", "estimators.classifier", "estimators.fine_tuned", "loading"} <= imports("__init__")[0]
+    assert imports("engine.training")[0] >= {"engine.loop", "text.data"}   # from . import loop as engine
+
+
+def layer_of(name):
+    """The index of ``name``'s subpackage in LAYERS; -1 for _version, len(LAYERS) for the top level."""
+    if name == "_version":
+        return -1
+    first = name.split(".")[0]
+    return LAYERS.index(first) if first in LAYERS else len(LAYERS)
+
+
+def upward_imports(graph, layer_of):
+    """``module -> imported`` pairs of ``graph`` that import a layer above the module's own."""
+    return [f"{name} -> {target}" for name in sorted(graph) for target in sorted(graph[name])
+            if layer_of(target) > layer_of(name)]
+
+
+def test_subpackages_import_only_their_own_layer_or_those_below():
+    graph = {name: imports(name)[0] for name in module_names()}
+    assert upward_imports(graph, layer_of) == []
+
+
+def test_upward_imports_finds_an_import_against_the_order():
+    graph = {"text.data": {"runtime.devices"}, "nn.model": {"text.data", "engine.loop"},
+             "engine.loop": {"nn.model"}, "cli": {"engine.loop"}, "runtime.devices": {"_version"}}
+    assert upward_imports(graph, layer_of) == ["nn.model -> engine.loop"]
+
+
+def test_every_module_lives_in_a_subpackage_with_a_stated_job():
+    assert {name for name in module_names() if "." not in name and name not in LAYERS} == TOP_LEVEL
+    for layer in LAYERS:
+        tree = ast.parse(open(path_of(layer), encoding="utf-8").read())
+        assert ast.get_docstring(tree), f"ssl_textvae/{layer}/__init__.py has no docstring"
+
+
+def torch_only():
+    return [name for name in module_names()
+            if name.split(".")[0] in TORCH_ONLY_LAYERS or name in TORCH_ONLY_MODULES]
 
 
 def test_lower_layers_never_import_scikit_learn():
-    for name in TORCH_ONLY:
+    assert {"nn.model", "engine.loop", "text.data", "runtime.devices"} <= set(torch_only())
+    for name in torch_only():
         local, external = imports(name)
         assert "sklearn" not in external, f"{name} imports scikit-learn"
-        upper = {module for module in local if module.split(".")[0] in ESTIMATORS_AND_ABOVE}
+        upper = {module for module in local if module in ESTIMATORS_AND_ABOVE}
         assert not upper, f"{name} imports the layer above it: {upper}"
 
 
@@ -157,7 +203,8 @@ def test_no_module_is_longer_than_about_400_lines():
 # A recipe is what a user would write: it imports only the public API. Public means: a module
 # listed here, and from it a name in its __all__ (every public module defines one) or a public
 # module below it; ``import ssl_textvae`` then ``ssl_textvae.NAME`` with NAME in ssl_textvae.__all__.
-PUBLIC_MODULES = ("ssl_textvae", "ssl_textvae.tuning", "ssl_textvae.presets", "ssl_textvae.dialogue")
+PUBLIC_MODULES = ("ssl_textvae", "ssl_textvae.tuning", "ssl_textvae.presets", "ssl_textvae.dialogue",
+                  "ssl_textvae.pretrained")
 
 
 def private_uses(tree):
@@ -194,7 +241,7 @@ def test_private_uses_tells_public_from_private():
     tree = ast.parse("import ssl_textvae\nimport ssl_textvae.tuning\nfrom ssl_textvae import BNVAE, SOFTMAXES\n"
                      "from ssl_textvae.presets import auto_vae\nfrom ssl_textvae import tuning\n"
                      "ssl_textvae.load\nssl_textvae.__version__\n"
-                     "from ssl_textvae.model import SOFTMAXES\nfrom ssl_textvae import inputs\n"
+                     "from ssl_textvae.nn.model import SOFTMAXES\nfrom ssl_textvae import inputs\n"
                      "from ssl_textvae.presets import math\nimport ssl_textvae.runtime\nssl_textvae.features\n")
-    assert private_uses(tree) == ["ssl_textvae.model.SOFTMAXES", "ssl_textvae.inputs",
+    assert private_uses(tree) == ["ssl_textvae.nn.model.SOFTMAXES", "ssl_textvae.inputs",
                                   "ssl_textvae.presets.math", "ssl_textvae.runtime", "ssl_textvae.features"]

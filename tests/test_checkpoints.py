@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ssl_textvae import BNVAE
-from ssl_textvae.checkpoints import CHECKPOINT_NAME
+from ssl_textvae.engine.checkpoints import CHECKPOINT_NAME
 
 from conftest import TINY, make_corpus
 

@@ -6,7 +6,7 @@ import torch
 from torch.nn import functional as F
 
 from ssl_textvae import BNVAE
-from ssl_textvae.model import MAX_CHUNK_LOGITS, TextVAE
+from ssl_textvae.nn.model import MAX_CHUNK_LOGITS, TextVAE
 
 from conftest import TINY, make_corpus
 
@@ -83,7 +83,7 @@ def test_no_more_logits_than_the_bound_exist_at_once(monkeypatch):
 
 def test_uneven_token_weights_get_exact_gradients():
     """A loss that weights tokens unevenly takes the recomputing backward path."""
-    from ssl_textvae.model import ChunkedSoftmaxNLL
+    from ssl_textvae.nn.model import ChunkedSoftmaxNLL
 
     torch.manual_seed(0)
     hidden = torch.randn(23, 8, dtype=torch.float64, requires_grad=True)
@@ -112,7 +112,7 @@ def test_small_batches_take_the_single_matrix_path(monkeypatch):
 def test_training_with_chunks_matches_training_without():
     texts = make_corpus(80, seed=4)[0]
     whole = BNVAE(**dict(TINY, max_epochs=1, precision="fp32")).fit(texts)
-    import ssl_textvae.model as model
+    import ssl_textvae.nn.model as model
 
     saved = model.MAX_CHUNK_LOGITS
     model.MAX_CHUNK_LOGITS = 7 * 40   # a handful of tokens per chunk for the tiny vocabulary

@@ -1,4 +1,4 @@
-"""The command line on CSV and JSON Lines files (ssl_textvae.tables): fit, predict, evaluate,
+"""The command line on CSV and JSON Lines files (ssl_textvae.text.tables): fit, predict, evaluate,
 tune by column name, unlabeled rows, --auto-vae, --cv, and errors naming file, line and column."""
 
 import csv

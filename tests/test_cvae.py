@@ -13,12 +13,12 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from ssl_textvae import BNCVAE
-from ssl_textvae.cvae import ConditionalVAE, gaussian_kl_between, total_kl, training_loss
+from ssl_textvae.dialogue.cvae import ConditionalVAE, gaussian_kl_between, total_kl, training_loss
 from ssl_textvae.dialogue import dialogue_pairs
-from ssl_textvae.dialogue_metrics import (WordVectors, bow_embedding, distinct_n, fit_word_vectors,
+from ssl_textvae.dialogue.metrics import (WordVectors, bow_embedding, distinct_n, fit_word_vectors,
                                           response_metrics, sentence_bleu)
-from ssl_textvae.dialogue_training import DialogueCorpus
-from ssl_textvae.model import gaussian_kl
+from ssl_textvae.dialogue.training import DialogueCorpus
+from ssl_textvae.nn.model import gaussian_kl
 
 TOPICS = {"what color do you like ?": ["i like red .", "blue is nice .", "green , i think ."],
           "where do you live ?": ["in the city .", "near the sea .", "i live in town ."],

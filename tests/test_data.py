@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from ssl_textvae.data import EncodedCorpus, bucket_batches, collate, n_batches, padding_fraction
-from ssl_textvae.inputs import TextFile, iterate_texts, read_labeled_file
-from ssl_textvae.tokenization import BOS_ID, EOS_ID, PAD_ID, TextTokenizer
+from ssl_textvae.text.data import EncodedCorpus, bucket_batches, collate, n_batches, padding_fraction
+from ssl_textvae.text.inputs import TextFile, iterate_texts, read_labeled_file
+from ssl_textvae.text.tokenization import BOS_ID, EOS_ID, PAD_ID, TextTokenizer
 
 from conftest import make_corpus
 

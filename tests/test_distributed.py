@@ -11,14 +11,15 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-import ssl_textvae.model
+import ssl_textvae.nn.model
 from ssl_textvae import BNVAE
-from ssl_textvae import distributed, engine
-from ssl_textvae.data import EncodedCorpus, bucket_batches, collate, n_batches
-from ssl_textvae.model import Encoder, MeanBatchNorm, TextVAE
-from ssl_textvae.tokenization import TextTokenizer
-from ssl_textvae.engine import make_optimizer
-from ssl_textvae.training import TrainingConfig, train_epoch
+from ssl_textvae.engine import distributed
+from ssl_textvae.engine import loop as engine
+from ssl_textvae.text.data import EncodedCorpus, bucket_batches, collate, n_batches
+from ssl_textvae.nn.model import Encoder, MeanBatchNorm, TextVAE
+from ssl_textvae.text.tokenization import TextTokenizer
+from ssl_textvae.engine.loop import make_optimizer
+from ssl_textvae.engine.training import TrainingConfig, train_epoch
 
 from conftest import make_corpus
 
@@ -92,7 +93,7 @@ def gradient_step(module, corpus, indices, forward, scale=1.0):
 def _equivalence(rank, world_size, out_dir):
     """This rank's share of a global batch of 16 (gradients, BN output and statistics),
     then one epoch of 3 steps through ``train_epoch``, in float64."""
-    ssl_textvae.model.sample_gaussian = fixed_noise
+    ssl_textvae.nn.model.sample_gaussian = fixed_noise
     corpus, module, config = tiny_setup()
     shard = distributed.current_shard()
     batch = bucket_batches(corpus.lengths, 16, shuffle=False)[0]
@@ -172,7 +173,7 @@ def two_ranks(tmp_path_factory):
 
 
 def test_two_ranks_of_8_give_the_gradients_and_weights_of_one_process_of_16(two_ranks, monkeypatch):
-    monkeypatch.setattr(ssl_textvae.model, "sample_gaussian", fixed_noise)
+    monkeypatch.setattr(ssl_textvae.nn.model, "sample_gaussian", fixed_noise)
     ranks = two_ranks[0]["equivalence"]
     corpus, module, config = tiny_setup()
     batch = bucket_batches(corpus.lengths, 16, shuffle=False)[0]

@@ -67,7 +67,7 @@ def test_transform_refuses_to_return_nan(texts):
 
 
 def test_non_finite_validation_loss_is_an_error(texts, monkeypatch):
-    from ssl_textvae import distributed
+    from ssl_textvae.engine import distributed
 
     # validation runs through the process's shard (one process: evaluate_elbo as before)
     monkeypatch.setattr(distributed, "evaluate_elbo", lambda *args, **kwargs: {
@@ -77,7 +77,7 @@ def test_non_finite_validation_loss_is_an_error(texts, monkeypatch):
 
 
 def test_clipped_sgd_refuses_a_non_finite_gradient():
-    from ssl_textvae.optim import ClippedSGD
+    from ssl_textvae.nn.optim import ClippedSGD
 
     layer = torch.nn.Linear(3, 2)
     update = ClippedSGD(layer, torch.optim.SGD(layer.parameters(), lr=1.0), 5.0, bf16_weights=False)

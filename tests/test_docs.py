@@ -9,8 +9,8 @@ import ssl_textvae
 
 PUBLIC_CLASSES = [getattr(ssl_textvae, name) for name in ssl_textvae.__all__
                   if isinstance(getattr(ssl_textvae, name), type)]
-RUNNABLE = ["ssl_textvae.bnvae", "ssl_textvae.classifier", "ssl_textvae.fine_tuned",
-            "ssl_textvae.inputs", "ssl_textvae.tokenization", "ssl_textvae.diagnostics"]
+RUNNABLE = ["ssl_textvae.estimators.bnvae", "ssl_textvae.estimators.classifier", "ssl_textvae.estimators.fine_tuned",
+            "ssl_textvae.text.inputs", "ssl_textvae.text.tokenization", "ssl_textvae.engine.diagnostics"]
 
 
 def test_every_public_class_is_counted():

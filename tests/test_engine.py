@@ -51,14 +51,14 @@ def test_the_epoch_loop_is_written_once():
                 path = os.path.join(root, file)
                 if "for epoch" in open(path, encoding="utf-8").read():
                     modules.append(os.path.relpath(path, PACKAGE))
-    assert modules == ["engine.py"]
+    assert modules == [os.path.join("engine", "loop.py")]
 
 
 def test_fine_tuning_resumes_from_its_checkpoint_to_the_same_result(tiny_vae, labeled, tmp_path):
     import numpy as np
     import torch
 
-    from ssl_textvae.fine_tuning import EncoderClassifier, FineTuningConfig, fine_tune
+    from ssl_textvae.engine.fine_tuning import EncoderClassifier, FineTuningConfig, fine_tune
 
     corpus = tiny_vae.encode(labeled[0])
     train, valid = corpus.subset(np.arange(60)), corpus.subset(np.arange(60, 80))

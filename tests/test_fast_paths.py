@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from ssl_textvae import runtime
-from ssl_textvae.data import EncodedCorpus, collate
-from ssl_textvae.tokenization import BOS_ID, EOS_ID, PAD_ID
+from ssl_textvae.runtime import devices as runtime
+from ssl_textvae.text.data import EncodedCorpus, collate
+from ssl_textvae.text.tokenization import BOS_ID, EOS_ID, PAD_ID
 
 
 def _random_corpus(n=200, seed=0):

@@ -1,5 +1,5 @@
 """Fine-tuning the pretrained encoder with the labels (FineTunedBNVAEClassifier and the
-torch-only loop of ssl_textvae.fine_tuning)."""
+torch-only loop of ssl_textvae.engine.fine_tuning)."""
 
 import numpy as np
 import pytest
@@ -9,7 +9,7 @@ from sklearn.frozen import FrozenEstimator
 
 import ssl_textvae
 from ssl_textvae import BNVAE, FineTunedBNVAEClassifier
-from ssl_textvae.inference import encode_means
+from ssl_textvae.nn.inference import encode_means
 
 from conftest import TINY, check_classifier_outputs, make_corpus
 
@@ -144,7 +144,7 @@ def test_pickle_round_trip_predicts_the_same(fine_tuned, held_out):
 def test_pickle_stores_a_cpu_state_dict_and_predict_moves_the_module(fine_tuned, held_out, monkeypatch):
     import pickle
 
-    from ssl_textvae import fine_tuned as module
+    from ssl_textvae.estimators import fine_tuned as module
 
     state = fine_tuned.__getstate__()
     assert isinstance(state["module_"], dict)

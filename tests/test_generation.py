@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ssl_textvae.generation import decode_latents, interpolation_path
+from ssl_textvae.nn.generation import decode_latents, interpolation_path
 
 
 def _vocabulary(vae):

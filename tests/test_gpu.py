@@ -11,7 +11,7 @@ import torch
 from conftest import TINY
 
 from ssl_textvae import BNVAE, BNVAEClassifier
-from ssl_textvae.runtime import resolve_device
+from ssl_textvae.runtime.devices import resolve_device
 
 needs_cuda = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

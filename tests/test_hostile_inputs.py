@@ -12,7 +12,7 @@ from sklearn.frozen import FrozenEstimator
 from ssl_textvae import (BNCVAE, BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier, KLExplosionWarning,
                          TextFile, TrainingDivergedError, read_labeled_file)
 from ssl_textvae.cli import main
-from ssl_textvae.runtime import resolve_device
+from ssl_textvae.runtime.devices import resolve_device
 
 from conftest import TINY, make_corpus
 

@@ -3,9 +3,9 @@
 import numpy as np
 import torch
 
-from ssl_textvae.data import EncodedCorpus
-from ssl_textvae.inference import encode_means, encode_posteriors, run_batched
-from ssl_textvae.model import TextVAE
+from ssl_textvae.text.data import EncodedCorpus
+from ssl_textvae.nn.inference import encode_means, encode_posteriors, run_batched
+from ssl_textvae.nn.model import TextVAE
 
 
 def _corpus(lengths, seed=0):

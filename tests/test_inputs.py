@@ -2,7 +2,7 @@
 
 import pytest
 
-from ssl_textvae.inputs import TextFile, check_texts, iterate_texts, read_labeled_file
+from ssl_textvae.text.inputs import TextFile, check_texts, iterate_texts, read_labeled_file
 
 
 def test_read_labeled_file_unlabeled_lines(tmp_path):

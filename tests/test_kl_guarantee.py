@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ssl_textvae import BNVAE, KLCollapseWarning
-from ssl_textvae.metrics import evaluate_elbo
-from ssl_textvae.runtime import resolve_device
+from ssl_textvae.engine.metrics import evaluate_elbo
+from ssl_textvae.runtime.devices import resolve_device
 
 from conftest import TINY, make_corpus
 

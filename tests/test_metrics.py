@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from ssl_textvae import BNVAE
-from ssl_textvae.metrics import (active_units, evaluate, evaluate_elbo, iw_nll, kl_per_dimension,
+from ssl_textvae.engine.metrics import (active_units, evaluate, evaluate_elbo, iw_nll, kl_per_dimension,
                                  mutual_information, perplexity)
-from ssl_textvae.runtime import resolve_device
+from ssl_textvae.runtime.devices import resolve_device
 
 from conftest import make_corpus
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from ssl_textvae.model import MeanBatchNorm, TextVAE, gaussian_kl, sample_gaussian
-from ssl_textvae.tokenization import BOS_ID, EOS_ID, PAD_ID
+from ssl_textvae.nn.model import MeanBatchNorm, TextVAE, gaussian_kl, sample_gaussian
+from ssl_textvae.text.tokenization import BOS_ID, EOS_ID, PAD_ID
 
 VOCAB, LATENT = 20, 4
 

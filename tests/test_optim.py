@@ -5,9 +5,9 @@ import copy
 import pytest
 import torch
 
-from ssl_textvae.model import Dropout, TextVAE
-from ssl_textvae import optim
-from ssl_textvae.optim import ClippedSGD
+from ssl_textvae.nn.model import Dropout, TextVAE
+from ssl_textvae.nn import optim
+from ssl_textvae.nn.optim import ClippedSGD
 
 
 def _model_and_batch(seed=0):

@@ -13,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 
 import ssl_textvae
 from ssl_textvae import BNVAE, BNVAEClassifier
-from ssl_textvae.persistence import CONFIG, FORMAT_VERSION, HEAD, TOKENIZER, VAE_DIR, WEIGHTS
+from ssl_textvae.estimators.persistence import CONFIG, FORMAT_VERSION, HEAD, TOKENIZER, VAE_DIR, WEIGHTS
 
 from conftest import make_corpus
 

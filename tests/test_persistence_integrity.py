@@ -13,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 
 import ssl_textvae
 from ssl_textvae import BNCVAE, BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier
-from ssl_textvae.persistence import CONFIG, HEAD, TOKENIZER, VAE_DIR, WEIGHTS, SaveError
+from ssl_textvae.estimators.persistence import CONFIG, HEAD, TOKENIZER, VAE_DIR, WEIGHTS, SaveError
 
 from conftest import make_corpus
 

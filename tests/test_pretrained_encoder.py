@@ -9,7 +9,7 @@ import pytest
 transformers = pytest.importorskip("transformers")
 
 from ssl_textvae import BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier, load  # noqa: E402
-from ssl_textvae.pretrained import EmbeddingCache  # noqa: E402
+from ssl_textvae.nn.pretrained import EmbeddingCache  # noqa: E402
 from sklearn.frozen import FrozenEstimator  # noqa: E402
 
 WORDS = "the food was good great bad rude staff place cold tasty awful friendly slow".split()
@@ -64,7 +64,7 @@ def test_frozen_encoder_is_left_unchanged_and_trained_one_moves(tiny_encoder):
 
 
 def test_frozen_vectors_are_computed_once_per_text(tiny_encoder, monkeypatch):
-    from ssl_textvae import pretrained
+    from ssl_textvae.nn import pretrained
 
     EmbeddingCache.clear()
     calls = []

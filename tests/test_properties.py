@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from ssl_textvae import BNVAE, BNVAEClassifier, TextTokenizer
 from ssl_textvae.cli import main
-from ssl_textvae.inputs import check_labels
+from ssl_textvae.text.inputs import check_labels
 
 from conftest import TINY
 

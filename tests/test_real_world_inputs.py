@@ -14,9 +14,9 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, cross_val_score
 
 from ssl_textvae import BNVAE, BNVAEClassifier
-from ssl_textvae.fine_tuned import FineTunedBNVAEClassifier
-from ssl_textvae.inputs import check_labels, check_texts, iterate_texts
-from ssl_textvae.runtime import resolve_device
+from ssl_textvae.estimators.fine_tuned import FineTunedBNVAEClassifier
+from ssl_textvae.text.inputs import check_labels, check_texts, iterate_texts
+from ssl_textvae.runtime.devices import resolve_device
 
 from conftest import TINY, make_corpus
 
@@ -165,7 +165,7 @@ def test_device_values_that_resolve():
 def test_bf16_on_a_cpu_without_bf16_kernels_is_refused_before_training(corpus, monkeypatch):
     """An AVX2-only CPU: oneDNN has no bf16 LSTM there; auto falls back to fp32 and an
     explicit bf16 is a clear error, not oneDNN's 'could not create a primitive'."""
-    from ssl_textvae import runtime
+    from ssl_textvae.runtime import devices as runtime
 
     monkeypatch.setattr(runtime, "cpu_runs_bf16_lstm", lambda: False)
     assert runtime.resolve_precision(torch.device("cpu"), "auto") == "fp32"
@@ -255,7 +255,7 @@ def test_grid_search_over_a_numpy_grid_leaves_the_grid_values(corpus):
 
 
 def test_the_bf16_probe_leaves_the_global_rng_as_it_was():
-    from ssl_textvae import runtime
+    from ssl_textvae.runtime import devices as runtime
 
     runtime.cpu_runs_bf16_lstm.cache_clear()
     torch.manual_seed(0)

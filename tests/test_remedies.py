@@ -6,8 +6,8 @@ import torch
 from sklearn.base import clone
 
 from ssl_textvae import BNVAE, BNVAEClassifier
-from ssl_textvae.model import TextVAE
-from ssl_textvae.training import KLSchedule, TrainingConfig, kl_penalty
+from ssl_textvae.nn.model import TextVAE
+from ssl_textvae.engine.training import KLSchedule, TrainingConfig, kl_penalty
 
 from conftest import make_corpus
 

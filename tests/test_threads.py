@@ -4,8 +4,10 @@ override, and that pretraining restores the process's setting."""
 import pytest
 import torch
 
-from ssl_textvae import BNVAE, threads
-from ssl_textvae.threads import AdaptiveThreads, choose_threads, requested_threads
+from ssl_textvae import BNVAE
+
+from ssl_textvae.runtime import threads
+from ssl_textvae.runtime.threads import AdaptiveThreads, choose_threads, requested_threads
 
 from conftest import TINY, make_corpus
 
@@ -153,7 +155,9 @@ def test_fine_tuning_drops_threads_on_a_busy_machine_and_restores_them(two_threa
                                                                      fitted_vae, monkeypatch):
     from sklearn.frozen import FrozenEstimator
 
-    from ssl_textvae import FineTunedBNVAEClassifier, fine_tuning
+    from ssl_textvae import FineTunedBNVAEClassifier
+
+    from ssl_textvae.engine import fine_tuning
 
     seen = []
     forward = fine_tuning.EncoderClassifier.forward

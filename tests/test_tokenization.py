@@ -4,7 +4,7 @@ import pickle
 
 import pytest
 
-from ssl_textvae.tokenization import (BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID,
+from ssl_textvae.text.tokenization import (BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID,
                                       TextTokenizer)
 
 from conftest import make_corpus

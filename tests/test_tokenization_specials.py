@@ -3,7 +3,7 @@
 import pytest
 
 from ssl_textvae import TextTokenizer
-from ssl_textvae.tokenization import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from ssl_textvae.text.tokenization import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 
 @pytest.mark.parametrize("kind", ["word", "bpe"])

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from ssl_textvae import BNVAE
-from ssl_textvae import engine
-from ssl_textvae.checkpoints import CHECKPOINT_NAME
+from ssl_textvae.engine import loop as engine
+from ssl_textvae.engine.checkpoints import CHECKPOINT_NAME
 
 from conftest import TINY, make_corpus
 

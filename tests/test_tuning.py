@@ -334,7 +334,7 @@ def test_plot_needs_gamma_and_latent_dim(small):
 # -- fixes found while tuning on short Yelp ---------------------------------------------------
 
 def test_a_literal_unk_in_the_texts_keeps_the_unknown_id():
-    from ssl_textvae.tokenization import UNK_ID, TextTokenizer
+    from ssl_textvae.text.tokenization import UNK_ID, TextTokenizer
 
     tokenizer = TextTokenizer("word").fit(["a b c", "a <unk> d", "b c", "<unk> <unk>"])
     ids = tokenizer.encode_batch(["a <unk> d"])[0]

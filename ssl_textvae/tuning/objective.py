@@ -15,19 +15,19 @@ from sklearn.base import clone
 from sklearn.model_selection import RepeatedStratifiedKFold, cross_val_score
 from sklearn.utils import check_random_state
 
-from .._classifier_base import default_head
-from .._vae_params import VAE_CONSTRAINTS
-from ..bnvae import BNVAE
-from ..features import check_word_weight, fit_scaler, fit_words, head_features
+from ..estimators._classifier_base import default_head
+from ..estimators._vae_params import VAE_CONSTRAINTS
+from ..estimators.bnvae import BNVAE
+from ..estimators.features import check_word_weight, fit_scaler, fit_words, head_features
 from .resume import worker_id
-from ..inputs import ConcatTexts, check_classes, check_labels, check_texts, iterate_texts
+from ..text.inputs import ConcatTexts, check_classes, check_labels, check_texts, iterate_texts
 from ._optuna import import_optuna
 from .storage import save_atomically
 
 DEFAULT_GAMMA_RANGE = (0.1, 1.5)
 DEFAULT_LATENT_DIMS = (8, 16, 32, 64)
 VAE_PREFIX, HEAD_PREFIX = "vae__", "estimator__"   # as BNVAEClassifier.set_params names them
-WORD_WEIGHT = "word_weight"   # BNVAEClassifier's own parameter (ssl_textvae.features)
+WORD_WEIGHT = "word_weight"   # BNVAEClassifier's own parameter (ssl_textvae.estimators.features)
 # BNVAE parameters that do not change the trained weights: left out of the cache key.
 _NOT_IN_KEY = ("device", "verbose", "checkpoint_dir")
 # BNVAE parameters that tune sets itself.

@@ -12,9 +12,9 @@ import warnings
 from sklearn.base import clone
 from tqdm.auto import tqdm
 
-from .._classifier_base import default_head
-from ..bnvae import BNVAE
-from ..classifier import BNVAEClassifier
+from ..estimators._classifier_base import default_head
+from ..estimators.bnvae import BNVAE
+from ..estimators.classifier import BNVAEClassifier
 from ._optuna import import_optuna
 from .objective import (HEAD_PREFIX, TuningObjective, _check_search_space, _derive_seed,
                         default_search_space)
@@ -58,7 +58,7 @@ def tune(texts, y, n_trials=None, timeout=None, storage=None, study_name=None, s
         Parameter name -> Optuna distribution, list of choices or ``(low, high)``.
         Names are ``BNVAEClassifier`` parameters: ``vae__<BNVAE parameter>``,
         ``estimator__<head parameter>`` or ``word_weight`` (word features beside the
-        means, :mod:`ssl_textvae.features`). Every ``vae__`` choice (or both ends of a
+        means, :mod:`ssl_textvae.estimators.features`). Every ``vae__`` choice (or both ends of a
         range) must meet the BNVAE parameter's constraint: a ``ValueError`` before the
         first trial otherwise. None means :func:`default_search_space`:
         ``vae__gamma`` on [0.1, 1.5] in steps of 0.1 and ``vae__latent_dim`` in

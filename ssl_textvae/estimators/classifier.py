@@ -21,7 +21,7 @@ from ._vae_params import VAE_PARAMETER_DOC
 from .bnvae import BNVAE
 from ._validation import validate_params
 from .features import EMBEDDING_WEIGHT, WORD_WEIGHT, fit_scaler, fit_words, head_features
-from .inputs import check_semi_supervised, check_texts
+from ..text.inputs import check_semi_supervised, check_texts
 
 
 class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
@@ -47,7 +47,7 @@ class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
         Beyond the paper: with a value > 0 the head also sees TF-IDF features of
         words and word pairs (fitted on every text of ``fit``, the -1 rows too),
         scaled by this weight, beside the standardized means
-        (:mod:`ssl_textvae.features`). 0 is the paper's head on the means alone.
+        (:mod:`ssl_textvae.estimators.features`). 0 is the paper's head on the means alone.
         On banking77 (77 intents) it is what lifts the head above TF-IDF alone;
         ``tune`` can search it (``recipes/README.md``, few-label benchmark).
     embedding_weight : float, default=0.0

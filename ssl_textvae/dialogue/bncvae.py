@@ -17,12 +17,12 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import Interval, Options, python_scalar, validate_params
+from ..estimators._validation import Interval, Options, python_scalar, validate_params
 from .cvae import ConditionalVAE, generate_ids
-from .dialogue_metrics import fit_word_vectors
-from .dialogue_training import DialogueCorpus, DialogueTrainingConfig, evaluate_terms, train
-from .runtime import PRECISIONS, resolve_device
-from .tokenization import TextTokenizer
+from .metrics import fit_word_vectors
+from .training import DialogueCorpus, DialogueTrainingConfig, evaluate_terms, train
+from ..runtime.devices import PRECISIONS, resolve_device
+from ..text.tokenization import TextTokenizer
 
 __all__ = ["BNCVAE", "dialogue_pairs", "fit_word_vectors"]   # fit_word_vectors: evaluate's word_vectors
 
@@ -248,10 +248,10 @@ class BNCVAE(BaseEstimator):
         reconstruction, as Zhao et al. report it), ``elbo_perplexity``; for BN-CVAE
         ``kl_bound`` = latent_dim * gamma^2 / 2 and ``bound_holds`` (posterior_kl >=
         kl_bound); and, from ``n_samples`` responses per context,
-        :func:`~ssl_textvae.dialogue_metrics.response_metrics` (``word_vectors`` for
+        :func:`~ssl_textvae.dialogue.metrics.response_metrics` (``word_vectors`` for
         the embedding scores). ``n_samples=0`` skips generation.
         """
-        from .dialogue_metrics import response_metrics
+        from .metrics import response_metrics
 
         check_is_fitted(self, "module_")
         references = _check_references(responses)
@@ -273,7 +273,7 @@ class BNCVAE(BaseEstimator):
         """Weights (safetensors), parameters and history (config.json) and vocabulary
         (tokenizer.json) into directory ``path``, written beside it and swapped in (a
         failed save leaves what was there intact); ``ssl_textvae.load`` reads it too."""
-        from . import persistence
+        from ..estimators import persistence
 
         check_is_fitted(self, "module_")
 
@@ -288,7 +288,7 @@ class BNCVAE(BaseEstimator):
     def load(cls, path):
         """Read what :meth:`save` wrote; no code is executed from the directory, and a
         file swapped or edited after saving is refused with a ``ValueError``."""
-        from . import persistence
+        from ..estimators import persistence
 
         config = persistence.read_config(path, cls.__name__, ("params", "history"))
         model = cls(**persistence.check_params(path, config["params"], cls, CONSTRAINTS))

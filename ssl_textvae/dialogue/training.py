@@ -18,20 +18,20 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 
-from . import engine
-from .checkpoints import data_fingerprint
+from ..engine import loop as engine
+from ..engine.checkpoints import data_fingerprint
 from .cvae import training_loss
-from .data import EncodedCorpus, bucket_batches, collate
-from .inference import eval_mode
-from .runtime import autocast_context
-from .training import KLSchedule
+from ..text.data import EncodedCorpus, bucket_batches, collate
+from ..nn.inference import eval_mode
+from ..runtime.devices import autocast_context
+from ..engine.training import KLSchedule
 
 TERMS = ("reconstruction", "kl", "prior_kl", "posterior_kl", "bow")
 
 
 class DialogueCorpus:
     """Token ids of (context, response) pairs: the context utterances of all pairs,
-    context after context, in one :class:`~ssl_textvae.data.EncodedCorpus`, with
+    context after context, in one :class:`~ssl_textvae.text.data.EncodedCorpus`, with
     ``context_offsets`` (n_pairs + 1) into its rows, and the responses in another."""
 
     def __init__(self, utterances: EncodedCorpus, context_offsets: np.ndarray, responses: EncodedCorpus):
@@ -65,7 +65,7 @@ class DialogueCorpus:
         return DialogueCorpus(self.utterances.subset(rows), offsets, self.responses.subset(indices))
 
     def batch(self, indices, device):
-        """Tensors for :class:`~ssl_textvae.cvae.ConditionalVAE`: utterances (n_utt, time),
+        """Tensors for :class:`~ssl_textvae.dialogue.cvae.ConditionalVAE`: utterances (n_utt, time),
         their lengths (n_utt,), floors (n_utt,), context sizes (batch,), response
         (batch, time) and its lengths (batch,), each with ``<s>`` and ``</s>``."""
         indices = np.asarray(indices, dtype=np.int64)
@@ -101,7 +101,7 @@ class DialogueTrainingConfig:
 
 
 class DialogueTask(engine.Task):
-    """The conditional VAE's loss (:func:`~ssl_textvae.cvae.training_loss`) on
+    """The conditional VAE's loss (:func:`~ssl_textvae.dialogue.cvae.training_loss`) on
     ``train``, selected and stopped (after ``n_iter_no_change`` epochs without a better
     validation negative ELBO) on ``valid``."""
 
@@ -183,7 +183,7 @@ def evaluate_terms(module, corpus: DialogueCorpus, device, batch_size=128, preci
 
 def recalibrate_batch_norm(module, corpus: DialogueCorpus, device, batch_size, rng, precision="auto",
                            max_pairs=5_000):
-    """:func:`ssl_textvae.engine.recalibrate_batch_norm` on mu_q over (a sample of) the
+    """:func:`ssl_textvae.engine.loop.recalibrate_batch_norm` on mu_q over (a sample of) the
     training pairs, in the precision the model is evaluated in."""
     def batches_of(sample):
         return (sample.batch(indices, device)

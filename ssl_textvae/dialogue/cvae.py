@@ -8,7 +8,7 @@ q(z|c, y) reads c and the encoded response y, the prior network p(z|c) reads c;
 both are diagonal Gaussians. The decoder GRU starts from a linear map of [c, z].
 With ``bow=True`` a bag-of-words head predicts the response's words from [c, z]
 (Zhao et al.'s auxiliary loss). With ``gamma > 0`` the posterior mean goes through
-:class:`~ssl_textvae.model.MeanBatchNorm` (scale fixed at gamma, shift learned):
+:class:`~ssl_textvae.nn.model.MeanBatchNorm` (scale fixed at gamma, shift learned):
 BN-CVAE. The module returns per-example terms; :func:`training_loss` weighs them.
 """
 
@@ -21,10 +21,10 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from .generation import decode_tokens
-from .inference import eval_mode
-from .model import MeanBatchNorm, gaussian_kl, sample_gaussian
-from .tokenization import PAD_ID
+from ..nn.generation import decode_tokens
+from ..nn.inference import eval_mode
+from ..nn.model import MeanBatchNorm, gaussian_kl, sample_gaussian
+from ..text.tokenization import PAD_ID
 
 __all__ = ["ConditionalVAE", "ContextEncoder", "UtteranceEncoder", "gaussian_kl_between",
            "generate_ids", "total_kl", "training_loss"]
@@ -102,7 +102,7 @@ class ConditionalVAE(nn.Module):
     bow : bool
         Build the bag-of-words head (CVAE (BOW)).
     bn_eps : float
-        Batch-norm epsilon (see :class:`~ssl_textvae.model.MeanBatchNorm`).
+        Batch-norm epsilon (see :class:`~ssl_textvae.nn.model.MeanBatchNorm`).
     dropout : float
         Dropout on the decoder's input embeddings.
     """

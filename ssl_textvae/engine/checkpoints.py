@@ -14,7 +14,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from .data import EncodedCorpus
+from ..text.data import EncodedCorpus
 
 CHECKPOINT_NAME = "checkpoint.pt"
 

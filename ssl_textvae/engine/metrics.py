@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data import EncodedCorpus, n_batches
-from .inference import batches, encode_posteriors, eval_mode
-from .model import gaussian_kl, gaussian_log_density
-from .runtime import autocast_context, resolve_device
+from ..text.data import EncodedCorpus, n_batches
+from ..nn.inference import batches, encode_posteriors, eval_mode
+from ..nn.model import gaussian_kl, gaussian_log_density
+from ..runtime.devices import autocast_context, resolve_device
 
 ACTIVE_UNIT_THRESHOLD = 0.01
 
@@ -43,7 +43,7 @@ def active_units(means: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) 
 def elbo_sums(module, corpus: EncodedCorpus, device, batch_size=256, precision="fp32"):
     """Reconstruction and KL terms summed over the texts (one z sample each), a float64
     array (2,), and the posterior means, (n_texts, latent) on the CPU; in eval mode.
-    Sums, so that shards of a corpus add up (:mod:`ssl_textvae.distributed`)."""
+    Sums, so that shards of a corpus add up (:mod:`ssl_textvae.engine.distributed`)."""
     sums = np.zeros(2)
     means = []
     with eval_mode(module):
@@ -173,7 +173,7 @@ def evaluate(model, texts, n_importance_samples=500, *, batch_size=16, chunk_siz
     model : BNVAE or TextVAE
         A fitted :class:`~ssl_textvae.BNVAE` (then ``texts`` are strings: a list, a
         ``TextFile`` or a ``datasets.Dataset``), or a torch ``TextVAE`` (then
-        ``texts`` is an :class:`~ssl_textvae.data.EncodedCorpus`).
+        ``texts`` is an :class:`~ssl_textvae.text.data.EncodedCorpus`).
     texts : list of str, TextFile, Dataset or EncodedCorpus
     n_importance_samples : int, default=500
         Samples k of the importance-weighted NLL (the field uses 500).
@@ -262,7 +262,7 @@ def _module_and_corpus(model, texts, device):
 
 def _as_list(texts):
     # TextFile / Dataset sources are read once into memory: evaluation sets are small.
-    from .inputs import iterate_texts
+    from ..text.inputs import iterate_texts
 
     return texts if isinstance(texts, list) else list(iterate_texts(texts))
 

@@ -1,6 +1,6 @@
 """Text from latent codes, in torch only: greedy or temperature sampling with the
 decoder, one token at a time, from ``<s>`` until ``</s>`` or ``max_tokens``; the
-conditional VAE's responses (:func:`ssl_textvae.cvae.generate_ids`) share the loop.
+conditional VAE's responses (:func:`ssl_textvae.dialogue.cvae.generate_ids`) share the loop.
 
 The estimator wraps these as :meth:`BNVAE.sample` (z from the prior N(0, I)),
 :meth:`BNVAE.reconstruct` (z = posterior mean) and :meth:`BNVAE.interpolate`
@@ -14,7 +14,7 @@ from typing import List, Optional
 import torch
 
 from .inference import eval_mode
-from .tokenization import BOS_ID, EOS_ID, PAD_ID
+from ..text.tokenization import BOS_ID, EOS_ID, PAD_ID
 
 
 def decode_latents(module, z: torch.Tensor, max_tokens: int = 40, temperature: float = 0.0,

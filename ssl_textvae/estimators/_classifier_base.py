@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import persistence
 from ._validation import string_input_tags
 from .bnvae import BNVAE
-from .inputs import ConcatTexts, check_labels, check_texts, iterate_texts
+from ..text.inputs import ConcatTexts, check_labels, check_texts, iterate_texts
 
 
 def default_head():

@@ -3,7 +3,7 @@
 :class:`BNVAEClassifier` fits a head on frozen posterior means; with thousands of
 labels that linear view of a 32-dimensional code is the limit. Here the encoder
 and a linear head on its means are trained together on the labeled texts
-(:mod:`ssl_textvae.fine_tuning`). The ``vae`` parameter means what it means for
+(:mod:`ssl_textvae.engine.fine_tuning`). The ``vae`` parameter means what it means for
 :class:`BNVAEClassifier`; the settings of the fine-tuning phase carry the prefix
 ``fine_tuning_``, so no name is shared with the pretraining ones (``vae__lr``
 against ``fine_tuning_lr``).
@@ -26,10 +26,10 @@ from . import persistence
 from ._classifier_base import TextClassifierMixin, fit_or_reuse_vae, is_frozen, load_nested_vae
 from ._validation import Interval, Options, python_scalar, validate_params
 from ._vae_params import VAE_PARAMETER_DOC
-from .fine_tuning import (FEATURES, OPTIMIZERS, SELECTIONS, EncoderClassifier, FineTuningConfig,
+from ..engine.fine_tuning import (FEATURES, OPTIMIZERS, SELECTIONS, EncoderClassifier, FineTuningConfig,
                           features, fine_tune, logits)
-from .inputs import check_labels, check_semi_supervised, check_texts
-from .runtime import PRECISIONS, check_finite_means, flush_denormals, resolve_device
+from ..text.inputs import check_labels, check_semi_supervised, check_texts
+from ..runtime.devices import PRECISIONS, check_finite_means, flush_denormals, resolve_device
 
 FINE_TUNED_WEIGHTS = "fine_tuned.safetensors"
 PREFIX = "fine_tuning_"

@@ -2,7 +2,7 @@
 
 A tokenized corpus is kept as one flat ``int32`` array of ids plus offsets, so
 its memory is the ids alone, whatever container the texts came from (the text
-sources and their checks are in :mod:`ssl_textvae.inputs`).
+sources and their checks are in :mod:`ssl_textvae.text.inputs`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class EncodedCorpus:
 
     Text ``i`` is ``ids[offsets[i]:offsets[i + 1]]`` (without ``<s>`` / ``</s>``).
     ``encoder_inputs``, for a VAE whose inference network is a pretrained transformer
-    (:mod:`ssl_textvae.pretrained`), is what that encoder reads of each text: its pooled
+    (:mod:`ssl_textvae.nn.pretrained`), is what that encoder reads of each text: its pooled
     vectors, float32 (n_texts, width), when it is frozen, or its own token ids as an
     ``EncodedCorpus`` when it trains; :func:`collate` hands them over with the batch.
     """

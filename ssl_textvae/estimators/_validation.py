@@ -1,5 +1,5 @@
 """Checks of estimator parameters, worded as scikit-learn words them (texts and labels:
-:mod:`ssl_textvae.inputs`)."""
+:mod:`ssl_textvae.text.inputs`)."""
 
 from __future__ import annotations
 

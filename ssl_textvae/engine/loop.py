@@ -6,12 +6,12 @@ batches, the validation record, the score that selects and stops, what follows a
 epoch (the batch-norm recalibration). The loop owns the rest, the same for every
 task: the optimizer (one builder), length-bucketed batches drawn from a seeded numpy
 generator, gradient clipping, a divergence check on every step (a non-finite loss or
-gradient raises :class:`~ssl_textvae.diagnostics.TrainingDivergedError`), the tqdm
+gradient raises :class:`~ssl_textvae.engine.diagnostics.TrainingDivergedError`), the tqdm
 bar, the CPU thread policy, the plateau schedule (best weights kept; after
 ``patience`` epochs without improvement the learning rate halves and the best weights
 come back; the next plateau after ``max_lr_halvings`` halvings stops), one resumable
-checkpoint per epoch (:mod:`ssl_textvae.checkpoints`) and the history. A task's
-``shard`` (:mod:`ssl_textvae.distributed`) is how the epochs execute: one process,
+checkpoint per epoch (:mod:`ssl_textvae.engine.checkpoints`) and the history. A task's
+``shard`` (:mod:`ssl_textvae.engine.distributed`) is how the epochs execute: one process,
 or one rank of a torch.distributed group.
 """
 
@@ -31,10 +31,10 @@ from tqdm.auto import tqdm
 from .checkpoints import CHECKPOINT_NAME, load_checkpoint, restore_rngs, save_checkpoint
 from .diagnostics import check_loss, diverged_error
 from .distributed import SingleProcess
-from .inference import batches, eval_mode
-from .optim import ClippedSGD
-from .runtime import autocast_context, flush_denormals, resolve_precision
-from .threads import cpu_threads
+from ..nn.inference import batches, eval_mode
+from ..nn.optim import ClippedSGD
+from ..runtime.devices import autocast_context, flush_denormals, resolve_precision
+from ..runtime.threads import cpu_threads
 
 
 class Task:
@@ -66,13 +66,13 @@ class Task:
     validate_start : bool
         The untrained weights compete as epoch 0.
     fused_sgd : bool
-        On CPU, plain SGD takes :class:`~ssl_textvae.optim.ClippedSGD`'s fused step.
+        On CPU, plain SGD takes :class:`~ssl_textvae.nn.optim.ClippedSGD`'s fused step.
     n_threads : int or None
-        Intra-op CPU threads (None: :mod:`ssl_textvae.threads` adapts them).
+        Intra-op CPU threads (None: :mod:`ssl_textvae.runtime.threads` adapts them).
     prefix : str
         Prefix of the estimator's parameter names (``"fine_tuning_"``), for error messages.
     explode_check : bool
-        A finite training loss over :data:`~ssl_textvae.diagnostics.DIVERGENCE_FACTOR`
+        A finite training loss over :data:`~ssl_textvae.engine.diagnostics.DIVERGENCE_FACTOR`
         times the run's first one counts as diverged too (cross-entropy at an lr far too
         large grows to 1e21 without reaching inf); pretraining checks finiteness only.
     """
@@ -121,7 +121,7 @@ class Task:
         return f"{self.name} epoch {record['epoch']}: valid_loss {record['valid_loss']:.4f}"
 
     def fingerprint(self):
-        """What a checkpoint records of the data (see :func:`~ssl_textvae.checkpoints.data_fingerprint`)."""
+        """What a checkpoint records of the data (see :func:`~ssl_textvae.engine.checkpoints.data_fingerprint`)."""
         raise NotImplementedError
 
 

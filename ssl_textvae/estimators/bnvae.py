@@ -2,7 +2,7 @@
 
 ``fit`` pretrains the VAE on (unlabeled) texts and ``transform`` returns the
 posterior means. The classifiers take a ``BNVAE`` as their ``vae`` parameter
-(:mod:`ssl_textvae._classifier_base`).
+(:mod:`ssl_textvae.estimators._classifier_base`).
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ from sklearn.utils.validation import check_is_fitted
 from . import persistence
 from ._validation import python_scalar, string_input_tags, validate_params
 from ._vae_params import VAE_CONSTRAINTS, VAE_PARAMS_DOC
-from .data import EncodedCorpus, check_distinct, check_vocabulary_overlap, warn_unknown_rows
-from .generation import decode_latents, interpolation_path
-from .inference import encode_means
-from .inputs import check_texts, iterate_texts
-from .model import TextVAE
-from .pretrained import (EmbeddingCache, PretrainedEncoder, backbone_from_config, embed_texts,
+from ..text.data import EncodedCorpus, check_distinct, check_vocabulary_overlap, warn_unknown_rows
+from ..nn.generation import decode_latents, interpolation_path
+from ..nn.inference import encode_means
+from ..text.inputs import check_texts, iterate_texts
+from ..nn.model import TextVAE
+from ..nn.pretrained import (EmbeddingCache, PretrainedEncoder, backbone_from_config, embed_texts,
                          load_backbone, load_encoder_files, save_encoder_files)
-from .runtime import check_finite_means, physical_memory, resolve_device
-from .tokenization import TextTokenizer
-from .training import TrainingConfig, pretrain
+from ..runtime.devices import check_finite_means, physical_memory, resolve_device
+from ..text.tokenization import TextTokenizer
+from ..engine.training import TrainingConfig, pretrain
 
 
 class BNVAE(TransformerMixin, BaseEstimator):
@@ -112,7 +112,7 @@ class BNVAE(TransformerMixin, BaseEstimator):
         self.verbose = verbose
 
     def fit(self, X, y=None, epoch_callback=None):
-        """Pretrain on texts ``X``: a list of str, a :class:`~ssl_textvae.data.TextFile`,
+        """Pretrain on texts ``X``: a list of str, a :class:`~ssl_textvae.text.data.TextFile`,
         a ``datasets.Dataset`` (its first string column), or any re-iterable of str.
         ``y`` is ignored. Empty lines are skipped with a warning. Texts that are all the
         same after tokenization, and sizes whose fp32 parameters exceed this machine's
@@ -175,7 +175,7 @@ class BNVAE(TransformerMixin, BaseEstimator):
         return check_finite_means(means)
 
     def encode(self, X, encoder_ids=False):
-        """Token ids of texts ``X`` as an :class:`~ssl_textvae.data.EncodedCorpus`,
+        """Token ids of texts ``X`` as an :class:`~ssl_textvae.text.data.EncodedCorpus`,
         one row per text: an empty or whitespace-only text is one unknown token. A
         warning counts the empty texts and those of unknown words only (they all get
         the same representation). With a pretrained encoder the corpus also holds what
@@ -222,11 +222,11 @@ class BNVAE(TransformerMixin, BaseEstimator):
         return np.asarray([f"bnvae_mu{i}" for i in range(self.latent_dim)], dtype=object)
 
     def evaluate(self, X, n_importance_samples=500, random_state=0, verbose=1):
-        """Language-model metrics on texts ``X`` (see :func:`ssl_textvae.metrics.evaluate`):
+        """Language-model metrics on texts ``X`` (see :func:`ssl_textvae.engine.metrics.evaluate`):
         negative ELBO, reconstruction, KL, importance-weighted NLL with
         ``n_importance_samples`` samples and its perplexity, mutual information,
         active units and KL per dimension. Prints a table when ``verbose``; returns a dict."""
-        from .metrics import evaluate
+        from ..engine.metrics import evaluate
 
         check_is_fitted(self, "module_")
         return evaluate(self, X, n_importance_samples, random_state=random_state, verbose=verbose)
@@ -278,7 +278,7 @@ class BNVAE(TransformerMixin, BaseEstimator):
         """Write weights (safetensors), configuration and vocabulary (JSON) to directory ``path``.
 
         The directory is written beside ``path`` and then replaces it, so a failed save
-        (``ssl_textvae.persistence.SaveError``, an ``OSError``) leaves what was there
+        (``ssl_textvae.estimators.persistence.SaveError``, an ``OSError``) leaves what was there
         intact; entries of ``path`` that no save writes (a ``checkpoints/`` folder) are
         kept. config.json records the SHA-256 of each file, and the weights that of
         config.json's settings.

@@ -14,10 +14,10 @@ from typing import Callable, Optional
 import torch
 
 from .checkpoints import data_fingerprint
-from .data import EncodedCorpus, collate, n_batches
+from ..text.data import EncodedCorpus, collate, n_batches
 from .diagnostics import check_pre_bn_variance, check_validation_kl
 from .distributed import SingleProcess, current_shard
-from . import engine
+from . import loop as engine
 
 OPTIMIZERS = ("sgd", "adam")
 OBJECTIVES = ("vae", "autoencoder")
@@ -48,7 +48,7 @@ class TrainingConfig:
     # the LSTM decoder and the posterior layer keep ``lr``.
     encoder_lr: Optional[float] = None
     # Intra-op CPU threads: None adapts to the CPUs other processes leave free (see
-    # ssl_textvae.threads; SSL_TEXTVAE_NUM_THREADS fixes it). A setting of the machine,
+    # ssl_textvae.runtime.threads; SSL_TEXTVAE_NUM_THREADS fixes it). A setting of the machine,
     # not of the run: a checkpoint does not compare it.
     n_threads: Optional[int] = None
 
@@ -204,7 +204,7 @@ def pretrain(module, train: EncodedCorpus, valid: EncodedCorpus, config: Trainin
     checkpoint) with that epoch's history entry; an exception it raises stops
     training and propagates (a tuner uses this to prune a trial).
 
-    In a process group of 2 or more (``torchrun``, see :mod:`ssl_textvae.distributed`)
+    In a process group of 2 or more (``torchrun``, see :mod:`ssl_textvae.engine.distributed`)
     every rank calls this with the same data and settings: ``config.batch_size`` is
     the global batch, rank 0 alone writes the checkpoint, and every rank returns the
     same history and weights.
@@ -216,6 +216,6 @@ def pretrain(module, train: EncodedCorpus, valid: EncodedCorpus, config: Trainin
 def train_epoch(module, optimizer, corpus, config, device, rng, epoch=0, shard=None, terms=None):
     """One pretraining epoch of ``module`` on ``corpus`` (its record), outside a run:
     ``shard`` and ``terms`` (the objective through DDP) train this process's share of
-    each batch (see :mod:`ssl_textvae.distributed`)."""
+    each batch (see :mod:`ssl_textvae.engine.distributed`)."""
     task = PretrainingTask(module, corpus, None, config, device, shard, KLSchedule.from_config(config, 1))
     return engine.train_epoch(task, optimizer, {"epoch": epoch, "step": 0}, rng, forward=terms)

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .adaptive_softmax import SOFTMAXES, adaptive_cutoffs, adaptive_log_probs, adaptive_nll
-from .tokenization import PAD_ID
+from ..text.tokenization import PAD_ID
 
 __all__ = ["MAX_CHUNK_LOGITS", "SOFTMAXES", "ChunkedSoftmaxNLL", "Decoder", "Dropout", "Encoder", "MeanBatchNorm", "ScaleFreeBatchNorm1d", "TextVAE", "adaptive_cutoffs",
            "gaussian_kl", "gaussian_log_density", "sample_gaussian"]
@@ -53,7 +53,7 @@ class Encoder(nn.Module):
     """LSTM over ``<s> w_1..w_n </s>``; its last state gives (mean, logvar).
 
     ``dropout`` (on the embeddings and on the last state) is 0 in the VAE, as in the
-    paper; fine-tuning with labels (:mod:`ssl_textvae.fine_tuning`) sets it.
+    paper; fine-tuning with labels (:mod:`ssl_textvae.engine.fine_tuning`) sets it.
     """
 
     def __init__(self, vocab_size, embed_dim, hidden_dim, latent_dim, dropout=0.0):
@@ -313,8 +313,8 @@ class TextVAE(nn.Module):
         ``module.decoder.max_chunk_logits`` changes it.
     encoder : nn.Module or None
         The inference network in place of the paper's LSTM: a
-        :class:`~ssl_textvae.pretrained.PretrainedEncoder`, which reads the third
-        element of a batch (``encoder_inputs``, see :func:`ssl_textvae.data.collate`).
+        :class:`~ssl_textvae.nn.pretrained.PretrainedEncoder`, which reads the third
+        element of a batch (``encoder_inputs``, see :func:`ssl_textvae.text.data.collate`).
         None is the paper's :class:`Encoder`.
     """
 
@@ -349,7 +349,7 @@ class TextVAE(nn.Module):
         if self.pretrained_encoder:
             if encoder_inputs is None:
                 raise ValueError("This VAE's inference network is a pretrained encoder: pass its "
-                                 "inputs (the third element of ssl_textvae.data.collate).")
+                                 "inputs (the third element of ssl_textvae.text.data.collate).")
             return self.encoder(encoder_inputs)
         return self.encoder(tokens, lengths)
 

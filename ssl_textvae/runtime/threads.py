@@ -17,11 +17,11 @@ upper bound). On an idle machine nothing changes. The user's setting is restored
 afterwards (``torch.set_num_threads`` is process-global).
 
 A fixed count replaces the policy: ``SSL_TEXTVAE_NUM_THREADS=4`` in the environment
-(or ``n_threads`` of :class:`~ssl_textvae.training.TrainingConfig`). Where CPU
+(or ``n_threads`` of :class:`~ssl_textvae.engine.training.TrainingConfig`). Where CPU
 usage cannot be read (not Linux), the count stays as it was.
 
 Every CPU loop of the package runs under :func:`cpu_threads`: pretraining,
-fine-tuning and the batched passes of :mod:`ssl_textvae.inference` (``transform``,
+fine-tuning and the batched passes of :mod:`ssl_textvae.nn.inference` (``transform``,
 ``predict``, validation). A pass inside a running loop steps that loop's policy.
 """
 
@@ -35,7 +35,7 @@ from typing import Optional
 
 import torch
 
-from . import runtime
+from . import devices as runtime
 
 ENV_VARIABLE = "SSL_TEXTVAE_NUM_THREADS"
 # Seconds between checks; the first comes sooner, so a loaded machine costs little.

@@ -4,7 +4,7 @@ Every pass that runs a model over a corpus without training it goes through
 here: ``transform`` of the estimators, the validation passes of pretraining and
 fine-tuning, the batch-norm recalibration and the metrics. Batches are sorted by
 length (no padding waste) and results are put back in corpus order. The CPU
-threads follow the free CPUs (:func:`ssl_textvae.threads.cpu_threads`).
+threads follow the free CPUs (:func:`ssl_textvae.runtime.threads.cpu_threads`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import contextlib
 import numpy as np
 import torch
 
-from .data import EncodedCorpus, bucket_batches, collate
-from .runtime import autocast_context, flush_denormals
-from .threads import cpu_threads
+from ..text.data import EncodedCorpus, bucket_batches, collate
+from ..runtime.devices import autocast_context, flush_denormals
+from ..runtime.threads import cpu_threads
 
 # On 2 CPU cores faster than 1024 (the LSTM's per-step state stays in cache):
 # benchmarks/bench_encode.py --batch-sizes 256 1024
@@ -38,7 +38,7 @@ def eval_mode(module):
 
 def batches(corpus: EncodedCorpus, batch_size: int, device):
     """``(indices, inputs)`` per batch of texts of (nearly) equal length, in a fixed order:
-    ``inputs`` is :func:`~ssl_textvae.data.collate`'s tuple on ``device`` (``tokens``
+    ``inputs`` is :func:`~ssl_textvae.text.data.collate`'s tuple on ``device`` (``tokens``
     (batch, max_len + 2), ``lengths`` (batch,), and a pretrained encoder's inputs where
     the corpus has them), for ``module(*inputs)``. ``indices`` are the rows of ``corpus``
     the batch holds."""

@@ -21,10 +21,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import engine
+from . import loop as engine
 from .checkpoints import data_fingerprint
-from .data import EncodedCorpus, collate
-from .inference import run_batched
+from ..text.data import EncodedCorpus, collate
+from ..nn.inference import run_batched
 
 OPTIMIZERS = ("adam", "sgd")
 SELECTIONS = ("accuracy", "loss")
@@ -51,7 +51,7 @@ class FineTuningConfig:
 class EncoderClassifier(nn.Module):
     """A copy of a ``TextVAE``'s encoder, then a linear layer on its posterior means
     (after the batch norm) or on the LSTM's last state. A pretrained transformer
-    encoder (:mod:`ssl_textvae.pretrained`) trains too, whether or not it was frozen in
+    encoder (:mod:`ssl_textvae.nn.pretrained`) trains too, whether or not it was frozen in
     pretraining; ``"hidden"`` is then its pooled vector, and ``dropout`` the transformer's own."""
 
     def __init__(self, vae_module, n_classes, dropout=0.0, features="mean", head_dropout=0.0):

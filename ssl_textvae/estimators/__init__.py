@@ -1,0 +1,2 @@
+"""Where scikit-learn meets torch: BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier, their
+parameter checks, features and the saved-model format."""

@@ -1,0 +1,1 @@
+"""Where and how torch runs: devices, precision, CPU threads. Imports nothing else of the package."""
