@@ -88,8 +88,8 @@ def fine_tuned_ensemble(vae, texts, y, seed):
     for k, (train, held_out) in enumerate(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(texts, y)):
         model = FineTunedBNVAEClassifier(FrozenEstimator(vae), **FINE_TUNED, random_state=seed + k, verbose=0)
         model.fit(list(texts[train]), y[train], validation_data=(list(texts[held_out]), y[held_out]))
-        models.append(model)
-        scores.append(max([0.0] + [r["valid_accuracy"] for r in model.history_ if r["epoch"] == model.best_epoch_]))
+        models.append(model)   # it holds the weights of its best epoch (0: the starting head)
+        scores.append(model.score(list(texts[held_out]), y[held_out]))
     return float(np.mean(scores)), Ensemble(models)
 
 
