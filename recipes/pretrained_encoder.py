@@ -134,14 +134,15 @@ def run_yelp(args, command):
     data = {"test": load_split(args.data_dir, "test")}
     for budget in args.budgets:
         data[budget] = load_split(args.data_dir, f"train.{budget}")
-    labeled = load_split(args.data_dir, f"train.{max(args.budgets)}")[0]
+    labeled = load_split(args.data_dir, f"train.{args.pool_labeled}")[0]   # the same pool whatever the budgets
     pool = load_pool(args.data_dir, args.pool_size) + list(labeled)
     vae, check = pretrain(pool, args.seed, args.max_epochs)
     path = FIGURES / "yelp_table3_seeds" / f"seed{args.seed}.json"
     record = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {
         "seed": args.seed, "rows": {}, "details": {}, "commands": [], "seconds": 0}
     record.setdefault("pretrained_encoder", {})[baselines.ENCODER] = {
-        "vae": dict(VAE, max_epochs=args.max_epochs, pool_size=args.pool_size), "check": check,
+        "vae": dict(VAE, max_epochs=args.max_epochs, pool_size=args.pool_size,
+                    pool_labeled=args.pool_labeled), "check": check,
         "setfit_iterations": baselines.SETFIT_ITERATIONS}
     record["commands"].append(command)
 
@@ -240,6 +241,8 @@ def main(argv=None):
                        help="budgets where the fine-tuned ensemble is a candidate of the pick")
         if name == "yelp":
             p.add_argument("--pool-size", type=int, default=20000)
+            p.add_argument("--pool-labeled", type=int, default=2000,
+                           help="the texts of short_yelp.train.N.txt join the pool (their labels unused)")
         else:
             p.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
     sub.add_parser("report", help="the Markdown tables of the committed results")
