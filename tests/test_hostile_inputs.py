@@ -115,10 +115,17 @@ def test_9_identical_texts_are_refused():
         BNVAE(**MICRO).fit(["the food was good ."] * 300)
 
 
-def test_9_a_validation_kl_far_over_the_bound_warns(texts_and_labels):
-    texts = ["the food was good ."] * 290 + texts_and_labels[0][:10]
+def test_9_a_validation_kl_far_over_the_bound_warns(vae):
+    # The rule itself, on the epoch record pretraining checks: whether a given fit blows up
+    # depends on the CPU's arithmetic (290 equal texts did under bf16 on AMX, not in fp32).
+    from ssl_textvae.engine.diagnostics import check_validation_kl
+
+    bound = vae.latent_dim * vae.gamma ** 2 / 2
     with pytest.warns(KLExplosionWarning, match="times BN-VAE's bound"):
-        BNVAE(**dict(TINY, max_epochs=2)).fit(texts)
+        check_validation_kl(vae.module_, {"valid_kl": 274_921.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", KLExplosionWarning)
+        check_validation_kl(vae.module_, {"valid_kl": 3 * bound})
 
 
 # -- 10: divergence is caught in fine-tuning and dialogue training too -----------------------
