@@ -86,7 +86,7 @@ def main(argv=None):
               "sentences_per_second": rate, "seconds": times,
               "ratio_to_sentence_transformers": rate["bnvae_embed"] / rate["sentence_transformers_encode"],
               "mean_cosine_to_sentence_transformers": agreement,
-              "precision": BNVAE().precision}
+              "precision": resolve_precision(torch.device("cpu"), BNVAE().precision)}
     rows = [[name, f"{value:.0f}"] for name, value in rate.items()]
     if not args.skip_fit:
         EmbeddingCache.clear()
