@@ -3,6 +3,8 @@ so a latent code can learn the label and a collapsed one cannot."""
 
 import os
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -117,3 +119,21 @@ def count_pretraining(monkeypatch):
 
     monkeypatch.setattr(bnvae, "pretrain", counting)
     return calls
+
+
+def write_tiny_bert(path, words):
+    """A 1-layer BERT of width 16 (random weights, seed 0) and its WordPiece tokenizer over
+    ``words`` in directory ``path`` (a pathlib.Path): a pretrained encoder for tests, with no
+    download. Returns the directory as a str."""
+    import transformers
+
+    (path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(words)))
+    transformers.BertTokenizerFast(str(path / "vocab.txt")).save_pretrained(str(path))
+    config = transformers.BertConfig(vocab_size=5 + len(words), hidden_size=16, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=32,
+                                     max_position_embeddings=32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        transformers.set_seed(0)
+        transformers.BertModel(config).save_pretrained(str(path))
+    return str(path)

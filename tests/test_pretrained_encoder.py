@@ -1,7 +1,6 @@
 """BNVAE(encoder=...): a tiny randomly initialized BERT built here (no download, no network)."""
 
 import pickle
-import warnings
 
 import numpy as np
 import pytest
@@ -11,6 +10,8 @@ transformers = pytest.importorskip("transformers")
 from ssl_textvae import BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier, load  # noqa: E402
 from ssl_textvae.nn.pretrained import EmbeddingCache  # noqa: E402
 from sklearn.frozen import FrozenEstimator  # noqa: E402
+
+from conftest import write_tiny_bert  # noqa: E402
 
 WORDS = "the food was good great bad rude staff place cold tasty awful friendly slow".split()
 POSITIVE = ["the food was good", "great place", "tasty food", "friendly staff", "good staff"]
@@ -24,17 +25,7 @@ SMALL = dict(latent_dim=4, embed_dim=8, hidden_dim=16, max_epochs=2, batch_size=
 @pytest.fixture(scope="module")
 def tiny_encoder(tmp_path_factory):
     """A directory holding a 1-layer BERT of width 16 and its WordPiece tokenizer."""
-    path = tmp_path_factory.mktemp("tiny_bert")
-    (path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS))
-    transformers.BertTokenizerFast(str(path / "vocab.txt")).save_pretrained(str(path))
-    config = transformers.BertConfig(vocab_size=5 + len(WORDS), hidden_size=16, num_hidden_layers=1,
-                                     num_attention_heads=2, intermediate_size=32,
-                                     max_position_embeddings=32)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        transformers.set_seed(0)
-        transformers.BertModel(config).save_pretrained(str(path))
-    return str(path)
+    return write_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), WORDS)
 
 
 @pytest.mark.parametrize("frozen", [True, False])

@@ -29,7 +29,6 @@ How a block runs:
 import ast
 import builtins
 import re
-import warnings
 from pathlib import Path
 
 import pytest
@@ -198,21 +197,10 @@ USER_NAMES = set(user_data())
 @pytest.fixture(scope="module")
 def tiny_encoder(tmp_path_factory):
     """A directory holding a 1-layer BERT of width 16 and its WordPiece tokenizer."""
-    transformers = pytest.importorskip("transformers")
-    from conftest import FILLER, NEGATIVE, POSITIVE
+    pytest.importorskip("transformers")
+    from conftest import FILLER, NEGATIVE, POSITIVE, write_tiny_bert
 
-    path = tmp_path_factory.mktemp("tiny_bert")
-    words = FILLER + POSITIVE + NEGATIVE
-    (path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words))
-    transformers.BertTokenizerFast(str(path / "vocab.txt")).save_pretrained(str(path))
-    config = transformers.BertConfig(vocab_size=5 + len(words), hidden_size=16, num_hidden_layers=1,
-                                     num_attention_heads=2, intermediate_size=32,
-                                     max_position_embeddings=32)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        transformers.set_seed(0)
-        transformers.BertModel(config).save_pretrained(str(path))
-    return str(path)
+    return write_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), FILLER + POSITIVE + NEGATIVE)
 
 
 # ---------------------------------------------------------------- the tests
