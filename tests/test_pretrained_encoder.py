@@ -167,3 +167,13 @@ def test_cli_fit_and_predict_with_a_pretrained_encoder(tiny_encoder, tmp_path, c
     capsys.readouterr()
     assert main(["predict", str(tmp_path / "model"), str(tmp_path / "new.txt")]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 2
+
+
+def test_a_frozen_encoders_fingerprint_is_hashed_once_and_forgotten_on_load(tiny_encoder):
+    encoder = BNVAE(**SMALL, encoder=tiny_encoder).fit(TEXTS).module_.encoder
+    first = encoder.fingerprint()
+    assert encoder._fingerprint == first   # kept: every transform asks for it
+    state = encoder.state_dict()
+    name = "backbone.embeddings.word_embeddings.weight"
+    encoder.load_state_dict({**state, name: state[name] + 1})
+    assert encoder.fingerprint() != first

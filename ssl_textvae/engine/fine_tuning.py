@@ -25,6 +25,7 @@ from . import loop as engine
 from .checkpoints import data_fingerprint
 from ..text.data import EncodedCorpus, collate
 from ..nn.inference import run_batched
+from ..nn.pretrained import ENCODER_LR
 
 OPTIMIZERS = ("adam", "sgd")
 SELECTIONS = ("accuracy", "loss")
@@ -44,7 +45,7 @@ class FineTuningConfig:
     selection: str = "accuracy"
     precision: str = "auto"
     verbose: int = 1
-    # A pretrained transformer encoder trains at this rate (None: 2e-5 where it has one).
+    # A pretrained transformer encoder trains at this rate (None: pretrained.ENCODER_LR where it has one).
     encoder_lr: Optional[float] = None
 
 
@@ -134,7 +135,7 @@ class FineTuningTask(engine.Task):
 
     def make_optimizer(self):
         config, module = self.config, self.module
-        encoder_lr = (config.encoder_lr or 2e-5) if getattr(module, "pretrained", False) else None
+        encoder_lr = (config.encoder_lr or ENCODER_LR) if getattr(module, "pretrained", False) else None
         return engine.make_optimizer(config.optimizer, module.parameters(), config.lr, encoder_lr, module,
                                      config.weight_decay)
 

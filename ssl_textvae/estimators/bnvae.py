@@ -26,8 +26,8 @@ from ..nn.generation import decode_latents, interpolation_path
 from ..nn.inference import encode_means
 from ..text.inputs import check_texts, iterate_texts
 from ..nn.model import TextVAE
-from ..nn.pretrained import (EmbeddingCache, PretrainedEncoder, backbone_from_config, embed_texts,
-                         load_backbone, load_encoder_files, save_encoder_files)
+from ..nn.pretrained import (ENCODER_LR, EmbeddingCache, PretrainedEncoder, backbone_from_config,
+                             embed_texts, load_backbone, load_encoder_files, save_encoder_files)
 from ..runtime.devices import check_finite_means, physical_memory, resolve_device
 from ..text.tokenization import TextTokenizer
 from ..engine.training import TrainingConfig, pretrain
@@ -72,7 +72,7 @@ class BNVAE(TransformerMixin, BaseEstimator):
                  validation_fraction=0.1, precision="auto", bn_eps=1e-12, objective="vae",
                  kl_schedule="constant", kl_start=0.0, kl_warmup_steps=10_000, kl_cycles=4,
                  kl_cycle_ratio=0.5, free_bits=0.0, softmax="full", encoder=None,
-                 freeze_encoder=True, encoder_lr=2e-5, device="auto", checkpoint_dir=None,
+                 freeze_encoder=True, encoder_lr=ENCODER_LR, device="auto", checkpoint_dir=None,
                  random_state=None, verbose=1):
         self.latent_dim = latent_dim
         self.gamma = gamma
@@ -344,7 +344,7 @@ class BNVAE(TransformerMixin, BaseEstimator):
         self.__dict__.update(state)
         state.setdefault("encoder", None)   # pickled before the option existed
         state.setdefault("freeze_encoder", True)
-        state.setdefault("encoder_lr", 2e-5)
+        state.setdefault("encoder_lr", ENCODER_LR)
         if module_state is not None:
             weights, kwargs, spec = (*module_state, None)[:3]
             encoder = None if spec is None else PretrainedEncoder(backbone_from_config(spec[0]),

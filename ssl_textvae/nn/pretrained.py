@@ -36,6 +36,7 @@ __all__ = ["EmbeddingCache", "PretrainedEncoder", "PretrainedTokenizer", "backbo
 ENCODER_CONFIG = "encoder_config.json"        # the transformer's architecture, in a saved model
 ENCODER_TOKENIZER = "encoder_tokenizer.json"  # its tokenizer (tokenizers' JSON format)
 EMBED_BATCH_SIZE = 128
+ENCODER_LR = 2e-5   # a pretrained transformer's learning rate where it trains (BNVAE's encoder_lr)
 
 
 def _transformers():
@@ -184,12 +185,26 @@ class PretrainedEncoder(nn.Module):
         self.to_posterior = nn.Linear(self.width, 2 * latent_dim)
         if self.frozen:
             self.backbone.requires_grad_(False)
+        self._fingerprint = None   # loading weights forgets it (see fingerprint)
+        self._register_load_state_dict_pre_hook(self._forget_fingerprint)
 
     def train(self, mode=True):
         super().train(mode)
         if self.frozen:   # a frozen transformer's dropout stays off
             self.backbone.eval()
         return self
+
+    def fingerprint(self):
+        """:func:`weights_fingerprint` of the transformer, hashed once while it is frozen
+        (its weights cannot change then; every ``transform`` asks for it)."""
+        if not self.frozen:
+            return weights_fingerprint(self.backbone)
+        if self._fingerprint is None:
+            self._fingerprint = weights_fingerprint(self.backbone)
+        return self._fingerprint
+
+    def _forget_fingerprint(self, *args, **kwargs):
+        self._fingerprint = None
 
     def pool(self, ids):
         """L2-normalized mean-pooled states of token ids (batch, time), -1 = padding."""
@@ -222,7 +237,7 @@ class EmbeddingCache:
         from ..runtime.devices import resolve_precision
 
         precision = resolve_precision(device, precision)
-        key = (weights_fingerprint(encoder.backbone), tokenizer.fingerprint(), precision)
+        key = (encoder.fingerprint(), tokenizer.fingerprint(), precision)
         store = cls._store.setdefault(key, {})
         missing = list(dict.fromkeys(text for text in texts if text not in store))
         if missing:
