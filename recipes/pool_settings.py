@@ -16,9 +16,6 @@ cross-validated accuracy; the command line).
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
-import sys
 import time
 from pathlib import Path
 
@@ -28,30 +25,18 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from few_label_data import DEFAULT_DATA_DIR, load_set  # noqa: E402
-from ssl_textvae.presets import auto_vae  # noqa: E402
-
-FIGURES = Path(__file__).resolve().parent / "figures"
+from ssl_textvae.presets import auto_vae
+from common import DATA_DIR, FIGURES, command_line, load_set, parse_params, write_json
 
 
 def parse_setting(text):
-    """``auto`` or ``name=value,name=value`` (values parsed as JSON, else kept as str)."""
-    if text == "auto":
-        return {}
-    setting = {}
-    for item in text.split(","):
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise argparse.ArgumentTypeError(f"expected name=value[,name=value], got {text!r}")
-        try:
-            setting[name] = json.loads(value)
-        except json.JSONDecodeError:
-            setting[name] = value
-    return setting
+    """``auto`` (``auto_vae``'s choice as it is) or ``name=value,name=value`` overriding it."""
+    return {} if text == "auto" else parse_params(text)
 
 
-def cv_accuracy(vae, texts, y, seed):
+def means_cv_accuracy(vae, texts, y, seed):
+    """Stratified 5-fold accuracy of ``StandardScaler`` + ``LogisticRegression`` (C = 1) on the
+    frozen means of the labeled texts."""
     folds = StratifiedKFold(min(5, int(np.unique(y, return_counts=True)[1].min())), shuffle=True,
                             random_state=seed)
     head = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
@@ -61,13 +46,13 @@ def cv_accuracy(vae, texts, y, seed):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("name", help="data set folder under --data-dir")
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    parser.add_argument("--data-dir", default=str(DATA_DIR))
     parser.add_argument("--labels", type=int, default=1000)
     parser.add_argument("--setting", type=parse_setting, action="append", dest="settings")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
-    command = shlex.join(["python", "recipes/pool_settings.py", *(sys.argv[1:] if argv is None else argv)])
+    command = command_line("pool_settings.py", argv)
     data = load_set(args.data_dir, args.name, (args.labels,), test=False)
     texts, y = data[args.labels]
     results = []
@@ -78,7 +63,7 @@ def main(argv=None):
         def record(fitted, entry):
             epochs.append({"epoch": entry["epoch"], "seconds": round(entry["seconds"], 1),
                            "valid_loss": round(entry["valid_loss"], 3),
-                           "cv_accuracy": round(100 * cv_accuracy(fitted, texts, y, args.seed), 2)})
+                           "cv_accuracy": round(100 * means_cv_accuracy(fitted, texts, y, args.seed), 2)})
             print(f"{setting or 'auto'} epoch {entry['epoch']}: {epochs[-1]}", flush=True)
 
         start = time.perf_counter()
@@ -89,11 +74,10 @@ def main(argv=None):
                                                                 "max_length")},
                         "seconds": round(time.perf_counter() - start, 1), "epochs": epochs})
     path = Path(args.out or FIGURES / f"pool_settings_{args.name}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"data_set": args.name, "labels": args.labels, "seed": args.seed,
-                                "score": "stratified 5-fold CV accuracy (%) of StandardScaler + "
-                                         "LogisticRegression on the frozen means of the labeled texts",
-                                "results": results, "command": command}, indent=2) + "\n", encoding="utf-8")
+    write_json(path, {"data_set": args.name, "labels": args.labels, "seed": args.seed,
+                      "score": "stratified 5-fold CV accuracy (%) of StandardScaler + "
+                               "LogisticRegression on the frozen means of the labeled texts",
+                      "results": results, "command": command})
     print(f"Wrote {path}.")
 
 

@@ -9,7 +9,7 @@ minus every line whose text occurs in valid or test, shuffled with
 ``random.Random(20200427)``.
 
     python recipes/prepare_short_yelp.py --out-dir data/short_yelp      # needs network
-    python recipes/yelp_low_label.py --quick --data-dir data/short_yelp
+    python recipes/yelp_table3.py quick --data-dir data/short_yelp
 
 ``--short-yelp-source`` and ``--shen-source`` also take local folders, which is how the
 offline test checks that the pool comes out byte for byte (sha256 below).
@@ -32,7 +32,7 @@ POOL_SEED = 20200427
 POOL_SHA256 = "d1b2a966ab2445396ce31f4de7bf9d46161fc17508517ad39632d14dc3264430"
 
 
-def read_lines(source, name):
+def fetch_lines(source, name):
     """Lines of ``source/name`` (a URL or a folder) through ``datasets``' text loader."""
     import datasets
 
@@ -62,12 +62,12 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     held_out = []
     for name in LABELED:
-        lines = read_lines(args.short_yelp_source, f"short_yelp.{name}.txt")
+        lines = fetch_lines(args.short_yelp_source, f"short_yelp.{name}.txt")
         (out / f"short_yelp.{name}.txt").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
         if name in ("valid", "test"):
             held_out += [line.split("\t", 1)[1] for line in lines]
         print(f"short_yelp.{name}.txt: {len(lines):,} lines")
-    shen = [line for name in SHEN_FILES for line in read_lines(args.shen_source, name)]
+    shen = [line for name in SHEN_FILES for line in fetch_lines(args.shen_source, name)]
     pool = build_pool(shen, held_out)
     content = "".join(line + "\n" for line in pool).encode("utf-8")
     (out / "short_yelp.unlabeled.txt").write_bytes(content)

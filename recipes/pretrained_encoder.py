@@ -8,9 +8,8 @@ once) pretrained on the unlabeled pool with the paper's LSTM decoder and batch n
 regression with C by stratified CV on the N labels; with ``--fine-tune-budgets``, also the
 transformer fine-tuned with the labels (``FineTunedBNVAEClassifier``, a 5-fold ensemble whose
 held-out folds give its CV accuracy). The candidate with the best CV accuracy on the N labels is
-the row. Beside it on the same labels: TF-IDF + LR, MiniLM + LR and SetFit (defaults), from
-``recipes/baselines.py``. Every run checks
-BN-VAE's bound (train KL >= latent_dim * gamma^2 / 2 at every epoch) and its active units.
+the row. Beside it on the same labels: TF-IDF + LR, MiniLM + LR and SetFit, the baselines of
+``recipes/common.py``. Every run checks BN-VAE's bound (train KL >= latent_dim * gamma^2 / 2 at every epoch) and its active units.
 
     python recipes/pretrained_encoder.py yelp --seed 0 --budgets 100 500 1000 2000
     python recipes/yelp_table3.py combine          # the rows join recipes/figures/yelp_table3.json
@@ -23,27 +22,22 @@ The test texts are read once per row, for the report; nothing is chosen on them.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from sklearn.frozen import FrozenEstimator
-from sklearn.model_selection import StratifiedKFold
 
-import baselines
-from few_label_data import DEFAULT_DATA_DIR as DEV_DATA_DIR, SETS, load_set
-from yelp_data import load_pool, load_split
-from yelp_pretrain import DEFAULT_DATA_DIR as YELP_DATA_DIR
-from yelp_table3 import N_FOLDS, Ensemble
-from ssl_textvae import BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier
+from ssl_textvae import BNVAE, BNVAEClassifier
+from common import (DATA_DIR, ENCODER, FEW_LABEL_SETS, FIGURES, SETFIT_ITERATIONS, YELP_DATA_DIR, command_line,
+                    cv_accuracy, cv_head, embed, fine_tuned_ensemble, fit_tfidf, load_pool, load_set, load_split,
+                    load_yelp, mean_sd, minilm_lr, missing, read_json, setfit, tfidf_lr, write_json,
+                    write_markdown)
 
-FIGURES = Path(__file__).resolve().parent / "figures"
 WEIGHTS = (0.0, 1.0)   # embedding_weight candidates (means alone, or beside the vectors), by CV on the N labels
-VAE = {"encoder": baselines.ENCODER, "latent_dim": 32, "gamma": 0.7, "max_epochs": 5}
+VAE = {"encoder": ENCODER, "latent_dim": 32, "gamma": 0.7, "max_epochs": 5}
 # The transformer and a head on its pooled vector, trained with the labels (Adam: the head at
 # fine_tuning_lr, the transformer at the VAE's encoder_lr), the epoch picked on each fold.
 FINE_TUNED = {"features": "hidden", "dropout": 0.1, "fine_tuning_max_epochs": 6,
@@ -70,34 +64,30 @@ def frozen_heads(vae, texts, y, seed):
     fitted = {}
     for weight in WEIGHTS:
         model = BNVAEClassifier(vae=FrozenEstimator(vae), embedding_weight=weight,
-                                estimator=baselines.cv_head(y, seed)).fit(texts, y)
-        fitted[f"frozen, embedding_weight {weight:g}"] = (baselines.cv_accuracy(model.estimator_), model)
+                                estimator=cv_head(y, seed)).fit(texts, y)
+        fitted[f"frozen, embedding_weight {weight:g}"] = (cv_accuracy(model), model)
     return fitted
 
 
-def fine_tuned_ensemble(vae, texts, y, seed):
-    """(CV accuracy, ensemble): ``FineTunedBNVAEClassifier`` (the transformer trained with the
-    labels) on each of 5 stratified folds of the N labels (fewer where a class has fewer texts;
-    None where one has a single text), its epoch picked on the held-out fold; the folds' best
-    accuracies are the CV estimate and the models vote."""
-    texts, y = np.asarray(texts, dtype=object), np.asarray(y)
-    n_folds = int(min(N_FOLDS, np.unique(y, return_counts=True)[1].min()))
+def fine_tuned_candidate(vae, texts, y, seed):
+    """(CV accuracy, ensemble): ``common.fine_tuned_ensemble`` (``FineTunedBNVAEClassifier``
+    training the transformer with the labels, ``FINE_TUNED``) over as many stratified folds of the
+    N labels as the rarest class has texts (at most 5; None where one has a single text); each
+    model's epoch is picked on its held-out fold, whose accuracies make the CV estimate."""
+    n_folds = int(min(5, np.unique(y, return_counts=True)[1].min()))
     if n_folds < 2:   # a class with one labeled text: no fold could hold it out and train on it
         return None
-    models, scores = [], []
-    for k, (train, held_out) in enumerate(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(texts, y)):
-        model = FineTunedBNVAEClassifier(FrozenEstimator(vae), **FINE_TUNED, random_state=seed + k, verbose=0)
-        model.fit(list(texts[train]), y[train], validation_data=(list(texts[held_out]), y[held_out]))
-        models.append(model)   # it holds the weights of its best epoch (0: the starting head)
-        scores.append(model.score(list(texts[held_out]), y[held_out]))
-    return float(np.mean(scores)), Ensemble(models)
+    ensemble = fine_tuned_ensemble(vae, texts, y, seed, FINE_TUNED, n_folds=n_folds)
+    # each model holds the weights of its best epoch (0: the starting head)
+    scores = [model.score(*held_out) for model, held_out in zip(ensemble.models, ensemble.held_out)]
+    return float(np.mean(scores)), ensemble
 
 
 def pick(vae, texts, y, seed, fine_tune=False):
     """(fitted model, its name, CV accuracy of each candidate) on the N labels only; ties go
     to the cheaper candidate (listed first)."""
     fitted = frozen_heads(vae, texts, y, seed)
-    ensemble = fine_tuned_ensemble(vae, texts, y, seed) if fine_tune else None
+    ensemble = fine_tuned_candidate(vae, texts, y, seed) if fine_tune else None
     if ensemble is not None:
         fitted["fine-tuned ensemble"] = ensemble
     best = max(fitted, key=lambda name: fitted[name][0])
@@ -111,6 +101,7 @@ def rows_for(vae, data, budgets, corpus, seed, use_setfit, setfit_budgets, fine_
     rows, details = {}, {}
     test = data["test"]
     test_vectors = vae.embed(test[0])   # MiniLM's own vectors (the frozen encoder's cache)
+    vectorizer = fit_tfidf(corpus)
     for budget in budgets:
         texts, y = data[budget]
 
@@ -122,10 +113,10 @@ def rows_for(vae, data, budgets, corpus, seed, use_setfit, setfit_budgets, fine_
         model, chosen, cv = pick(vae, texts, y, seed, budget in fine_tune_budgets)
         put("bnvae_pretrained", 100 * model.score(test[0], test[1]), chosen=chosen, cv_accuracy=cv,
             seconds=round(time.perf_counter() - start))
-        put("tfidf_lr", baselines.tfidf_lr(corpus, texts, y, test, seed))
-        put("minilm_lr", baselines.minilm_lr(texts, y, test, seed, test_vectors))
+        put("tfidf_lr", 100 * tfidf_lr(vectorizer, texts, y, seed).score(*test))
+        put("minilm_lr", 100 * minilm_lr(embed(texts), y, seed).score(test_vectors, test[1]))
         if use_setfit and budget in setfit_budgets:
-            accuracy, seconds = baselines.setfit(texts, y, test, seed)
+            accuracy, seconds = setfit(texts, y, test, seed)
             put("setfit", accuracy, seconds=round(seconds))
         print(f"  @ {budget}: " + ", ".join(f"{r} {v[str(budget)]}" for r, v in rows.items()
                                             if str(budget) in v), flush=True)
@@ -134,26 +125,23 @@ def rows_for(vae, data, budgets, corpus, seed, use_setfit, setfit_budgets, fine_
 
 
 def run_yelp(args, command):
-    data = {"test": load_split(args.data_dir, "test")}
-    for budget in args.budgets:
-        data[budget] = load_split(args.data_dir, f"train.{budget}")
+    data = load_yelp(args.data_dir, args.budgets, splits=("test",))
     labeled = load_split(args.data_dir, f"train.{args.pool_labeled}")[0]   # the same pool whatever the budgets
     pool = load_pool(args.data_dir, args.pool_size) + list(labeled)
     vae, check = pretrain(pool, args.seed, args.max_epochs)
     path = FIGURES / "yelp_table3_seeds" / f"seed{args.seed}.json"
-    record = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {
-        "seed": args.seed, "rows": {}, "details": {}, "commands": [], "seconds": 0}
-    record.setdefault("pretrained_encoder", {})[baselines.ENCODER] = {
+    record = read_json(path, {"seed": args.seed, "rows": {}, "details": {}, "commands": [], "seconds": 0})
+    record.setdefault("pretrained_encoder", {})[ENCODER] = {
         "vae": dict(VAE, max_epochs=args.max_epochs, pool_size=args.pool_size,
                     pool_labeled=args.pool_labeled), "check": check,
-        "setfit_iterations": baselines.SETFIT_ITERATIONS}
+        "setfit_iterations": SETFIT_ITERATIONS}
     record["commands"].append(command)
 
     def write(rows, details):
         for row, values in rows.items():
             record["rows"].setdefault(f"few-label/{row}", {}).update(values)
             record["details"].setdefault(f"few-label/{row}", {}).update(details[row])
-        path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        write_json(path, record)
         print(f"Wrote {path}.", flush=True)
 
     rows_for(vae, data, args.budgets, pool, args.seed, not args.no_setfit, args.setfit_budgets,
@@ -162,14 +150,14 @@ def run_yelp(args, command):
 
 def run_dev(args, command):
     path = FIGURES / "few_label_benchmark_pretrained.json"
-    out = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"rows": [], "runs": []}
+    out = read_json(path, {"rows": [], "runs": []})
     for name in args.sets:
         print(name, flush=True)
         data = load_set(args.data_dir, name, args.budgets)
         vae, check = pretrain(data["pool"], args.seed, args.max_epochs)
         data = {budget: (list(data[budget][0]), data[budget][1]) for budget in args.budgets} | {"test": data["test"]}
         out["runs"].append({"data_set": name, "seed": args.seed, "vae_check": check, "command": command,
-                            "setfit_iterations": baselines.SETFIT_ITERATIONS})
+                            "setfit_iterations": SETFIT_ITERATIONS})
 
         def write(rows, details):
             out["rows"] = [r for r in out["rows"] if not (r["data_set"] == name and r["seed"] == args.seed
@@ -177,7 +165,7 @@ def run_dev(args, command):
             out["rows"] += [{"data_set": name, "labels": int(budget), "row": row, "accuracy": value,
                              "seed": args.seed, **details[row][budget]}
                             for row, values in rows.items() for budget, value in values.items()]
-            path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+            write_json(path, out)
             print(f"Wrote {path}.", flush=True)
 
         rows_for(vae, data, args.budgets, load_set(args.data_dir, name, [], test=False)["pool"],
@@ -187,30 +175,22 @@ def run_dev(args, command):
 ROWS = ("bnvae_pretrained", "setfit", "minilm_lr", "tfidf_lr")
 
 
-def cell(values):
-    """"mean ± sd (n)" of a list of accuracies, or "—"."""
-    if not values:
-        return "—"
-    spread = f" ± {np.std(values, ddof=1):.1f}" if len(values) > 1 else ""
-    return f"{np.mean(values):.1f}{spread} ({len(values)})"
-
-
 def run_report(args, command):
     """Markdown tables of the committed results: short Yelp (mean ± sd over the seeds run, the
     count in brackets) and the development sets; the margin of bnvae_pretrained over the best
     alternative per cell."""
     lines = [f"<!-- written by: {command} -->", "", "Short Yelp, few-label protocol, test accuracy (%):", ""]
-    runs = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((FIGURES / "yelp_table3_seeds").glob("seed*.json"))]
+    runs = [read_json(p) for p in sorted((FIGURES / "yelp_table3_seeds").glob("seed*.json"))]
     budgets = ("100", "500", "1000", "2000")
     lines += ["| row | " + " | ".join(budgets) + " |", "|---|" + "---:|" * len(budgets)]
     for row in ROWS + ("bnvae_fine_tuned",):
         values = {b: [r["rows"].get(f"few-label/{row}", {}).get(b) for r in runs] for b in budgets}
         values = {b: [v for v in vs if v is not None] for b, vs in values.items()}
         name = "paper model, fine-tuned (6 epochs of pretraining)" if row == "bnvae_fine_tuned" else row
-        lines.append(f"| {name} | " + " | ".join(cell(values[b]) for b in budgets) + " |")
+        lines.append(f"| {name} | " + " | ".join(mean_sd(values[b], count=True) for b in budgets) + " |")
     path = FIGURES / "few_label_benchmark_pretrained.json"
     if path.exists():
-        rows = json.loads(path.read_text(encoding="utf-8"))["rows"]
+        rows = read_json(path)["rows"]
         cells = sorted({(r["data_set"], r["labels"]) for r in rows})
         lines += ["", "Development sets, seed 0, test accuracy (%):", "",
                   "| set | labels | " + " | ".join(ROWS) + " | margin over the best alternative |",
@@ -221,17 +201,15 @@ def run_report(args, command):
             margin = f"{got['bnvae_pretrained'] - max(others):+.1f}" if "bnvae_pretrained" in got and others else "—"
             lines.append(f"| {name} | {labels} | " + " | ".join(f"{got[r]:.1f}" if r in got else "—" for r in ROWS)
                          + f" | {margin} |")
-    out = FIGURES / "pretrained_encoder.md"
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
-    print(f"Wrote {out}.")
+    write_markdown(FIGURES / "pretrained_encoder.md", lines)
+    print(f"Wrote {FIGURES / 'pretrained_encoder.md'}.")
 
 
 def main(argv=None):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, budgets, data_dir in (("yelp", [100, 500, 1000, 2000], YELP_DATA_DIR), ("dev", [100, 1000], DEV_DATA_DIR)):
+    for name, budgets, data_dir in (("yelp", [100, 500, 1000, 2000], YELP_DATA_DIR), ("dev", [100, 1000], DATA_DIR)):
         p = sub.add_parser(name)
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--budgets", type=int, nargs="+", default=budgets)
@@ -247,14 +225,14 @@ def main(argv=None):
             p.add_argument("--pool-labeled", type=int, default=2000,
                            help="the texts of short_yelp.train.N.txt join the pool (their labels unused)")
         else:
-            p.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
+            p.add_argument("--sets", nargs="+", default=list(FEW_LABEL_SETS), choices=FEW_LABEL_SETS)
     sub.add_parser("report", help="the Markdown tables of the committed results")
     args = parser.parse_args(argv)
-    command = "python recipes/pretrained_encoder.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    command = command_line("pretrained_encoder.py", argv)
     if args.command == "report":
         return run_report(args, command)
-    if not args.no_setfit and baselines.missing("setfit"):
-        print(f"SetFit row left out: {baselines.missing('setfit')}", file=sys.stderr)
+    if not args.no_setfit and missing("setfit"):
+        print(f"SetFit row left out: {missing('setfit')}", file=sys.stderr)
         args.no_setfit = True
     (run_yelp if args.command == "yelp" else run_dev)(args, command)
 

@@ -22,15 +22,12 @@ import sys
 import torch
 
 from ssl_textvae.tuning import save_results, tune
-from yelp_data import load_pool, load_split
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from common import FIGURES, REPO_ROOT, YELP_DATA_DIR, load_pool, load_split
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", default=os.path.join(ROOT, "..", "shared", "data",
-                                                           "short_yelp_li2019"))
+    parser.add_argument("--data-dir", default=str(YELP_DATA_DIR))
     parser.add_argument("--labels", type=int, default=100, choices=[100, 500, 1000, 2000, 10000])
     parser.add_argument("--pool-size", type=int, default=20_000)
     parser.add_argument("--n-trials", type=int, default=8)
@@ -39,8 +36,8 @@ def main(argv=None):
     parser.add_argument("--random-state", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1 avoids stalls when other jobs share the cores)")
-    parser.add_argument("--out", default=os.path.join(ROOT, "results", "tune_yelp"))
-    parser.add_argument("--figures", default=os.path.join(ROOT, "recipes", "figures"))
+    parser.add_argument("--out", default=str(REPO_ROOT / "results" / "tune_yelp"))
+    parser.add_argument("--figures", default=str(FIGURES))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 

@@ -22,32 +22,24 @@ existed; its committed run, on this wider grid, puts weight 4 ahead on banking77
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import RepeatedStratifiedKFold
 from sklearn.pipeline import make_pipeline
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from few_label_data import DEFAULT_DATA_DIR, SETS, load_set, vae_path  # noqa: E402
-
-from ssl_textvae import BNVAE, BNVAEClassifier  # noqa: E402
-
-FIGURES = Path(__file__).resolve().parent / "figures"
+from ssl_textvae import BNVAE, BNVAEClassifier
+from common import (DATA_DIR, FEW_LABEL_SETS, FIGURES, command_line, in_shared_classes, load_set, tfidf_vectorizer,
+                    vae_path, write_json)
 
 
 def scorable(texts, y):
     """The labeled rows of classes with 2 labels or more (cross-validation needs 2)."""
     texts, y = np.asarray(texts, dtype=object), np.asarray(y)
-    values, counts = np.unique(y, return_counts=True)
-    keep = np.isin(y, values[counts >= 2])
+    keep = in_shared_classes(y)
     return list(texts[keep]), y[keep]
 
 
@@ -61,8 +53,7 @@ def cv_table(vae, pool, texts, y, weights, Cs, seed):
     frozen = FrozenEstimator(vae)
     models = {   # name: (model for C, whether the pool joins each fold as -1 rows)
         "means": (lambda C: BNVAEClassifier(vae=frozen, estimator=LogisticRegression(C=C, max_iter=2000)), True),
-        "words": (lambda C: make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
-                                          LogisticRegression(C=C, max_iter=2000)), False)}
+        "words": (lambda C: make_pipeline(tfidf_vectorizer(), LogisticRegression(C=C, max_iter=2000)), False)}
     for weight in weights:
         models[f"means + words x{weight:g}"] = (lambda C, weight=weight: BNVAEClassifier(
             vae=frozen, word_weight=weight, estimator=LogisticRegression(C=C, max_iter=2000)), True)
@@ -88,8 +79,9 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vae-dir", required=True,
                         help="where few_label_benchmark.py --vae-dir kept <set>-seed<S>")
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
-    parser.add_argument("--sets", nargs="+", default=list(SETS), help=f"default: {' '.join(SETS)}")
+    parser.add_argument("--data-dir", default=str(DATA_DIR))
+    parser.add_argument("--sets", nargs="+", default=list(FEW_LABEL_SETS),
+                        help=f"default: {' '.join(FEW_LABEL_SETS)}")
     parser.add_argument("--budgets", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--weights", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0])
     parser.add_argument("--Cs", type=float, nargs="+", default=[0.1, 1.0, 10.0, 100.0, 1000.0])
@@ -100,7 +92,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    command = shlex.join(["python", "recipes/word_weight_cv.py", *(sys.argv[1:] if argv is None else argv)])
+    command = command_line("word_weight_cv.py", argv)
     result = {"command": command, "seed": args.seed, "tables": {}}
     lines = ["# Cross-validated accuracy (%) on the labeled rows: means, words, both", "",
              f"Command: `{command}`. Rows: head features; columns: C of the logistic regression.", ""]
@@ -124,8 +116,7 @@ def main(argv=None):
             lines.append("")
             print("\n".join(lines[-len(table) - 4:]), flush=True)
     prefix = Path(args.out_prefix)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    prefix.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json(prefix.with_suffix(".json"), result)
     prefix.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

@@ -1,7 +1,7 @@
 """One process against N: the same BN-VAE pretraining on short Yelp, through ``ssl-textvae
 pretrain`` as it is and under ``torchrun --nproc-per-node N``, then the same checks on both.
 
-For each seed, the paper's model (``PAPER_VAE`` of ``yelp_pretrain.py``: latent 32, gamma 0.7,
+For each seed, the paper's model (``PAPER_VAE`` of ``recipes/common.py``: latent 32, gamma 0.7,
 SGD, global batch 32) is pretrained on the first ``--max-texts`` pool sentences for ``--epochs``
 epochs, once in one process (the package's fast CPU path) and once in N gloo processes of
 batch 32 / N each. Reported per run: wall time, the validation KL against the bound
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -29,11 +28,9 @@ import numpy as np
 from sklearn.frozen import FrozenEstimator
 
 from ssl_textvae import BNVAE, BNVAEClassifier
-from yelp_data import POOL_FILE, load_split
-from yelp_low_label import make_head
-from yelp_pretrain import DEFAULT_DATA_DIR, PAPER_VAE
+from common import (FIGURES, PAPER_VAE, YELP_DATA_DIR, YELP_POOL, command_line, cv_head, load_yelp, write_json,
+                    write_markdown)
 
-FIGURES = Path(__file__).resolve().parent / "figures"
 BUDGETS = (100, 1000)
 
 
@@ -49,7 +46,7 @@ def pretrain_command(processes, pool, out, seed, args, launcher="torchrun"):
 
 def run(launcher, processes, seed, args, workdir):
     out = Path(workdir) / f"seed{seed}_{launcher}{processes}"
-    command = pretrain_command(processes, Path(args.data_dir) / POOL_FILE, out, seed, args, launcher)
+    command = pretrain_command(processes, Path(args.data_dir) / YELP_POOL, out, seed, args, launcher)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     start = time.perf_counter()
     subprocess.run(command, check=True, env=env)
@@ -65,12 +62,12 @@ def check(vae, data, seed):
     valid_means = vae.transform(valid_texts)
     for budget in BUDGETS:
         texts, y = data[budget]
-        head = BNVAEClassifier(vae=FrozenEstimator(vae), estimator=make_head(y, seed)).fit(texts, y)
+        head = BNVAEClassifier(vae=FrozenEstimator(vae), estimator=cv_head(y, seed)).fit(texts, y)
         result["accuracy"][str(budget)] = round(100 * head.estimator_.score(valid_means, y_valid), 2)
     return result
 
 
-def report(results, args, command):
+def comparison_report(results, args, command):
     lines = ["# One process against several: short-Yelp pretraining (validation, never test)", "",
              f"Command: `{command}`. The paper's model, {args.max_texts:,} pool sentences, "
              f"{args.epochs} epoch(s), global batch 32, one thread a process. `plain`: "
@@ -98,7 +95,7 @@ def report(results, args, command):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    parser.add_argument("--data-dir", default=str(YELP_DATA_DIR))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--processes", type=int, nargs="+", default=[2],
                         help="process counts run under torchrun, each against the plain one-process run")
@@ -106,9 +103,8 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--out-prefix", default=str(FIGURES / "yelp_distributed"))
     args = parser.parse_args(argv)
-    command = "python recipes/yelp_distributed.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    data = {"valid": load_split(args.data_dir, "valid")}
-    data.update({budget: load_split(args.data_dir, f"train.{budget}") for budget in BUDGETS})
+    command = command_line("yelp_distributed.py", argv)
+    data = load_yelp(args.data_dir, BUDGETS, splits=("valid",))
     results = []
     with tempfile.TemporaryDirectory() as workdir:
         for seed in args.seeds:
@@ -118,11 +114,10 @@ def main(argv=None):
                        **check(vae, data, seed)}
                 print(json.dumps(row), flush=True)
                 results.append(row)
-    payload = {"command": command.strip(), "settings": {**PAPER_VAE, "max_texts": args.max_texts,
-                                                        "epochs": args.epochs}, "runs": results}
-    Path(args.out_prefix + ".json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    Path(args.out_prefix + ".md").write_text(report(results, args, payload["command"]), encoding="utf-8")
-    print(report(results, args, payload["command"]))
+    payload = {"command": command, "settings": {**PAPER_VAE, "max_texts": args.max_texts, "epochs": args.epochs},
+               "runs": results}
+    write_json(args.out_prefix + ".json", payload)
+    write_markdown(args.out_prefix + ".md", comparison_report(results, args, command).splitlines())
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ which a killed run resumes bit-exactly, and a loadable snapshot (``RUN_DIR/seed<
 ``BNVAE.load``), which ``recipes/yelp_table3.py`` evaluates for the accuracy-against-epochs curve
 and the final table. Keep ``RUN_DIR`` outside the work tree (default ``~/runs/yelp_table3``).
 
-Settings are the paper's short-Yelp ones (Zhu et al. 2020 and the official code's
-``config_short_yelp``): embeddings 128, LSTMs of 512, latent 32, gamma 0.7, SGD lr 1.0, gradient
+Settings are the paper's short-Yelp ones (``PAPER_VAE`` in ``recipes/common.py``; Zhu et al. 2020
+and the official code's ``config_short_yelp``): embeddings 128, LSTMs of 512, latent 32, gamma 0.7, SGD lr 1.0, gradient
 clipping 5, batch 32, learning rate halved after 5 epochs without a better validation ELBO (best
 weights reloaded), stop after 5 halvings.
 
@@ -28,21 +28,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
-import sys
 import time
 from pathlib import Path
 
-from ssl_textvae import BNVAE, ConcatTexts
-from yelp_data import load_pool, load_split
+from ssl_textvae import BNVAE
+from common import FIGURES, PAPER_VAE, YELP_DATA_DIR, command_line, pretraining_corpus, read_json, write_json
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "short_yelp_li2019"
 DEFAULT_RUN_DIR = Path.home() / "runs" / "yelp_table3"
-DEFAULT_CURVES_DIR = REPO_ROOT / "recipes" / "figures" / "yelp_pretrain_curves"
-PAPER_VAE = {"latent_dim": 32, "gamma": 0.7, "embed_dim": 128, "hidden_dim": 512, "optimizer": "sgd",
-             "lr": 1.0, "batch_size": 32, "clip_grad_norm": 5.0, "lr_patience": 5, "max_lr_halvings": 5}
+DEFAULT_CURVES_DIR = FIGURES / "yelp_pretrain_curves"
 
 
 def build_parser():
@@ -51,7 +44,7 @@ def build_parser():
     parser.add_argument("--max-epochs", type=int, default=40,
                         help="stop after this many epochs at most (default: %(default)s; the plateau "
                              "schedule may stop sooner); a rerun with a larger value continues")
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    parser.add_argument("--data-dir", default=str(YELP_DATA_DIR))
     parser.add_argument("--run-dir", default=str(DEFAULT_RUN_DIR),
                         help="checkpoints and snapshots go to RUN_DIR/seed<S>/ (default: %(default)s)")
     parser.add_argument("--curves-dir", default=str(DEFAULT_CURVES_DIR),
@@ -71,13 +64,6 @@ def build_parser():
     return parser
 
 
-def pretraining_corpus(data_dir, largest=10000, pool_size=None):
-    """The pool (its first ``pool_size`` sentences when given) plus the texts (not the labels) of
-    the largest labeled subset, as the paper."""
-    labeled, _ = load_split(data_dir, f"train.{largest}")
-    return ConcatTexts(load_pool(data_dir, pool_size), labeled)
-
-
 def earlier_epochs(progress):
     """The epoch records an interrupted run already wrote to ``progress.jsonl`` (the last of each)."""
     if not progress.exists():
@@ -94,35 +80,24 @@ def seed_dir(run_dir, seed, softmax="full"):
     return Path(run_dir) / (f"seed{seed}" if softmax == "full" else f"seed{seed}_{softmax}")
 
 
-def write_json_atomically(path, payload):
-    """Write ``payload`` to a temporary file beside ``path``, then rename it over ``path``: a
-    reader (or a run killed mid-write) sees the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
-
-
 def append_curve(path, record, command, run):
     """Add one epoch's history record (with the command that trained it) to the curve file.
 
     A file written by another run (another run folder or settings) is replaced, not mixed in;
     a resumed run replaces the epochs it trains again."""
-    path = Path(path)
-    curve = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    curve = read_json(path)
     if curve is None or curve.get("run") != run:
         curve = {"run": run, "epochs": []}
     curve["epochs"] = [r for r in curve["epochs"] if r["epoch"] < record["epoch"]]
     curve["epochs"].append({**record, "command": command})
-    write_json_atomically(path, curve)
+    write_json(path, curve)
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     out = seed_dir(args.run_dir, args.seed, args.softmax)
     out.mkdir(parents=True, exist_ok=True)
-    command = shlex.join(["python", "recipes/yelp_pretrain.py", *(sys.argv[1:] if argv is None else argv)])
+    command = command_line("yelp_pretrain.py", argv)
     history = earlier_epochs(out / "progress.jsonl")   # a resumed run's snapshots keep every epoch
     sizes = {name: getattr(args, name) for name in ("embed_dim", "hidden_dim", "latent_dim")
              if getattr(args, name) is not None}

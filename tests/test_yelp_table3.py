@@ -27,8 +27,9 @@ class FakeEncoder:
 
 @pytest.fixture(scope="module")
 def table3(tmp_path_factory):
-    sys.path.insert(0, str(RECIPES))   # the recipes import each other, as when run as scripts
+    sys.path.insert(0, str(RECIPES))   # the recipes import common.py, as when run as scripts
     try:
+        import common
         import yelp_pretrain
         import yelp_table3
     finally:
@@ -39,7 +40,7 @@ def table3(tmp_path_factory):
     patch.setattr(yelp_pretrain, "PAPER_VAE", dict(yelp_pretrain.PAPER_VAE, **TINY_VAE))
     patch.setattr(yelp_table3, "SINGLE_MODEL_FROM", 60)
     patch.setattr(yelp_table3, "SELF_TRAINING", {"pool_sentences": 50, "per_labeled": 1})
-    patch.setattr(yelp_table3, "sentence_encoder", lambda: FakeEncoder())
+    patch.setattr(common, "sentence_encoder", lambda: FakeEncoder())
     yield yelp_table3, yelp_pretrain
     patch.undo()
 
