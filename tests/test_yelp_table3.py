@@ -167,8 +167,13 @@ def test_curve_reads_validation_only_and_resumes(table3, data_dir, pretrained, t
     assert out.with_suffix(".png").stat().st_size > 0
 
 
-def test_quick_run_writes_the_few_label_table(table3, data_dir, tmp_path):
+def test_quick_run_writes_the_few_label_table(table3, data_dir, tmp_path, monkeypatch):
     yelp_table3, _ = table3
+    # SetFit at the quick run's SetFit budget only, on the same labels (faked: no model download)
+    seen = []
+    monkeypatch.setitem(yelp_table3.QUICK, "setfit_budgets", [20])
+    monkeypatch.setattr(yelp_table3, "missing", lambda module: None)
+    monkeypatch.setattr(yelp_table3, "setfit", lambda texts, y, test, seed: seen.append(len(texts)) or (88.5, 1.0))
     yelp_table3.main(["quick", "--data-dir", str(data_dir), "--budgets", "20", "60", "--verbose", "0",
                       "--out-prefix", str(tmp_path / "quick")])
     quick = json.loads((tmp_path / "quick.json").read_text())
@@ -176,6 +181,7 @@ def test_quick_run_writes_the_few_label_table(table3, data_dir, tmp_path):
     assert quick["protocol"]["few-label"]["pretraining"]["softmax"] == "adaptive"
     assert not any(row.startswith("paper/") for row in quick["rows"])
     assert quick["seconds"]["total"] >= quick["seconds"]["pretraining"] > 0
+    assert seen == [20] and quick["rows"]["few-label/setfit"] == {"20": [88.5]}
 
 
 def test_each_subcommand_keeps_its_own_default_budgets(table3):
