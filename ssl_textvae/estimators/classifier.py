@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
@@ -21,7 +22,7 @@ from ._vae_params import VAE_PARAMETER_DOC
 from .bnvae import BNVAE
 from ._validation import validate_params
 from .features import EMBEDDING_WEIGHT, WORD_WEIGHT, fit_scaler, fit_words, head_features
-from ..text.inputs import check_semi_supervised, check_texts
+from ..text.inputs import TextList, check_semi_supervised, check_texts
 
 
 class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
@@ -124,10 +125,11 @@ class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
         """
         params = validate_params(self, {"word_weight": WORD_WEIGHT, "embedding_weight": EMBEDDING_WEIGHT})
         word_weight, embedding_weight = float(params.word_weight), float(params.embedding_weight)
-        texts, labels, unlabeled_rows = check_semi_supervised(X, y)
-        self.vae_ = fit_or_reuse_vae(self.vae, texts, unlabeled)
-        labeled = [text for text, skip in zip(texts, unlabeled_rows) if not skip]
-        means = self.vae_.transform(labeled)
+        texts, labels, unlabeled_rows = check_semi_supervised(X, y)   # the one check of X
+        rows = np.flatnonzero(~unlabeled_rows)
+        self.vae_, corpus = fit_or_reuse_vae(self.vae, texts, unlabeled, rows)
+        labeled = TextList(texts[i] for i in rows)
+        means = self.vae_._means(corpus)
         embeddings = self.vae_.embed(labeled) if embedding_weight else None   # refuses an LSTM encoder
         self.words_ = fit_words(texts) if word_weight else None
         self.scaler_ = fit_scaler(means) if word_weight or embedding_weight else None

@@ -192,14 +192,13 @@ class FineTunedBNVAEClassifier(TextClassifierMixin, BaseEstimator):
         self
         """
         params = validate_params(self, FINE_TUNING_CONSTRAINTS)   # numpy scalars as Python numbers
-        texts, labels, unlabeled_rows = check_semi_supervised(X, y)
-        self.vae_ = fit_or_reuse_vae(self.vae, texts, unlabeled)
+        texts, labels, unlabeled_rows = check_semi_supervised(X, y)   # the one check of X
+        self.vae_, corpus = fit_or_reuse_vae(self.vae, texts, unlabeled, np.flatnonzero(~unlabeled_rows),
+                                             encoder_ids=True)
         labels = labels[~unlabeled_rows]
         self.classes_ = np.unique(labels)
         targets = np.searchsorted(self.classes_, labels)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        corpus = self.vae_.encode([text for text, skip in zip(texts, unlabeled_rows) if not skip],
-                                  encoder_ids=True)
         if validation_data is None:
             train_rows, valid_rows = _split(targets, params.fine_tuning_validation_fraction, seed)
             train, valid = corpus.subset(train_rows), corpus.subset(valid_rows)
