@@ -1,4 +1,4 @@
-"""Each default of a BNVAE is written once, in the signature of ``BNVAE.__init__``: the
+"""Each default of an estimator is written once, in the signature of its ``__init__``: the
 docstring is generated from it, and the torch objects it builds take every setting by name."""
 
 import inspect
@@ -9,17 +9,26 @@ from dataclasses import MISSING, fields
 import pytest
 import torch
 
-from ssl_textvae import BNVAE
+from ssl_textvae import BNCVAE, BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier
+from ssl_textvae.dialogue.cvae import ConditionalVAE
+from ssl_textvae.dialogue.training import DialogueTrainingConfig
+from ssl_textvae.engine.fine_tuning import FineTuningConfig
 from ssl_textvae.engine.training import TrainingConfig
-from ssl_textvae.estimators._vae_params import (MODULE_PARAMS, VAE_PARAMS_DOC, default_text,
-                                                document_defaults)
+from ssl_textvae.estimators._docs import default_text, document_defaults
+from ssl_textvae.estimators._vae_params import MODULE_PARAMS, VAE_PARAMS_DOC
 from ssl_textvae.estimators.bnvae import module_kwargs, training_config
 from ssl_textvae.nn.model import Decoder, MeanBatchNorm, TextVAE
 
 from conftest import make_corpus
 
-DEFAULTS = {name: p.default for name, p in inspect.signature(BNVAE.__init__).parameters.items()
+
+
+def defaults(cls):
+    return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
             if name != "self"}
+
+
+DEFAULTS = defaults(BNVAE)
 # Values unlike every default, so a setting read from the wrong parameter shows.
 OTHERS = dict(latent_dim=3, gamma=0.4, embed_dim=6, hidden_dim=20, dropout_in=0.15, dropout_out=0.25,
               bn_eps=1e-7, softmax="adaptive", optimizer="adam", lr=0.003, batch_size=7, max_epochs=9,
@@ -39,8 +48,14 @@ def documented_defaults(doc):
     return found
 
 
-def test_the_docstring_shows_each_default_of_the_signature():
-    assert documented_defaults(BNVAE.__doc__) == {name: default_text(value) for name, value in DEFAULTS.items()}
+@pytest.mark.parametrize("cls", [BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier, BNCVAE],
+                         ids=lambda cls: cls.__name__)
+def test_the_docstring_shows_each_default_of_the_signature(cls):
+    assert documented_defaults(cls.__doc__) == {name: default_text(value)
+                                                for name, value in defaults(cls).items()}
+
+
+def test_the_bnvae_docstring_reads_as_numpydoc():
     assert 'tokenizer : {"word", "bpe"}, default="word"' in BNVAE.__doc__
     assert "embed_dim, hidden_dim : int, default=128, 512" in BNVAE.__doc__
     assert "encoder_lr : float, default=2e-5" in BNVAE.__doc__
@@ -65,9 +80,14 @@ def test_the_torch_objects_hold_no_default_of_a_bnvae_setting():
         given = [name for name, p in inspect.signature(function).parameters.items()
                  if name in named_like_a_setting and p.default is not inspect.Parameter.empty]
         assert not given, f"{function.__qualname__} repeats the defaults of {given}"
-    given = [field.name for field in fields(TrainingConfig)
-             if field.name in DEFAULTS and field.default is not MISSING]
-    assert not given, f"TrainingConfig repeats the defaults of {given}"
+    for config, owner, prefix in ((TrainingConfig, BNVAE, ""), (DialogueTrainingConfig, BNCVAE, ""),
+                                  (FineTuningConfig, FineTunedBNVAEClassifier, "fine_tuning_")):
+        names = {name[len(prefix):] if name.startswith(prefix) else name for name in defaults(owner)}
+        given = [field.name for field in fields(config) if field.name in names and field.default is not MISSING]
+        assert not given, f"{config.__name__} repeats the defaults of {given}"
+    given = [name for name, p in inspect.signature(ConditionalVAE.__init__).parameters.items()
+             if p.default is not inspect.Parameter.empty]
+    assert not given, f"ConditionalVAE repeats the defaults of {given}"
     with pytest.raises(TypeError):   # by name only: no copying by position
         TextVAE(20, 8, 16, 4)
 

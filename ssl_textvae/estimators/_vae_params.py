@@ -2,15 +2,14 @@
 build, by name: the arguments of its ``TextVAE`` and of its ``TrainingConfig``.
 
 Each default is written once, in the signature of ``BNVAE.__init__`` (what
-scikit-learn's ``get_params`` reads): :func:`document_defaults` writes them into the
-docstring, and the torch objects below take every setting from a BNVAE's values.
+scikit-learn's ``get_params`` reads): :func:`~ssl_textvae.estimators._docs.document_defaults`
+writes them into the docstring, and the torch objects below take every setting from a
+BNVAE's values.
 """
 
 from __future__ import annotations
 
-import inspect
 import numbers
-import re
 from dataclasses import MISSING, fields
 
 import torch
@@ -173,7 +172,7 @@ VAE_PARAMS_DOC = """
 
 
 VAE_PARAMETER_DOC = """
-    vae : BNVAE, FrozenEstimator or None, default=None
+    vae : BNVAE, FrozenEstimator or None
         The BN-VAE whose posterior means the classifier reads. An unfitted
         :class:`BNVAE` holds every pretraining setting (``vae__gamma``,
         ``vae__latent_dim``, ... in ``set_params`` and searches); ``fit`` clones it
@@ -181,32 +180,6 @@ VAE_PARAMETER_DOC = """
         ``vae_``. ``sklearn.frozen.FrozenEstimator(fitted_bnvae)`` reuses an
         already pretrained BNVAE as it is: ``fit`` never pretrains it again and
         ``clone`` (so ``GridSearchCV``) shares it. None means ``BNVAE()``."""
-
-
-def document_defaults(doc, function):
-    """``doc`` with ``, default=...`` added to each parameter line of its Parameters
-    section (``    name : type``, or ``    a, b : type``), from ``function``'s signature.
-    A line that writes its own default is a ``ValueError``: it would drift."""
-    signature = inspect.signature(function).parameters
-    lines = doc.split("\n")
-    for i in range(lines.index("    Parameters") + 2, len(lines)):
-        if i + 1 < len(lines) and lines[i + 1].strip() and set(lines[i + 1].strip()) == {"-"}:
-            break   # the next section's title
-        header = re.fullmatch(r"    (\w+(?:, \w+)*) : (.+)", lines[i])
-        if header is None:
-            continue
-        if "default=" in header.group(2):
-            raise ValueError(f"{lines[i].strip()!r} writes its default; the signature holds it.")
-        values = [default_text(signature[name].default) for name in header.group(1).split(", ")]
-        lines[i] += ", default=" + (values[0] if len(set(values)) == 1 else ", ".join(values))
-    return "\n".join(lines)
-
-
-def default_text(value) -> str:
-    """A default as numpydoc writes it: ``"word"``, ``None``, ``2e-5``, ``10000``."""
-    if isinstance(value, str):
-        return f'"{value}"'
-    return re.sub(r"e(-?)\+?0*(\d)", r"e\1\2", repr(value))   # repr's 2e-05 as 2e-5
 
 
 # -- what the parameters build -------------------------------------------------------------

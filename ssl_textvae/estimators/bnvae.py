@@ -20,9 +20,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from . import persistence
+from ._docs import document_defaults
 from ._validation import string_input_tags, validate_params
-from ._vae_params import (VAE_CONSTRAINTS, VAE_PARAMS_DOC, check_model_memory, document_defaults,
-                          module_kwargs, training_config)
+from ._vae_params import (VAE_CONSTRAINTS, VAE_PARAMS_DOC, check_model_memory, module_kwargs,
+                          training_config)
 from ..text.data import EncodedCorpus, check_distinct, check_vocabulary_overlap, warn_unknown_rows
 from ..nn.generation import decode_latents, interpolation_path
 from ..nn.inference import encode_means

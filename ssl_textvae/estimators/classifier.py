@@ -16,6 +16,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
 from . import persistence
+from ._docs import document_defaults
 from ._classifier_base import (TextClassifierMixin, default_head, fit_or_reuse_vae, is_frozen,
                                load_nested_vae)
 from ._vae_params import VAE_PARAMETER_DOC
@@ -40,18 +41,18 @@ class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
 
     Parameters
     ----------""" + VAE_PARAMETER_DOC + """
-    estimator : classifier or None, default=None
+    estimator : classifier or None
         The head, cloned into ``estimator_``; None means
         ``LogisticRegression(max_iter=1000)``. Pass one explicitly to tune it as
         ``estimator__C``.
-    word_weight : float, default=0.0
+    word_weight : float
         Beyond the paper: with a value > 0 the head also sees TF-IDF features of
         words and word pairs (fitted on every text of ``fit``, the -1 rows too),
         scaled by this weight, beside the standardized means
         (:mod:`ssl_textvae.estimators.features`). 0 is the paper's head on the means alone.
         On banking77 (77 intents) it is what lifts the head above TF-IDF alone;
         ``tune`` can search it (``recipes/README.md``, few-label benchmark).
-    embedding_weight : float, default=0.0
+    embedding_weight : float
         Beyond the paper, for a VAE with a pretrained encoder (``BNVAE(encoder=...)``):
         with a value > 0 the head also sees the encoder's L2-normalized vectors
         (:meth:`BNVAE.embed`) times this weight beside the standardized means, so
@@ -215,3 +216,6 @@ class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
         classifier.classes_ = classifier.estimator_.classes_
         classifier.history_ = fitted.history_
         return classifier
+
+
+BNVAEClassifier.__doc__ = document_defaults(BNVAEClassifier.__doc__, BNVAEClassifier.__init__)
