@@ -76,7 +76,9 @@ def rank_main(rank, world_size, port, args, out_dir):
     from ssl_textvae.engine.distributed import current_shard, local_device, process_group
     from ssl_textvae.nn.model import TextVAE
     from ssl_textvae.engine.loop import make_optimizer
-    from ssl_textvae.engine.training import TrainingConfig, objective_terms, train_epoch
+    from ssl_textvae.engine.training import objective_terms, train_epoch
+    from ssl_textvae import BNVAE
+    from ssl_textvae.estimators.bnvae import module_kwargs, training_config
 
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -89,9 +91,10 @@ def rank_main(rank, world_size, port, args, out_dir):
     with process_group("auto", device):
         shard = current_shard()
         torch.manual_seed(0)
-        module = TextVAE(vocab_size, args.embed_dim, args.hidden_dim, args.latent_dim).to(device)
-        config = TrainingConfig(batch_size=args.batch_size, max_epochs=1, precision=args.precision,
-                                verbose=0, n_threads=args.threads)
+        sizes = BNVAE(embed_dim=args.embed_dim, hidden_dim=args.hidden_dim, latent_dim=args.latent_dim)
+        module = TextVAE(**module_kwargs(sizes, vocab_size)).to(device)
+        config = training_config(BNVAE(batch_size=args.batch_size, max_epochs=1, precision=args.precision,
+                                       verbose=0), seed=0, n_threads=args.threads)
         optimizer = make_optimizer(config.optimizer, module.parameters(), config.lr)
         terms = lambda tokens, lengths: objective_terms(module, tokens, lengths, config.objective)  # noqa: E731
         with shard.training(module, terms, device) as terms:

@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks._common import (POOL_NAME, RESULTS_DIR, add_common_arguments, machine,  # noqa: E402
                                 print_table, setup, write_json)
 from ssl_textvae import BNVAE, TextFile, read_labeled_file  # noqa: E402
+from ssl_textvae.estimators.bnvae import module_kwargs  # noqa: E402
 from ssl_textvae.text.data import EncodedCorpus  # noqa: E402
 from ssl_textvae.nn.model import TextVAE  # noqa: E402
 from ssl_textvae.runtime.devices import resolve_precision  # noqa: E402
@@ -40,8 +41,7 @@ def random_model(args, device):
     vae = BNVAE(device=str(device), verbose=0)
     vae.tokenizer_ = TextTokenizer().fit(pool)
     torch.manual_seed(0)
-    vae.module_ = TextVAE(vae.tokenizer_.vocab_size, vae.embed_dim, vae.hidden_dim, vae.latent_dim,
-                          vae.gamma).to(device)
+    vae.module_ = TextVAE(**module_kwargs(vae, vae.tokenizer_.vocab_size)).to(device)
     for parameter in vae.module_.parameters():
         if parameter.requires_grad:
             torch.nn.init.uniform_(parameter, -0.1, 0.1)

@@ -36,11 +36,12 @@ def child(path, steps, threads, device, package_dir, encoding_only):
     import numpy as np
     import torch
 
-    from ssl_textvae import TextFile
+    from ssl_textvae import BNVAE, TextFile
+    from ssl_textvae.estimators.bnvae import module_kwargs, training_config
     from ssl_textvae.text.data import EncodedCorpus
     from ssl_textvae.nn.model import TextVAE
     from ssl_textvae.text.tokenization import TextTokenizer
-    from ssl_textvae.engine.training import TrainingConfig, pretrain
+    from ssl_textvae.engine.training import pretrain
 
     torch.set_num_threads(threads)
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -54,8 +55,8 @@ def child(path, steps, threads, device, package_dir, encoding_only):
     order = np.random.default_rng(0).permutation(len(corpus))
     n_valid = round(0.1 * len(corpus))
     train, valid = corpus.subset(order[n_valid:]), corpus.subset(order[:n_valid])
-    config = TrainingConfig(max_epochs=1, seed=0, verbose=0)
-    module = TextVAE(tokenizer.vocab_size)
+    config = training_config(BNVAE(max_epochs=1, verbose=0), seed=0)
+    module = TextVAE(**module_kwargs(BNVAE(), tokenizer.vocab_size))
     if steps:
         pretrain(module, train.subset(np.arange(steps * config.batch_size)),
                  valid.subset(np.arange(3200)), config, torch.device(device))

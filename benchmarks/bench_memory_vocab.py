@@ -50,7 +50,8 @@ def child(args):
     from ssl_textvae.text.data import EncodedCorpus
     from ssl_textvae.text.tokenization import TextTokenizer
     from ssl_textvae.nn.model import TextVAE
-    from ssl_textvae.engine.training import TrainingConfig, pretrain
+    from ssl_textvae.engine.training import pretrain
+    from ssl_textvae.estimators.bnvae import module_kwargs, training_config
 
     if args.unchunked:
         model.MAX_CHUNK_LOGITS = 2**62   # every batch as one matrix: the path before the bound
@@ -72,8 +73,9 @@ def child(args):
         train, valid = corpus.subset(order[n_valid:]), corpus.subset(order[:n_valid])
         del corpus
         train = train.subset(np.sort(np.argsort(-train.lengths, kind="stable")[:args.max_train_texts]))
-        module, vocab_size, n_train = TextVAE(tokenizer.vocab_size), tokenizer.vocab_size, len(train)
-        history = pretrain(module, train, valid, TrainingConfig(max_epochs=args.epochs, seed=0, verbose=0),
+        module = TextVAE(**module_kwargs(BNVAE(), tokenizer.vocab_size))
+        vocab_size, n_train = tokenizer.vocab_size, len(train)
+        history = pretrain(module, train, valid, training_config(BNVAE(max_epochs=args.epochs, verbose=0), seed=0),
                            torch.device("cpu"))
     print(json.dumps({"texts": len(texts), "train_texts": n_train, "vocab_size": vocab_size,
                       "max_chunk_logits": module.decoder.max_chunk_logits,

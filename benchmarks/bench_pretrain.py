@@ -44,7 +44,9 @@ from ssl_textvae.nn.model import TextVAE  # noqa: E402
 from ssl_textvae.nn.optim import AUTOCAST_LAYERS  # noqa: E402
 from ssl_textvae.runtime.devices import flush_denormals, resolve_precision  # noqa: E402
 from ssl_textvae.engine.loop import make_optimizer  # noqa: E402
-from ssl_textvae.engine.training import TrainingConfig, train_epoch  # noqa: E402
+from ssl_textvae.engine.training import train_epoch  # noqa: E402
+from ssl_textvae import BNVAE  # noqa: E402
+from ssl_textvae.estimators.bnvae import module_kwargs, training_config  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -179,10 +181,11 @@ class Run:
     def __init__(self, corpus, vocab_size, args, device, gamma, precision, seed, batch_seed=0,
                  softmax="full"):
         torch.manual_seed(seed)
-        self.module = TextVAE(vocab_size, args.embed_dim, args.hidden_dim, args.latent_dim,
-                              gamma, softmax=softmax).to(device)
-        self.config = TrainingConfig(batch_size=args.batch_size, precision=precision, seed=seed,
-                                     verbose=0)
+        self.module = TextVAE(**module_kwargs(BNVAE(embed_dim=args.embed_dim, hidden_dim=args.hidden_dim,
+                                                    latent_dim=args.latent_dim, gamma=gamma,
+                                                    softmax=softmax), vocab_size)).to(device)
+        self.config = training_config(BNVAE(batch_size=args.batch_size, precision=precision, verbose=0),
+                                      seed=seed)
         self.optimizer = make_optimizer("sgd", self.module.parameters(), self.config.lr)
         self.corpus, self.device = corpus, device
         self.rng = np.random.default_rng(batch_seed)
@@ -398,8 +401,8 @@ def main(argv=None):
     profile = None
     if args.profile_steps > 0:
         profile = step_profile(corpus, vocab_size, args, device, default_precision, args.profile_steps)
-        dense = sum(p.numel() for layer in TextVAE(vocab_size, args.embed_dim, args.hidden_dim,
-                                                   args.latent_dim).modules()
+        sizes = BNVAE(embed_dim=args.embed_dim, hidden_dim=args.hidden_dim, latent_dim=args.latent_dim)
+        dense = sum(p.numel() for layer in TextVAE(**module_kwargs(sizes, vocab_size)).modules()
                     if isinstance(layer, AUTOCAST_LAYERS) for p in layer.parameters(recurse=False))
         profile["outside_kernels"] = work_outside_kernels(device, round(profile["tokens_per_step"]),
                                                           vocab_size, dense)

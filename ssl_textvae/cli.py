@@ -86,7 +86,7 @@ def _run_fit(args):
     model.set_params(**params)
     pool, report = read_pool(args.unlabeled, args.max_unlabeled), {}
     if args.cv:   # pretrained once on every text, then shared by the folds and the saved model
-        pretrained = fit_or_reuse_vae(model.vae, [t for t in texts if t.strip()], pool)
+        pretrained, _ = fit_or_reuse_vae(model.vae, [t for t in texts if t.strip()], pool)
         model.set_params(vae=FrozenEstimator(pretrained))
         pool, report["cv_accuracy"] = None, cross_validate(model, texts, labels, args.cv,
                                                            pretrained.random_state)
@@ -255,9 +255,8 @@ def _add_tune_parser(subparsers):
     parser.add_argument("--tune-head", action="store_true",
                         help="also tune the LogisticRegression head's C (estimator__C)")
     parser.add_argument("--max-epochs", type=NATURAL, default=5)
-    parser.add_argument("--embed-dim", type=POSITIVE, default=128)
-    parser.add_argument("--hidden-dim", type=POSITIVE, default=512)
-    parser.add_argument("--batch-size", type=POSITIVE, default=32)
+    for option in ("--embed-dim", "--hidden-dim", "--batch-size"):
+        parser.add_argument(option, type=POSITIVE, help="default: BNVAE's")
     parser.add_argument("--max-vocab-size", type=POSITIVE)
     parser.add_argument("--cv-splits", type=POSITIVE, default=5)
     parser.add_argument("--cv-repeats", type=POSITIVE, default=3)
@@ -281,8 +280,12 @@ def _run_tune(args):
     texts, labels = read_examples(args.train, args)
     os.makedirs(args.out, exist_ok=True)
     storage = args.storage or "sqlite:///" + os.path.abspath(os.path.join(args.out, "study.db"))
-    fixed = {"vae__max_epochs": args.max_epochs, "vae__embed_dim": args.embed_dim,
-             "vae__hidden_dim": args.hidden_dim, "vae__batch_size": args.batch_size}
+    from .estimators.bnvae import BNVAE
+
+    reference = BNVAE().get_params()   # its defaults, written once in its signature
+    fixed = {"vae__max_epochs": args.max_epochs,
+             **{"vae__" + name: reference[name] if getattr(args, name) is None else getattr(args, name)
+                for name in ("embed_dim", "hidden_dim", "batch_size")}}
     if args.max_vocab_size is not None:
         fixed["vae__max_vocab_size"] = args.max_vocab_size
     # --auto-vae's picks replace the defaults of the options above; a --param wins over both

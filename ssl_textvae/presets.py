@@ -120,8 +120,9 @@ def data_dependent_params(description):
         params.update(embed_dim=64, hidden_dim=128)
     elif n_texts < MEDIUM_POOL:
         params.update(embed_dim=128, hidden_dim=256)
-    else:
-        params.update(embed_dim=128, hidden_dim=512)
+    else:   # the reference sizes, BNVAE's defaults
+        reference = BNVAE().get_params()
+        params.update(embed_dim=reference["embed_dim"], hidden_dim=reference["hidden_dim"])
     params["max_epochs"] = int(min(20, max(3, math.ceil(TARGET_TOKENS / n_tokens))))
     if description["p95_tokens"] > LONG_TEXT_TOKENS:
         params["max_length"] = LONG_TEXT_TOKENS

@@ -35,6 +35,15 @@ FILLER = ["the", "food", "service", "was", "really", "place", "staff", "and"]
 TINY = dict(embed_dim=32, hidden_dim=64, latent_dim=8, max_epochs=3, batch_size=16, random_state=0, verbose=0)
 
 
+def text_vae(vocab_size, max_chunk_logits=None, **params):
+    """The TextVAE that a BNVAE of ``params`` builds (its defaults for the others)."""
+    from ssl_textvae.estimators.bnvae import module_kwargs
+    from ssl_textvae import BNVAE
+    from ssl_textvae.nn.model import TextVAE
+
+    return TextVAE(**module_kwargs(BNVAE(**params), vocab_size), max_chunk_logits=max_chunk_logits)
+
+
 def make_corpus(n, seed=0):
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, n)

@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import TINY, make_corpus
+from conftest import TINY, make_corpus, text_vae
 from ssl_textvae import BNVAE, BNVAEClassifier
-from ssl_textvae.nn.model import TextVAE, adaptive_cutoffs
+from ssl_textvae.nn.model import adaptive_cutoffs
 from ssl_textvae.text.tokenization import BOS_ID, EOS_ID, PAD_ID
 
 VOCAB, LATENT = 20, 4
@@ -15,8 +15,8 @@ VOCAB, LATENT = 20, 4
 
 def make_module(**kwargs):
     torch.manual_seed(0)
-    return TextVAE(VOCAB, embed_dim=8, hidden_dim=16, latent_dim=LATENT, softmax="adaptive",
-                   **kwargs).eval()
+    return text_vae(VOCAB, embed_dim=8, hidden_dim=16, latent_dim=LATENT, softmax="adaptive",
+                    **kwargs).eval()
 
 
 def make_batch():
@@ -72,7 +72,7 @@ def test_bf16_autocast_keeps_the_nll_in_fp32():
 
 def test_unknown_softmax_is_refused():
     with pytest.raises(ValueError, match="softmax must be one of"):
-        TextVAE(VOCAB, softmax="sampled")
+        text_vae(VOCAB, softmax="sampled")
     with pytest.raises(ValueError, match="'softmax' parameter"):
         BNVAE(softmax="sampled").fit(["a b", "c d", "e f", "g h"])
 

@@ -6,9 +6,9 @@ import torch
 from torch.nn import functional as F
 
 from ssl_textvae import BNVAE
-from ssl_textvae.nn.model import MAX_CHUNK_LOGITS, TextVAE
+from ssl_textvae.nn.model import MAX_CHUNK_LOGITS
 
-from conftest import TINY, make_corpus
+from conftest import TINY, make_corpus, text_vae
 
 VOCAB = 53
 
@@ -26,8 +26,8 @@ def batch(seed=0, n_texts=6, length=12):
 
 def loss_and_gradients(max_chunk_logits, bf16=False, seed=0):
     torch.manual_seed(0)
-    module = TextVAE(VOCAB, 16, 24, 4, gamma=0.7, dropout_in=0.0, dropout_out=0.0,
-                     max_chunk_logits=max_chunk_logits)
+    module = text_vae(VOCAB, embed_dim=16, hidden_dim=24, latent_dim=4, gamma=0.7, dropout_in=0.0,
+                      dropout_out=0.0, max_chunk_logits=max_chunk_logits)
     tokens, lengths = batch(seed)
     torch.manual_seed(1)   # the same z sample
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -76,7 +76,7 @@ def test_no_more_logits_than_the_bound_exist_at_once(monkeypatch):
     assert len(shapes) >= 10   # the chunks of the forward pass (the gradients come with them)
     shapes.clear()
     with torch.no_grad():   # evaluation: chunked, no gradients formed
-        module = TextVAE(VOCAB, 16, 24, 4, max_chunk_logits=5 * VOCAB).eval()
+        module = text_vae(VOCAB, embed_dim=16, hidden_dim=24, latent_dim=4, max_chunk_logits=5 * VOCAB).eval()
         module(*batch())
     assert shapes and max(rows for rows, _ in shapes) <= 5
 

@@ -13,6 +13,7 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from ssl_textvae import BNCVAE
+from ssl_textvae.dialogue.bncvae import module_kwargs
 from ssl_textvae.dialogue.cvae import ConditionalVAE, gaussian_kl_between, total_kl, training_loss
 from ssl_textvae.dialogue import dialogue_pairs
 from ssl_textvae.dialogue.metrics import (WordVectors, bow_embedding, distinct_n, fit_word_vectors,
@@ -25,6 +26,7 @@ TOPICS = {"what color do you like ?": ["i like red .", "blue is nice .", "green 
           "how are you today ?": ["fine , thanks .", "not bad .", "very well , and you ?"]}
 TINY = dict(embed_dim=16, utterance_dim=16, context_dim=16, decoder_dim=16, latent_dim=4, batch_size=16,
             max_epochs=2, random_state=0, verbose=0)
+SIZES = dict(embed_dim=16, utterance_dim=16, context_dim=16, decoder_dim=16, latent_dim=6)
 
 
 def make_dialogues(n, seed=0):
@@ -96,7 +98,7 @@ def _batch(pairs, model_or_tokenizer):
 
 def test_batch_norm_keeps_the_kl_to_standard_normal_above_its_bound_on_a_batch(fitted, pairs):
     torch.manual_seed(0)
-    module = ConditionalVAE(fitted.tokenizer_.vocab_size, 16, 16, 16, 16, latent_dim=6, gamma=0.8)
+    module = ConditionalVAE(**module_kwargs(BNCVAE(gamma=0.8, **SIZES), fitted.tokenizer_.vocab_size))
     module.train()
     with torch.no_grad():
         module.mean_norm.norm.bias.normal_()  # any learned shift only adds to the KL
@@ -105,7 +107,7 @@ def test_batch_norm_keeps_the_kl_to_standard_normal_above_its_bound_on_a_batch(f
     assert terms["posterior_kl"].mean().item() >= bound
     # the same network without the batch norm starts collapsed: its means are near 0
     torch.manual_seed(0)
-    plain = ConditionalVAE(fitted.tokenizer_.vocab_size, 16, 16, 16, 16, latent_dim=6, gamma=0)
+    plain = ConditionalVAE(**module_kwargs(BNCVAE(gamma=0, **SIZES), fitted.tokenizer_.vocab_size))
     with torch.no_grad():
         assert plain(*_batch(pairs, fitted.tokenizer_))["posterior_kl"].mean().item() < bound
 

@@ -16,12 +16,13 @@ from ssl_textvae import BNVAE
 from ssl_textvae.engine import distributed
 from ssl_textvae.engine import loop as engine
 from ssl_textvae.text.data import EncodedCorpus, bucket_batches, collate, n_batches
-from ssl_textvae.nn.model import Encoder, MeanBatchNorm, TextVAE
+from ssl_textvae.nn.model import Encoder, MeanBatchNorm
 from ssl_textvae.text.tokenization import TextTokenizer
 from ssl_textvae.engine.loop import make_optimizer
-from ssl_textvae.engine.training import TrainingConfig, train_epoch
+from ssl_textvae.engine.training import train_epoch
+from ssl_textvae.estimators.bnvae import training_config
 
-from conftest import make_corpus
+from conftest import make_corpus, text_vae
 
 # 57 texts: 6 for validation, 51 for training; 51 = 6 x 8 + 3, a final batch too short
 # to give each of 2 ranks 2 texts, so it is merged into its neighbour.
@@ -66,7 +67,8 @@ def tiny_setup():
     tokenizer = TextTokenizer().fit(texts)
     corpus = EncodedCorpus.from_texts(tokenizer, texts)
     torch.manual_seed(0)
-    module = TextVAE(tokenizer.vocab_size, 16, 16, 4, gamma=0.7, dropout_in=0.0, dropout_out=0.0)
+    module = text_vae(tokenizer.vocab_size, embed_dim=16, hidden_dim=16, latent_dim=4, gamma=0.7,
+                      dropout_in=0.0, dropout_out=0.0)
     # At the paper's initialization the pre-BN means are 0.01 +- 3e-6, where float32 batch
     # norm loses 3 digits to the cancellation, and the decoder barely reads z, so the
     # encoder's gradient is that rounding times BN's gain of 1 / 3e-6. Centred and spread
@@ -75,7 +77,8 @@ def tiny_setup():
         module.encoder.to_posterior.bias.zero_()
         module.encoder.to_posterior.weight[:4].mul_(10000.0)   # the means, not the log-variances
         module.decoder.latent_to_state.weight.mul_(100.0)
-    config = TrainingConfig(batch_size=16, max_epochs=1, precision="fp32", verbose=0, n_threads=1)
+    config = training_config(BNVAE(batch_size=16, max_epochs=1, precision="fp32", verbose=0), seed=0,
+                             n_threads=1)
     return corpus, module, config
 
 

@@ -58,7 +58,9 @@ def test_fine_tuning_resumes_from_its_checkpoint_to_the_same_result(tiny_vae, la
     import numpy as np
     import torch
 
-    from ssl_textvae.engine.fine_tuning import EncoderClassifier, FineTuningConfig, fine_tune
+    from ssl_textvae import FineTunedBNVAEClassifier
+    from ssl_textvae.engine.fine_tuning import EncoderClassifier, fine_tune
+    from ssl_textvae.estimators.fine_tuned import fine_tuning_config
 
     corpus = tiny_vae.encode(labeled[0])
     train, valid = corpus.subset(np.arange(60)), corpus.subset(np.arange(60, 80))
@@ -67,7 +69,8 @@ def test_fine_tuning_resumes_from_its_checkpoint_to_the_same_result(tiny_vae, la
     def run(max_epochs, checkpoint_dir=None):
         torch.manual_seed(0)
         module = EncoderClassifier(tiny_vae.module_, 2, dropout=0.2)
-        config = FineTuningConfig(max_epochs=max_epochs, patience=5, verbose=0)
+        config = fine_tuning_config(FineTunedBNVAEClassifier(fine_tuning_max_epochs=max_epochs,
+                                                             fine_tuning_patience=5, verbose=0))
         history, best = fine_tune(module, train, targets[:60], valid, targets[60:], config,
                                   torch.device("cpu"), seed=3, checkpoint_dir=checkpoint_dir)
         return history, best, module.state_dict()

@@ -5,7 +5,8 @@ import torch
 
 from ssl_textvae.text.data import EncodedCorpus
 from ssl_textvae.nn.inference import encode_means, encode_posteriors, run_batched
-from ssl_textvae.nn.model import TextVAE
+
+from conftest import text_vae
 
 
 def _corpus(lengths, seed=0):
@@ -18,7 +19,7 @@ def _corpus(lengths, seed=0):
 
 def test_run_batched_returns_rows_in_corpus_order_and_restores_training_mode():
     torch.manual_seed(0)
-    module = TextVAE(30, 8, 16, 4, gamma=0.5)
+    module = text_vae(30, embed_dim=8, hidden_dim=16, latent_dim=4, gamma=0.5)
     corpus = _corpus([5, 1, 3, 7, 2, 2, 6, 1, 4])   # lengths out of order: batches are sorted
     module.train()
     means = encode_means(module, corpus, torch.device("cpu"), batch_size=2)
@@ -33,7 +34,7 @@ def test_run_batched_returns_rows_in_corpus_order_and_restores_training_mode():
 
 def test_encode_posteriors_means_match_encode_means():
     torch.manual_seed(1)
-    module = TextVAE(30, 8, 16, 4, gamma=0.5).eval()
+    module = text_vae(30, embed_dim=8, hidden_dim=16, latent_dim=4, gamma=0.5).eval()
     corpus = _corpus([3, 4, 5, 3, 2])
     means, logvars = encode_posteriors(module, corpus, torch.device("cpu"))
     assert means.dtype == logvars.dtype == torch.float64 and means.shape == logvars.shape == (5, 4)

@@ -114,5 +114,5 @@ def test_evaluate_takes_a_module_with_an_encoded_corpus(trained_vae, held_out):
     assert from_module["iw_nll"] == pytest.approx(from_estimator["iw_nll"])
     with pytest.raises(TypeError, match="must be an EncodedCorpus"):
         evaluate(trained_vae.module_, held_out, verbose=0)
-    with pytest.raises(TypeError, match="Expected a fitted BNVAE"):
-        evaluate(BNVAE(), held_out, verbose=0)
+    with pytest.raises(TypeError, match=r"Expected a TextVAE module, got BNVAE.*vae.evaluate\(texts\)"):
+        evaluate(trained_vae, corpus, verbose=0)   # torch objects only: the estimator encodes

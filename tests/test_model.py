@@ -4,8 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from ssl_textvae.nn.model import MeanBatchNorm, TextVAE, gaussian_kl, sample_gaussian
+from ssl_textvae.nn.model import MeanBatchNorm, gaussian_kl, sample_gaussian
 from ssl_textvae.text.tokenization import BOS_ID, EOS_ID, PAD_ID
+
+from conftest import text_vae
 
 VOCAB, LATENT = 20, 4
 
@@ -20,7 +22,7 @@ def make_batch():
 
 def make_module(gamma=0.7, **kwargs):
     torch.manual_seed(0)
-    return TextVAE(VOCAB, embed_dim=8, hidden_dim=16, latent_dim=LATENT, gamma=gamma, **kwargs)
+    return text_vae(VOCAB, embed_dim=8, hidden_dim=16, latent_dim=LATENT, gamma=gamma, **kwargs)
 
 
 def test_forward_shapes():

@@ -5,15 +5,17 @@ import copy
 import pytest
 import torch
 
-from ssl_textvae.nn.model import Dropout, TextVAE
+from ssl_textvae.nn.model import Dropout
 from ssl_textvae.nn import optim
 from ssl_textvae.nn.optim import ClippedSGD
+
+from conftest import text_vae
 
 
 def _model_and_batch(seed=0):
     torch.manual_seed(seed)
-    module = TextVAE(30, embed_dim=8, hidden_dim=16, latent_dim=4, gamma=0.5, dropout_in=0.0,
-                     dropout_out=0.0)
+    module = text_vae(30, embed_dim=8, hidden_dim=16, latent_dim=4, gamma=0.5, dropout_in=0.0,
+                      dropout_out=0.0)
     tokens = torch.randint(4, 30, (6, 7))
     tokens[:, 0], tokens[:, -1] = 1, 2
     return module, tokens, torch.full((6,), 7)

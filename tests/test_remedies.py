@@ -6,10 +6,10 @@ import torch
 from sklearn.base import clone
 
 from ssl_textvae import BNVAE, BNVAEClassifier
-from ssl_textvae.nn.model import TextVAE
-from ssl_textvae.engine.training import KLSchedule, TrainingConfig, kl_penalty
+from ssl_textvae.engine.training import KLSchedule, kl_penalty
+from ssl_textvae.estimators.bnvae import training_config
 
-from conftest import make_corpus
+from conftest import make_corpus, text_vae
 
 SMALL = dict(embed_dim=16, hidden_dim=32, latent_dim=4, max_epochs=2, batch_size=16,
              random_state=0, verbose=0)
@@ -53,7 +53,7 @@ def test_schedule_rejects_an_unknown_kind():
 
 
 def test_autoencoder_schedule_is_zero_whatever_the_kl_schedule():
-    config = TrainingConfig(objective="autoencoder", kl_schedule="linear")
+    config = training_config(BNVAE(objective="autoencoder", kl_schedule="linear"), seed=0)
     schedule = KLSchedule.from_config(config, steps_per_epoch=10)
     assert schedule(0) == schedule(10**5) == 0.0
 
@@ -68,7 +68,8 @@ def test_free_bits_clamp_each_dimension_and_stop_its_gradient():
 
 
 def test_autoencoder_code_is_deterministic_and_equals_the_mean():
-    module = TextVAE(20, 8, 16, 4, gamma=0, dropout_in=0.0, dropout_out=0.0).train()
+    module = text_vae(20, embed_dim=8, hidden_dim=16, latent_dim=4, gamma=0, dropout_in=0.0,
+                      dropout_out=0.0).train()
     tokens = torch.tensor([[1, 5, 6, 2], [1, 7, 2, 0]])
     lengths = torch.tensor([4, 3])
     first, second = module.autoencode(tokens, lengths), module.autoencode(tokens, lengths)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numbers
 import os
+from dataclasses import fields
 
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from ..estimators._docs import document_defaults
 from ..estimators._validation import Interval, Options, python_scalar, validate_params
 from .cvae import ConditionalVAE, generate_ids
 from .metrics import fit_word_vectors
@@ -70,52 +72,52 @@ class BNCVAE(BaseEstimator):
 
     Parameters
     ----------
-    latent_dim : int, default=32
+    latent_dim : int
         Size of z (the paper: 200; smaller here so it trains on a CPU).
-    gamma : float or None, default=0.5
+    gamma : float or None
         The fixed scale of the batch norm on the posterior means mu_q. The expected
         KL(q(z|c, y) || N(0, I)) is then at least ``latent_dim * gamma**2 / 2``, and the
         loss adds KL(p(z|c) || N(0, I)) as the paper does. 0 or None: plain CVAE.
-    bow : bool, default=False
+    bow : bool
         Add the bag-of-words loss of Zhao et al. (predict the response's words from
         [c, z]): CVAE (BOW).
-    embed_dim, utterance_dim, context_dim, decoder_dim : int, default=128, 128, 256, 256
+    embed_dim, utterance_dim, context_dim, decoder_dim : int
         Word embeddings; hidden sizes of the utterance bi-GRU (per direction), the
         context GRU and the decoder GRU (the paper: 300, 600, 400; smaller for CPUs).
-    dropout : float, default=0.0
+    dropout : float
         Dropout on the decoder's input embeddings.
-    max_context : int, default=5
+    max_context : int
         Only the last ``max_context`` utterances of a context are read.
-    max_length : int or None, default=40
+    max_length : int or None
         Utterances are cut to their first ``max_length`` words.
-    max_vocab_size : int or None, default=10000
-    min_frequency : int, default=1
-    lowercase : bool, default=True
-    lr : float, default=1e-3
+    max_vocab_size : int or None
+    min_frequency : int
+    lowercase : bool
+    lr : float
         Adam's learning rate (Zhao et al.'s optimizer).
-    batch_size : int, default=64
-    max_epochs : int, default=10
-    clip_grad_norm : float or None, default=5.0
-    n_iter_no_change : int, default=3
+    batch_size : int
+    max_epochs : int
+    clip_grad_norm : float or None
+    n_iter_no_change : int
         Stop after this many epochs without a better validation negative ELBO; the
         best epoch's weights are kept.
-    kl_warmup_steps : int, default=0
+    kl_warmup_steps : int
         Linear KL annealing from 0 to 1 over this many steps (Zhao et al. used
         10,000); 0 trains the true ELBO from the start.
-    validation_fraction : float, default=0.1
+    validation_fraction : float
         Share of the pairs held out when ``fit`` gets no ``validation_data``. Pairs
         are drawn at random, so turns of one dialogue can fall on both sides; pass
         ``validation_data`` from other dialogues (the recipe does) for a clean choice.
-    precision : {"auto", "fp32", "bf16"}, default="auto"
+    precision : {"auto", "fp32", "bf16"}
         bf16 autocast where the hardware supports it.
-    bn_eps : float, default=1e-12
-    device : str, default="auto"
+    bn_eps : float
+    device : str
         "auto" is CUDA when available, else the CPU.
-    checkpoint_dir : str or None, default=None
+    checkpoint_dir : str or None
         Write a checkpoint there after each epoch; ``fit`` resumes from it.
-    random_state : int, RandomState instance or None, default=None
+    random_state : int, RandomState instance or None
         Seeds the split, initialization, batch order and sampling of z.
-    verbose : int, default=1
+    verbose : int
 
     Attributes
     ----------
@@ -196,18 +198,19 @@ class BNCVAE(BaseEstimator):
             contexts, responses = [contexts[i] for i in order[n_valid:]], [responses[i] for i in order[n_valid:]]
         elif len(responses) < 2:
             raise ValueError(f"Found {len(responses)} training pairs; expected at least 2.")
-        self.tokenizer_ = TextTokenizer("word", params.max_vocab_size, params.min_frequency,
-                                        params.lowercase, params.max_length).fit(
+        self.tokenizer_ = TextTokenizer("word", max_vocab_size=params.max_vocab_size,
+                                        min_frequency=params.min_frequency, lowercase=params.lowercase,
+                                        max_length=params.max_length).fit(
             [u for context in contexts for u in context] + list(responses))
         train_corpus = DialogueCorpus.from_texts(self.tokenizer_, contexts, responses)
         valid_corpus = DialogueCorpus.from_texts(self.tokenizer_, *valid_pairs)
         with torch.random.fork_rng(devices=[]):  # seeded initialization, global RNG untouched
             torch.manual_seed(seed)
-            self.module_ = ConditionalVAE(**module_kwargs(self))
-        config = DialogueTrainingConfig(params.lr, params.batch_size, params.max_epochs,
-                                        params.clip_grad_norm, params.n_iter_no_change,
-                                        params.kl_warmup_steps, bool(params.gamma),
-                                        params.precision, seed, int(params.verbose))
+            self.module_ = ConditionalVAE(**module_kwargs(self, self.tokenizer_.vocab_size))
+        given = {"prior_penalty": bool(params.gamma), "seed": seed, "verbose": int(params.verbose)}
+        named = {field.name: getattr(params, field.name) for field in fields(DialogueTrainingConfig)
+                 if field.name not in given}   # the rest are parameters of the same name
+        config = DialogueTrainingConfig(**given, **named)
         self.history_ = train(self.module_, train_corpus, valid_corpus, config,
                               resolve_device(self.device), self.checkpoint_dir)
         return self
@@ -294,7 +297,8 @@ class BNCVAE(BaseEstimator):
         model = cls(**persistence.check_params(path, config["params"], cls, CONSTRAINTS))
         model.tokenizer_ = persistence.load_tokenizer(path)
         weights = os.path.join(path, persistence.WEIGHTS)
-        model.module_ = persistence.load_weights(ConditionalVAE(**module_kwargs(model)), weights)
+        model.module_ = persistence.load_weights(
+            ConditionalVAE(**module_kwargs(model, model.tokenizer_.vocab_size)), weights)
         persistence.check_saved_files(path, config, persistence.weights_stamp(weights), persistence.WEIGHTS)
         model.history_ = config["history"]
         return model
@@ -311,16 +315,20 @@ class BNCVAE(BaseEstimator):
         weights = state.pop("_module_state", None)
         self.__dict__.update(state)
         if weights is not None:
-            self.module_ = ConditionalVAE(**module_kwargs(self))
+            self.module_ = ConditionalVAE(**module_kwargs(self, self.tokenizer_.vocab_size))
             self.module_.load_state_dict(weights)
             self.module_.eval()
 
 
-def module_kwargs(model: BNCVAE) -> dict:
-    """The constructor arguments of ``model.module_`` (numpy scalars as Python numbers)."""
+BNCVAE.__doc__ = document_defaults(BNCVAE.__doc__, BNCVAE.__init__)
+
+
+def module_kwargs(model: BNCVAE, vocab_size) -> dict:
+    """The ``ConditionalVAE`` arguments of a BNCVAE's parameters, by name (numpy scalars
+    as Python numbers)."""
     names = ("embed_dim", "utterance_dim", "context_dim", "decoder_dim", "latent_dim", "gamma",
              "bn_eps", "dropout")
-    return {"vocab_size": model.tokenizer_.vocab_size, "bow": bool(model.bow),
+    return {"vocab_size": vocab_size, "bow": bool(model.bow),
             **{name: python_scalar(getattr(model, name)) for name in names}}
 
 

@@ -91,7 +91,8 @@ class ConditionalVAE(nn.Module):
     ----------
     vocab_size : int
     embed_dim : int
-        Word embeddings, shared by the utterance encoder and the decoder.
+        Word embeddings, shared by the utterance encoder and the decoder. This and the
+        settings after it are keyword-only, without defaults: a ``BNCVAE`` holds them.
     utterance_dim, context_dim, decoder_dim : int
         Hidden sizes of the utterance bi-GRU (each direction), the context GRU and the
         decoder GRU. Zhao et al. / Zhu et al.: 300, 600, 400.
@@ -107,8 +108,8 @@ class ConditionalVAE(nn.Module):
         Dropout on the decoder's input embeddings.
     """
 
-    def __init__(self, vocab_size, embed_dim=128, utterance_dim=128, context_dim=256, decoder_dim=256,
-                 latent_dim=32, gamma=0.5, bow=False, bn_eps=1e-12, dropout=0.0):
+    def __init__(self, vocab_size, *, embed_dim, utterance_dim, context_dim, decoder_dim, latent_dim,
+                 gamma, bow, bn_eps, dropout):
         super().__init__()
         self.latent_dim = latent_dim
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)

@@ -34,17 +34,19 @@ FEATURES = ("mean", "hidden")
 
 @dataclass
 class FineTuningConfig:
-    max_epochs: int = 20
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    batch_size: int = 32
-    clip_grad_norm: Optional[float] = None
-    weight_decay: float = 0.0
-    patience: int = 3
-    max_lr_halvings: int = 0
-    selection: str = "accuracy"
-    precision: str = "auto"
-    verbose: int = 1
+    """The settings of a fine-tuning run, without defaults: a ``FineTunedBNVAEClassifier``
+    holds them (``ssl_textvae.estimators.fine_tuned.fine_tuning_config`` builds one)."""
+    max_epochs: int
+    optimizer: str
+    lr: float
+    batch_size: int
+    clip_grad_norm: Optional[float]
+    weight_decay: float
+    patience: int
+    max_lr_halvings: int
+    selection: str
+    precision: str
+    verbose: int
     # A pretrained transformer encoder trains at this rate (None: pretrained.ENCODER_LR where it has one).
     encoder_lr: Optional[float] = None
 

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from ..text.data import EncodedCorpus, n_batches
 from ..nn.inference import batches, encode_posteriors, eval_mode
 from ..nn.model import gaussian_kl, gaussian_log_density
-from ..runtime.devices import autocast_context, resolve_device
+from ..runtime.devices import autocast_context
 
 ACTIVE_UNIT_THRESHOLD = 0.01
 
@@ -164,17 +164,16 @@ def perplexity(nll, n_texts, n_tokens) -> float:
     return float(math.exp(nll * n_texts / n_tokens))
 
 
-def evaluate(model, texts, n_importance_samples=500, *, batch_size=16, chunk_size=32,
+def evaluate(module, corpus, n_importance_samples=500, *, batch_size=16, chunk_size=32,
              random_state=0, device=None, verbose=1) -> dict:
-    """Language-model metrics of a text VAE on ``texts``, in eval mode.
+    """Language-model metrics of a text VAE on an encoded corpus, in eval mode
+    (``BNVAE.evaluate`` encodes texts and calls this).
 
     Parameters
     ----------
-    model : BNVAE or TextVAE
-        A fitted :class:`~ssl_textvae.BNVAE` (then ``texts`` are strings: a list, a
-        ``TextFile`` or a ``datasets.Dataset``), or a torch ``TextVAE`` (then
-        ``texts`` is an :class:`~ssl_textvae.text.data.EncodedCorpus`).
-    texts : list of str, TextFile, Dataset or EncodedCorpus
+    module : TextVAE
+    corpus : EncodedCorpus
+        The texts, encoded by the tokenizer the module was trained with (``BNVAE.encode``).
     n_importance_samples : int, default=500
         Samples k of the importance-weighted NLL (the field uses 500).
     batch_size, chunk_size : int, default=16, 32
@@ -182,7 +181,7 @@ def evaluate(model, texts, n_importance_samples=500, *, batch_size=16, chunk_siz
     random_state : int or None, default=0
         Seeds the z samples; torch's global RNG is left as it was.
     device : str, torch.device or None
-        None: the estimator's ``device``, or where the module's weights are.
+        None: where the module's weights are.
     verbose : int, default=1
         1 prints a table (and shows progress).
 
@@ -195,7 +194,7 @@ def evaluate(model, texts, n_importance_samples=500, *, batch_size=16, chunk_siz
         ``mutual_information``, ``active_units``, ``latent_dim``, ``kl_per_dim``
         (list, one value per dimension), ``n_importance_samples``.
     """
-    module, corpus, device = _module_and_corpus(model, texts, device)
+    module, device = _checked_module(module, corpus, device)
     if len(corpus) < 2:
         raise ValueError(f"evaluate needs at least 2 texts, got {len(corpus)}.")
     with _seeded(random_state, device):
@@ -243,28 +242,16 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _module_and_corpus(model, texts, device):
-    if hasattr(model, "module_") and hasattr(model, "encode"):   # a fitted BNVAE
-        device = resolve_device(device if device is not None else model.device)
-        corpus = texts if isinstance(texts, EncodedCorpus) else model.encode(_as_list(texts))
-        return model.module_.to(device), corpus, device
-    if isinstance(model, torch.nn.Module) and hasattr(model, "posterior"):
-        if not isinstance(texts, EncodedCorpus):
-            raise TypeError("With a torch module, texts must be an EncodedCorpus (encode them with "
-                            f"the model's tokenizer); got {type(texts).__name__}. Or pass the BNVAE.")
-        device = torch.device(device) if device is not None else next(model.parameters()).device
-        return model.to(device), texts, device
-    if hasattr(model, "vae_"):
-        raise TypeError("Got a BNVAEClassifier; pass its pretrained VAE: evaluate(clf.vae_, texts).")
-    raise TypeError(f"Expected a fitted BNVAE or a TextVAE module, got {type(model).__name__}. "
-                    "Is the BNVAE fitted?")
-
-
-def _as_list(texts):
-    # TextFile / Dataset sources are read once into memory: evaluation sets are small.
-    from ..text.inputs import iterate_texts
-
-    return texts if isinstance(texts, list) else list(iterate_texts(texts))
+def _checked_module(module, corpus, device):
+    """``(module, device)``, the module moved to ``device``; torch objects only."""
+    if not (isinstance(module, torch.nn.Module) and hasattr(module, "posterior")):
+        raise TypeError(f"Expected a TextVAE module, got {type(module).__name__}. A fitted BNVAE "
+                        "evaluates texts itself: vae.evaluate(texts) (a classifier's: clf.vae_).")
+    if not isinstance(corpus, EncodedCorpus):
+        raise TypeError("corpus must be an EncodedCorpus (encode the texts with the model's "
+                        f"tokenizer: vae.encode(texts)); got {type(corpus).__name__}.")
+    device = torch.device(device) if device is not None else next(module.parameters()).device
+    return module.to(device), device
 
 
 @contextlib.contextmanager

@@ -26,27 +26,29 @@ KL_SCHEDULES = ("constant", "linear", "cyclical")
 
 @dataclass
 class TrainingConfig:
-    optimizer: str = "sgd"
-    lr: float = 1.0
-    batch_size: int = 32
-    max_epochs: int = 20
-    clip_grad_norm: float = 5.0
-    lr_patience: int = 2
-    max_lr_halvings: int = 3
-    precision: str = "auto"
-    seed: int = 0
-    verbose: int = 1
-    # Collapse remedies (see KLSchedule and kl_penalty); the defaults train BN-VAE / a plain VAE.
-    objective: str = "vae"
-    kl_schedule: str = "constant"
-    kl_start: float = 0.0
-    kl_warmup_steps: int = 10_000
-    kl_cycles: int = 4
-    kl_cycle_ratio: float = 0.5
-    free_bits: float = 0.0
+    """The settings of a pretraining run. No field repeats a default: a ``BNVAE`` holds
+    them (``ssl_textvae.estimators.bnvae.training_config`` builds one from its parameters)."""
+    optimizer: str
+    lr: float
+    batch_size: int
+    max_epochs: int
+    clip_grad_norm: Optional[float]
+    lr_patience: int
+    max_lr_halvings: int
+    precision: str
+    seed: int
+    verbose: int
+    # Collapse remedies (see KLSchedule and kl_penalty).
+    objective: str
+    kl_schedule: str
+    kl_start: float
+    kl_warmup_steps: int
+    kl_cycles: int
+    kl_cycle_ratio: float
+    free_bits: float
     # Learning rate of a pretrained transformer encoder that trains (None: none trains);
     # the LSTM decoder and the posterior layer keep ``lr``.
-    encoder_lr: Optional[float] = None
+    encoder_lr: Optional[float]
     # Intra-op CPU threads: None adapts to the CPUs other processes leave free (see
     # ssl_textvae.runtime.threads; SSL_TEXTVAE_NUM_THREADS fixes it). A setting of the machine,
     # not of the run: a checkpoint does not compare it.

@@ -16,7 +16,8 @@ from sklearn.utils.validation import check_is_fitted
 from . import persistence
 from ._validation import string_input_tags
 from .bnvae import BNVAE
-from ..text.inputs import ConcatTexts, check_labels, check_texts, iterate_texts
+from ..text.data import rows_after_skipping
+from ..text.inputs import ConcatTexts, TextList, check_labels, check_texts, iterate_texts
 
 
 def default_head():
@@ -69,14 +70,20 @@ class TextClassifierMixin(ClassifierMixin):
         return super().set_params(**params)
 
 
-def fit_or_reuse_vae(vae, texts, unlabeled=None):
-    """The pretrained BNVAE (``vae_``) of a classifier whose ``vae`` parameter is ``vae``.
+def fit_or_reuse_vae(vae, texts, unlabeled=None, rows=None, encoder_ids=False):
+    """``(vae_, corpus)``: the pretrained BNVAE of a classifier whose ``vae`` parameter is
+    ``vae``, and its ``encode(texts[rows], encoder_ids)`` (None without ``rows``).
+    ``texts`` are the checked texts of ``fit`` (a ``TextList``), ``rows`` its labeled
+    ones (never empty).
 
     - None: a ``BNVAE()`` with its defaults, pretrained on ``texts`` (and ``unlabeled``);
     - a ``BNVAE``: cloned and pretrained likewise (a fitted one is pretrained
       again, with a warning saying how to reuse it);
     - ``FrozenEstimator(fitted_bnvae)``: used as it is, never pretrained again.
+
+    Pretraining hands over the rows it encoded, so no text is tokenized twice.
     """
+    picked = None if rows is None else TextList(texts[i] for i in rows)
     if isinstance(vae, FrozenEstimator):
         inner = vae.estimator
         if not isinstance(inner, BNVAE):
@@ -87,7 +94,7 @@ def fit_or_reuse_vae(vae, texts, unlabeled=None):
         if unlabeled is not None:
             warnings.warn("unlabeled texts are ignored: vae is a frozen, already pretrained BNVAE.",
                           UserWarning, stacklevel=3)
-        return inner
+        return inner, None if rows is None else inner.encode(picked, encoder_ids)
     if vae is None:
         vae = BNVAE()
     if not isinstance(vae, BNVAE):
@@ -97,7 +104,10 @@ def fit_or_reuse_vae(vae, texts, unlabeled=None):
         warnings.warn("The BNVAE passed as vae is already fitted; fit clones it and pretrains it "
                       "again. To reuse it as it is, pass vae=FrozenEstimator(vae) "
                       "(from sklearn.frozen import FrozenEstimator).", UserWarning, stacklevel=3)
-    return clone(vae).fit(texts if unlabeled is None else ConcatTexts(texts, iterate_texts(unlabeled)))
+    fitted = clone(vae)
+    corpus = fitted._fit(texts if unlabeled is None else ConcatTexts(texts, iterate_texts(unlabeled)),
+                         keep=None if rows is None else rows_after_skipping(texts, rows))
+    return fitted, None if rows is None else fitted._hand_over(corpus, picked, encoder_ids)
 
 
 def is_frozen(vae) -> bool:

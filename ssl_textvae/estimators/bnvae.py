@@ -7,6 +7,7 @@ posterior means. The classifiers take a ``BNVAE`` as their ``vae`` parameter
 
 from __future__ import annotations
 
+import inspect
 import numbers
 import os
 import warnings
@@ -19,18 +20,22 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from . import persistence
-from ._validation import python_scalar, string_input_tags, validate_params
-from ._vae_params import VAE_CONSTRAINTS, VAE_PARAMS_DOC
+from ._docs import document_defaults
+from ._validation import string_input_tags, validate_params
+from ._vae_params import (VAE_CONSTRAINTS, VAE_PARAMS_DOC, check_model_memory, module_kwargs,
+                          training_config)
 from ..text.data import EncodedCorpus, check_distinct, check_vocabulary_overlap, warn_unknown_rows
 from ..nn.generation import decode_latents, interpolation_path
 from ..nn.inference import encode_means
-from ..text.inputs import check_texts, iterate_texts
+from ..text.inputs import TextList, check_texts, iterate_texts
 from ..nn.model import TextVAE
 from ..nn.pretrained import (ENCODER_LR, EmbeddingCache, PretrainedEncoder, backbone_from_config,
                              embed_texts, load_backbone, load_encoder_files, save_encoder_files)
-from ..runtime.devices import check_finite_means, physical_memory, resolve_device
+from ..runtime.devices import check_finite_means, resolve_device
 from ..text.tokenization import TextTokenizer
-from ..engine.training import TrainingConfig, pretrain
+from ..engine.training import pretrain
+
+__all__ = ["BNVAE", "module_kwargs", "training_config"]   # the builders: for scripts on the torch parts
 
 
 class BNVAE(TransformerMixin, BaseEstimator):
@@ -123,11 +128,19 @@ class BNVAE(TransformerMixin, BaseEstimator):
         works inside it (at the current weights) without changing the training run.
         An exception it raises stops ``fit`` and propagates: ``ssl_textvae.tuning``
         uses it to report a score per epoch to Optuna and to prune hopeless trials."""
+        self._fit(X, epoch_callback)
+        return self
+
+    def _fit(self, X, epoch_callback=None, keep=None):
+        """:meth:`fit`, returning the rows ``keep`` of the encoded pretraining corpus (its
+        non-empty texts in order) before the split, or None: a classifier reads its labeled
+        texts from them, so no text is checked or tokenized twice."""
         params = validate_params(self, VAE_CONSTRAINTS)   # numpy scalars as Python numbers
-        texts = iterate_texts(X)
+        texts = iterate_texts(X)   # as it is when checked already (a classifier's)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        self.tokenizer_ = TextTokenizer(params.tokenizer, params.max_vocab_size, params.min_frequency,
-                                        params.lowercase, params.max_length).fit(texts)
+        self.tokenizer_ = TextTokenizer(kind=params.tokenizer, max_vocab_size=params.max_vocab_size,
+                                        min_frequency=params.min_frequency, lowercase=params.lowercase,
+                                        max_length=params.max_length).fit(texts)
         corpus = EncodedCorpus.from_texts(self.tokenizer_, texts, skip_empty=True)
         if corpus.n_skipped:
             warnings.warn(f"Skipped {corpus.n_skipped} empty or whitespace-only texts.", UserWarning)
@@ -136,9 +149,8 @@ class BNVAE(TransformerMixin, BaseEstimator):
                              "(batch norm needs 2 per batch, plus a validation split).")
         check_vocabulary_overlap(corpus)
         check_distinct(corpus)
-        sizes = (self.tokenizer_.vocab_size, params.embed_dim, params.hidden_dim, params.latent_dim,
-                 params.gamma, params.dropout_in, params.dropout_out, params.bn_eps, params.softmax)
-        _check_model_memory(sizes)
+        sizes = module_kwargs(params, self.tokenizer_.vocab_size)
+        check_model_memory(sizes)
         order = np.random.default_rng(seed).permutation(len(corpus))
         n_valid = min(max(1, round(params.validation_fraction * len(corpus))), len(corpus) - 2)
         encoder = None
@@ -147,16 +159,12 @@ class BNVAE(TransformerMixin, BaseEstimator):
             encoder = PretrainedEncoder(backbone, params.latent_dim, params.freeze_encoder)
         with torch.random.fork_rng(devices=[]):  # seeded initialization, global RNG untouched
             torch.manual_seed(seed)
-            self.module_ = TextVAE(*sizes, encoder=encoder)
+            self.module_ = TextVAE(**sizes, encoder=encoder)
         if encoder is not None:
-            corpus.encoder_inputs = self._encoder_inputs([t for t in texts if t.strip()], len(corpus))
-        config = TrainingConfig(params.optimizer, params.lr, params.batch_size, params.max_epochs,
-                                params.clip_grad_norm, params.lr_patience, params.max_lr_halvings,
-                                params.precision, seed, params.verbose, objective=params.objective,
-                                kl_schedule=params.kl_schedule, kl_start=params.kl_start,
-                                kl_warmup_steps=params.kl_warmup_steps, kl_cycles=params.kl_cycles,
-                                kl_cycle_ratio=params.kl_cycle_ratio, free_bits=params.free_bits,
-                                encoder_lr=None if encoder is None or encoder.frozen else params.encoder_lr)
+            corpus.encoder_inputs = self._encoder_inputs(TextList(t for t in texts if t.strip()),
+                                                         len(corpus))
+        config = training_config(params, seed, trains_encoder=encoder is not None and not encoder.frozen)
+        kept = None if keep is None else corpus.subset(keep)
         train, valid = corpus.subset(order[n_valid:]), corpus.subset(order[:n_valid])
         del corpus  # only the split copies stay in memory while training
         self.history_ = pretrain(self.module_, train, valid, config,
@@ -164,15 +172,18 @@ class BNVAE(TransformerMixin, BaseEstimator):
                                  None if epoch_callback is None
                                  else lambda record: epoch_callback(self, record))
         self.n_features_out_ = params.latent_dim
-        return self
+        return kept
 
     def transform(self, X):
         """Posterior means (after the batch norm, in eval mode): array (n_texts, latent_dim)."""
         check_is_fitted(self, "module_")
-        corpus = self.encode(X)
+        return self._means(self.encode(X))
+
+    def _means(self, corpus):
+        """:meth:`transform` of texts already encoded (:meth:`encode`)."""
         device = resolve_device(self.device)
-        means = encode_means(self.module_.to(device), corpus, device, precision=self.precision)
-        return check_finite_means(means)
+        return check_finite_means(encode_means(self.module_.to(device), corpus, device,
+                                               precision=self.precision))
 
     def encode(self, X, encoder_ids=False):
         """Token ids of texts ``X`` as an :class:`~ssl_textvae.text.data.EncodedCorpus`,
@@ -187,6 +198,14 @@ class BNVAE(TransformerMixin, BaseEstimator):
         warn_unknown_rows(corpus)
         if getattr(self.module_, "pretrained_encoder", False):
             corpus.encoder_inputs = self._encoder_inputs(texts, len(corpus), encoder_ids)
+        return corpus
+
+    def _hand_over(self, corpus, texts, encoder_ids=False):
+        """What ``encode(texts, encoder_ids)`` returns, from ``corpus``, the rows of the
+        non-empty ``texts`` that :meth:`_fit` kept (tokenized there)."""
+        warn_unknown_rows(corpus)
+        if encoder_ids and self.module_.pretrained_encoder and self.module_.encoder.frozen:
+            corpus.encoder_inputs = self._encoder_inputs(texts, len(corpus), ids=True)
         return corpus
 
     def _encoder_inputs(self, texts, n_rows, ids=False):
@@ -229,7 +248,10 @@ class BNVAE(TransformerMixin, BaseEstimator):
         from ..engine.metrics import evaluate
 
         check_is_fitted(self, "module_")
-        return evaluate(self, X, n_importance_samples, random_state=random_state, verbose=verbose)
+        # A TextFile or Dataset is read into memory once: evaluation sets are small.
+        corpus = self.encode(X if isinstance(X, list) else TextList(iterate_texts(X)))
+        return evaluate(self.module_, corpus, n_importance_samples, random_state=random_state,
+                        device=resolve_device(self.device), verbose=verbose)
 
     def sample(self, n_samples=1, temperature=0.0, max_tokens=40, random_state=None):
         """Generate ``n_samples`` texts from z ~ N(0, I), the prior.
@@ -314,7 +336,8 @@ class BNVAE(TransformerMixin, BaseEstimator):
         if vae.encoder is not None:
             encoder, vae.encoder_tokenizer_ = load_encoder_files(path, vae.latent_dim, vae.freeze_encoder)
         weights = os.path.join(path, persistence.WEIGHTS)
-        vae.module_ = persistence.load_weights(TextVAE(**module_kwargs(vae), encoder=encoder), weights)
+        vae.module_ = persistence.load_weights(
+            TextVAE(**module_kwargs(vae, vae.tokenizer_.vocab_size), encoder=encoder), weights)
         _check_saved_settings(path, vae, params)
         if config is not None:
             persistence.check_saved_files(path, config, persistence.weights_stamp(weights),
@@ -335,16 +358,15 @@ class BNVAE(TransformerMixin, BaseEstimator):
             if module.pretrained_encoder:
                 spec = (module.encoder.backbone.config.to_json_string(), module.encoder.frozen)
             state["_module_state"] = ({k: v.detach().cpu() for k, v in module.state_dict().items()},
-                                      module_kwargs(self), spec)
+                                      module_kwargs(self, self.tokenizer_.vocab_size), spec)
         return state
 
     def __setstate__(self, state):
         module_state = state.pop("_module_state", None)
-        state.setdefault("softmax", "full")  # pickled before the option existed
+        for name, parameter in inspect.signature(BNVAE.__init__).parameters.items():
+            if name != "self":   # pickled before the parameter existed: its default
+                state.setdefault(name, parameter.default)
         self.__dict__.update(state)
-        state.setdefault("encoder", None)   # pickled before the option existed
-        state.setdefault("freeze_encoder", True)
-        state.setdefault("encoder_lr", ENCODER_LR)
         if module_state is not None:
             weights, kwargs, spec = (*module_state, None)[:3]
             encoder = None if spec is None else PretrainedEncoder(backbone_from_config(spec[0]),
@@ -354,13 +376,7 @@ class BNVAE(TransformerMixin, BaseEstimator):
             self.module_.eval()
 
 
-def module_kwargs(vae: BNVAE) -> dict:
-    """The constructor arguments of ``vae.module_`` (for rebuilding it from weights);
-    numpy scalars of a grid search as Python numbers."""
-    names = ("embed_dim", "hidden_dim", "latent_dim", "gamma", "dropout_in", "dropout_out",
-             "bn_eps", "softmax")
-    return {"vocab_size": vae.tokenizer_.vocab_size,
-            **{name: python_scalar(getattr(vae, name)) for name in names}}
+BNVAE.__doc__ = document_defaults(BNVAE.__doc__, BNVAE.__init__)
 
 
 def _check_saved_settings(path, vae, params):
@@ -377,17 +393,3 @@ def _check_saved_settings(path, vae, params):
         if not torch.equal(norm.weight, torch.full_like(norm.weight, vae.gamma)):
             persistence.check_saved_setting(path, "gamma", vae.gamma, persistence.WEIGHTS,
                                             float(f"{norm.weight[0].item():.7g}"))
-
-
-def _check_model_memory(sizes):
-    """Refuse sizes whose fp32 parameters alone exceed this machine's memory, before
-    torch's allocator fails inside a layer: counted on the meta device (no memory used)."""
-    with torch.device("meta"):
-        n_parameters = sum(p.numel() for p in TextVAE(*sizes).parameters())
-    needed, limit = 4 * n_parameters, physical_memory()
-    if limit is not None and needed > limit:
-        raise ValueError(f"A BNVAE of these sizes (vocabulary {sizes[0]}, embed_dim {sizes[1]}, "
-                         f"hidden_dim {sizes[2]}, latent_dim {sizes[3]}) has {n_parameters:.3g} "
-                         f"parameters, {needed / 2**30:.3g} GiB in fp32 before gradients and "
-                         f"optimizer state; this machine has {limit / 2**30:.3g} GiB of memory. "
-                         "Use smaller embed_dim, hidden_dim or latent_dim, or a max_vocab_size.")

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
 from . import persistence
+from ._docs import document_defaults
 from ._classifier_base import (TextClassifierMixin, default_head, fit_or_reuse_vae, is_frozen,
                                load_nested_vae)
 from ._vae_params import VAE_PARAMETER_DOC
 from .bnvae import BNVAE
 from ._validation import validate_params
 from .features import EMBEDDING_WEIGHT, WORD_WEIGHT, fit_scaler, fit_words, head_features
-from ..text.inputs import check_semi_supervised, check_texts
+from ..text.inputs import TextList, check_semi_supervised, check_texts
 
 
 class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
@@ -39,18 +41,18 @@ class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
 
     Parameters
     ----------""" + VAE_PARAMETER_DOC + """
-    estimator : classifier or None, default=None
+    estimator : classifier or None
         The head, cloned into ``estimator_``; None means
         ``LogisticRegression(max_iter=1000)``. Pass one explicitly to tune it as
         ``estimator__C``.
-    word_weight : float, default=0.0
+    word_weight : float
         Beyond the paper: with a value > 0 the head also sees TF-IDF features of
         words and word pairs (fitted on every text of ``fit``, the -1 rows too),
         scaled by this weight, beside the standardized means
         (:mod:`ssl_textvae.estimators.features`). 0 is the paper's head on the means alone.
         On banking77 (77 intents) it is what lifts the head above TF-IDF alone;
         ``tune`` can search it (``recipes/README.md``, few-label benchmark).
-    embedding_weight : float, default=0.0
+    embedding_weight : float
         Beyond the paper, for a VAE with a pretrained encoder (``BNVAE(encoder=...)``):
         with a value > 0 the head also sees the encoder's L2-normalized vectors
         (:meth:`BNVAE.embed`) times this weight beside the standardized means, so
@@ -124,10 +126,11 @@ class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
         """
         params = validate_params(self, {"word_weight": WORD_WEIGHT, "embedding_weight": EMBEDDING_WEIGHT})
         word_weight, embedding_weight = float(params.word_weight), float(params.embedding_weight)
-        texts, labels, unlabeled_rows = check_semi_supervised(X, y)
-        self.vae_ = fit_or_reuse_vae(self.vae, texts, unlabeled)
-        labeled = [text for text, skip in zip(texts, unlabeled_rows) if not skip]
-        means = self.vae_.transform(labeled)
+        texts, labels, unlabeled_rows = check_semi_supervised(X, y)   # the one check of X
+        rows = np.flatnonzero(~unlabeled_rows)
+        self.vae_, corpus = fit_or_reuse_vae(self.vae, texts, unlabeled, rows)
+        labeled = TextList(texts[i] for i in rows)
+        means = self.vae_._means(corpus)
         embeddings = self.vae_.embed(labeled) if embedding_weight else None   # refuses an LSTM encoder
         self.words_ = fit_words(texts) if word_weight else None
         self.scaler_ = fit_scaler(means) if word_weight or embedding_weight else None
@@ -213,3 +216,6 @@ class BNVAEClassifier(TextClassifierMixin, BaseEstimator):
         classifier.classes_ = classifier.estimator_.classes_
         classifier.history_ = fitted.history_
         return classifier
+
+
+BNVAEClassifier.__doc__ = document_defaults(BNVAEClassifier.__doc__, BNVAEClassifier.__init__)

@@ -23,6 +23,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from . import persistence
+from ._docs import document_defaults
 from ._classifier_base import TextClassifierMixin, fit_or_reuse_vae, is_frozen, load_nested_vae
 from ._validation import Interval, Options, python_scalar, validate_params
 from ._vae_params import VAE_PARAMETER_DOC
@@ -78,41 +79,41 @@ class FineTunedBNVAEClassifier(TextClassifierMixin, BaseEstimator):
     Parameters
     ----------""" + VAE_PARAMETER_DOC + """
         The pretrained BNVAE is never modified: the encoder is fine-tuned in a copy.
-    features : {"mean", "hidden"}, default="mean"
+    features : {"mean", "hidden"}
         What the linear head reads: the posterior means after the batch norm (the
         representation ``BNVAE.transform`` gives), or the encoder LSTM's last state.
-    dropout : float, default=0.0
+    dropout : float
         Dropout on the encoder's embeddings and last state while fine-tuning.
-    head_dropout : float, default=0.0
+    head_dropout : float
         Dropout on the features the linear head reads.
-    fine_tuning_max_epochs : int, default=20
-    fine_tuning_optimizer : {"adam", "sgd"}, default="adam"
-    fine_tuning_lr : float, default=1e-3
+    fine_tuning_max_epochs : int
+    fine_tuning_optimizer : {"adam", "sgd"}
+    fine_tuning_lr : float
         The optimizer's learning rate for the encoder and the head.
-    fine_tuning_batch_size : int, default=32
-    fine_tuning_clip_grad_norm : float or None, default=None
+    fine_tuning_batch_size : int
+    fine_tuning_clip_grad_norm : float or None
         Clip the gradients' global norm to this value before each step.
-    fine_tuning_weight_decay : float, default=0.0
-    fine_tuning_validation_fraction : float, default=0.1
+    fine_tuning_weight_decay : float
+    fine_tuning_validation_fraction : float
         Share of the labeled texts held out to pick the epoch (at least one per
         class) when ``fit`` gets no ``validation_data``; the model is not refitted
         on them.
-    fine_tuning_patience : int, default=3
+    fine_tuning_patience : int
         Epochs without a better validation score that make a plateau.
-    fine_tuning_max_lr_halvings : int, default=0
+    fine_tuning_max_lr_halvings : int
         At a plateau, halve the learning rate and go back to the best weights, up
         to this many times; the next plateau stops training. 0 stops at the first.
-    fine_tuning_selection : {"accuracy", "loss"}, default="accuracy"
+    fine_tuning_selection : {"accuracy", "loss"}
         What "better" means on the validation labels: higher accuracy (ties go to
         the lower cross-entropy), or lower cross-entropy.
-    precision : {"auto", "fp32", "bf16"}, default="auto"
+    precision : {"auto", "fp32", "bf16"}
         Of fine-tuning and prediction; as for :class:`BNVAE`.
-    device : str, default="auto"
+    device : str
         Where fine-tuning and prediction run ("auto": CUDA when present).
-    random_state : int, RandomState instance or None, default=None
+    random_state : int, RandomState instance or None
         Seeds the validation split, the head's start, batch order and dropout of
         the fine-tuning (the pretraining has ``vae__random_state``).
-    verbose : int, default=1
+    verbose : int
         1 shows a progress bar and a line per fine-tuning epoch.
 
     Attributes
@@ -192,14 +193,13 @@ class FineTunedBNVAEClassifier(TextClassifierMixin, BaseEstimator):
         self
         """
         params = validate_params(self, FINE_TUNING_CONSTRAINTS)   # numpy scalars as Python numbers
-        texts, labels, unlabeled_rows = check_semi_supervised(X, y)
-        self.vae_ = fit_or_reuse_vae(self.vae, texts, unlabeled)
+        texts, labels, unlabeled_rows = check_semi_supervised(X, y)   # the one check of X
+        self.vae_, corpus = fit_or_reuse_vae(self.vae, texts, unlabeled, np.flatnonzero(~unlabeled_rows),
+                                             encoder_ids=True)
         labels = labels[~unlabeled_rows]
         self.classes_ = np.unique(labels)
         targets = np.searchsorted(self.classes_, labels)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        corpus = self.vae_.encode([text for text, skip in zip(texts, unlabeled_rows) if not skip],
-                                  encoder_ids=True)
         if validation_data is None:
             train_rows, valid_rows = _split(targets, params.fine_tuning_validation_fraction, seed)
             train, valid = corpus.subset(train_rows), corpus.subset(valid_rows)
@@ -208,10 +208,7 @@ class FineTunedBNVAEClassifier(TextClassifierMixin, BaseEstimator):
             train, train_targets = corpus, targets
             valid, valid_targets = self._validation_set(validation_data)
         device = resolve_device(self.device)
-        config = FineTuningConfig(**{name[len(PREFIX):]: getattr(params, name) for name in RENAMED.values()
-                                     if name != "fine_tuning_validation_fraction"},
-                                  precision=params.precision, verbose=params.verbose,
-                                  encoder_lr=self.vae_.encoder_lr)
+        config = fine_tuning_config(params, encoder_lr=self.vae_.encoder_lr)
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []), \
                 flush_denormals():
             torch.manual_seed(seed)
@@ -333,6 +330,20 @@ class FineTunedBNVAEClassifier(TextClassifierMixin, BaseEstimator):
             self.module_ = self._new_module()
             self.module_.load_state_dict(state["module_"])
             self.module_.eval()
+
+
+FineTunedBNVAEClassifier.__doc__ = document_defaults(FineTunedBNVAEClassifier.__doc__,
+                                                     FineTunedBNVAEClassifier.__init__)
+
+
+def fine_tuning_config(params, encoder_lr=None) -> FineTuningConfig:
+    """The ``FineTuningConfig`` of a FineTunedBNVAEClassifier's parameters ``params`` (the
+    classifier, or the namespace of ``validate_params``), field by field by name."""
+    named = {name[len(PREFIX):]: python_scalar(getattr(params, name)) for name in RENAMED.values()
+             if name != "fine_tuning_validation_fraction"}
+    return FineTuningConfig(**named, precision=params.precision, verbose=params.verbose,
+                            encoder_lr=encoder_lr)
+
 
 def _split(targets, fraction, seed):
     """Stratified (train rows, validation rows), at least one validation row per class."""

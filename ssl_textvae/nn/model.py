@@ -118,7 +118,7 @@ class MeanBatchNorm(nn.Module):
     gives no optimizer a reason to shrink it there (``nn.BatchNorm1d`` does).
     """
 
-    def __init__(self, latent_dim, gamma, eps=1e-12):
+    def __init__(self, latent_dim, gamma, eps):
         super().__init__()
         self.norm = ScaleFreeBatchNorm1d(latent_dim, eps=eps)
         self.norm.weight.requires_grad_(False)
@@ -216,7 +216,7 @@ class Decoder(nn.Module):
     take the single-matrix path, unchanged."""
 
     def __init__(self, vocab_size, embed_dim, hidden_dim, latent_dim, dropout_in, dropout_out,
-                 softmax="full", max_chunk_logits=None):
+                 softmax, max_chunk_logits=None):
         super().__init__()
         if softmax not in SOFTMAXES:
             raise ValueError(f"softmax must be one of {SOFTMAXES}, got {softmax!r}.")
@@ -297,7 +297,8 @@ class TextVAE(nn.Module):
     ----------
     vocab_size : int
     embed_dim, hidden_dim, latent_dim : int
-        Reference short-Yelp configuration: 128, 512, 32.
+        Keyword-only, as the settings after them: a ``BNVAE`` holds their defaults
+        (``ssl_textvae.estimators.bnvae.module_kwargs`` reads them by name).
     gamma : float or None
         Fixed scale of the batch norm on the posterior means.
     dropout_in, dropout_out : float
@@ -318,9 +319,8 @@ class TextVAE(nn.Module):
         None is the paper's :class:`Encoder`.
     """
 
-    def __init__(self, vocab_size, embed_dim=128, hidden_dim=512, latent_dim=32, gamma=0.7,
-                 dropout_in=0.5, dropout_out=0.5, bn_eps=1e-12, softmax="full", max_chunk_logits=None,
-                 encoder=None):
+    def __init__(self, vocab_size, *, embed_dim, hidden_dim, latent_dim, gamma, dropout_in, dropout_out,
+                 bn_eps, softmax, max_chunk_logits=None, encoder=None):
         super().__init__()
         self.latent_dim = latent_dim
         self.pretrained_encoder = encoder is not None

@@ -15,7 +15,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
-from .inputs import check_text, empty_text_error
+from .inputs import check_text, empty_text_error, is_checked
 from .tokenization import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 ENCODE_CHUNK = 20_000
@@ -36,14 +36,18 @@ class EncodedCorpus:
         self.ids = ids
         self.offsets = offsets
         self.encoder_inputs = encoder_inputs
+        self.n_skipped = self.n_empty = 0   # what from_texts dropped, or encoded as <unk>
 
     @classmethod
     def from_texts(cls, tokenizer, texts, skip_empty=False, empty_as_unknown=False) -> "EncodedCorpus":
         """Encode in chunks so only the ids stay in memory. Empty or whitespace-only
         texts raise, unless ``skip_empty`` (for pretraining pools, where they are
         dropped and counted in ``n_skipped``) or ``empty_as_unknown`` (for predicted
-        rows, one per text: they become one unknown token, counted in ``n_empty``)."""
+        rows, one per text: they become one unknown token, counted in ``n_empty``).
+        Texts already checked (:func:`~ssl_textvae.text.inputs.is_checked`) are not
+        checked again."""
         id_chunks, lengths, n_skipped, n_empty, chunk = [], [], 0, 0, []
+        checked = is_checked(texts)
 
         def flush():
             # one int32 array per chunk of texts: no per-text objects stay alive
@@ -62,7 +66,7 @@ class EncodedCorpus:
             chunk.clear()
 
         for index, text in enumerate(texts):
-            if not check_text(text, index).strip() and not empty_as_unknown:
+            if not (text if checked else check_text(text, index)).strip() and not empty_as_unknown:
                 if not skip_empty:
                     raise empty_text_error(index)
                 n_skipped += 1
@@ -170,6 +174,14 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray, offsets: np.ndarray) -> np.
     """Positions ``starts[i] .. starts[i] + lengths[i] - 1`` of every i, concatenated;
     ``offsets`` is the cumulative sum of ``lengths`` with a leading 0."""
     return np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1], dtype=np.int64)
+
+
+def rows_after_skipping(texts, indices) -> np.ndarray:
+    """The rows that ``texts[indices]`` (non-empty texts) take in the corpus of
+    ``EncodedCorpus.from_texts(tokenizer, source, skip_empty=True)``, ``source`` being
+    ``texts`` or a chain that starts with them: the number of non-empty texts before each."""
+    kept = np.fromiter((bool(text.strip()) for text in texts), dtype=np.int64, count=len(texts))
+    return (np.cumsum(kept) - 1)[np.asarray(indices, dtype=np.int64)]
 
 
 def padding_fraction(lengths: np.ndarray, batches) -> float:

@@ -1,8 +1,9 @@
 """The input layer: where texts and labels come from, and their checks.
 
 Every text that enters the package passes :func:`check_text` (one message for a
-non-string), lists of texts :func:`check_texts`, streamed sources
-:func:`iterate_texts`, labels :func:`check_labels`; ``label<TAB>text`` files are
+non-string) once: lists of texts :func:`check_texts` (a :class:`TextList` that the
+layers below take as it is), streamed sources :func:`iterate_texts` (checked on
+their first pass), labels :func:`check_labels`; ``label<TAB>text`` files are
 read by :func:`read_labeled_file` (and streamed by :class:`TextFile`), which
 split each line with the same :func:`split_labeled_line`.
 """
@@ -60,21 +61,39 @@ def check_texts(X, name="X", allow_empty=False) -> List[str]:
     ``allow_empty`` (predicted rows: they are encoded as one unknown token). A single
     str, a dict or other mapping (it iterates its keys) and a set (no row order) are a
     ``TypeError``; an item that is not valid Unicode a ``ValueError`` naming it."""
-    if X is None:
-        raise ValueError(f"Expected {name} to be a list of texts, got None.")
-    X = _pandas_texts(X, name)
-    _check_ordered(X, name)
-    if isinstance(X, np.ndarray) and X.ndim != 1:
-        raise ValueError(f"Expected {name} to be a 1-d list of texts, got an array of shape {X.shape}.")
-    if not hasattr(X, "__len__") or not hasattr(X, "__iter__"):
-        raise TypeError(f"Expected {name} to be a list of texts, got {type(X).__name__}.")
-    texts = list(X)
+    checked = isinstance(X, TextList)   # checked before: only the emptiness rule is left
+    if not checked:
+        if X is None:
+            raise ValueError(f"Expected {name} to be a list of texts, got None.")
+        X = _pandas_texts(X, name)
+        _check_ordered(X, name)
+        if isinstance(X, np.ndarray) and X.ndim != 1:
+            raise ValueError(f"Expected {name} to be a 1-d list of texts, got an array of shape {X.shape}.")
+        if not hasattr(X, "__len__") or not hasattr(X, "__iter__"):
+            raise TypeError(f"Expected {name} to be a list of texts, got {type(X).__name__}.")
+    texts = X if checked else TextList(X)
     if not texts:
         raise ValueError(f"Found 0 texts in {name}; expected at least 1.")
+    if checked and allow_empty:
+        return texts
     for index, text in enumerate(texts):
-        if not check_text(text, index, name).strip() and not allow_empty:
+        if not (text if checked else check_text(text, index, name)).strip() and not allow_empty:
             raise empty_text_error(index, name)
     return texts
+
+
+class TextList(list):
+    """A list of str that passed :func:`check_text` (what :func:`check_texts` returns):
+    the layers below take it without checking each text again. A subset of one is
+    built as ``TextList(...)`` by the code that took it."""
+
+
+def is_checked(texts) -> bool:
+    """Whether every text of ``texts`` was checked, or is checked as it is read
+    (:func:`iterate_texts`), so that a layer below need not check it again."""
+    if isinstance(texts, ConcatTexts):
+        return all(is_checked(source) for source in texts.sources)
+    return isinstance(texts, (TextList, _CheckedTexts))
 
 
 def _pandas_texts(X, name="X"):
@@ -102,6 +121,8 @@ def iterate_texts(X) -> Iterable[str]:
     """A re-iterable of strings from a list, ``TextFile``, ``datasets.Dataset`` (first
     string column) or any object whose ``__iter__`` returns a fresh iterator (for
     pretraining pools, which may not fit in memory; items are checked as they are read)."""
+    if is_checked(X):
+        return X
     if X is None:
         raise ValueError("Expected an iterable of texts, got None.")
     if isinstance(X, (str, bytes)):
@@ -119,21 +140,27 @@ def iterate_texts(X) -> Iterable[str]:
                         "or an object whose __iter__ returns a fresh iterator.")
     if isinstance(X, np.ndarray) and X.ndim != 1:
         raise ValueError(f"Expected a 1-d array of texts, got shape {X.shape}.")
-    return X if isinstance(X, _CheckedTexts) else _CheckedTexts(X)
+    return _CheckedTexts(X)
 
 
 class _CheckedTexts:
-    """Re-iterates ``source``, passing each item through :func:`check_text`."""
+    """Re-iterates ``source``, passing each item through :func:`check_text` until one
+    pass has read them all: a re-iterable source gives the same texts on every pass
+    (vocabulary, then ids), so each is checked once."""
 
     def __init__(self, source):
-        self.source = source
+        self.source, self.checked = source, False
 
     def __len__(self):
         return len(self.source)
 
     def __iter__(self):
+        if self.checked:
+            yield from self.source
+            return
         for index, text in enumerate(self.source):
             yield check_text(text, index)
+        self.checked = True
 
 
 # -- labels ------------------------------------------------------------------------------
