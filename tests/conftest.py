@@ -11,6 +11,10 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# No matrix-multiply probe (ssl_textvae.runtime.matmul): every fit takes the path its precision
+# gives, as before the probe, so that runs in separate processes stay bit for bit the same
+# (kill and resume, distributed against one process). tests/test_matmul_path.py tests the probe.
+os.environ.setdefault("SSL_TEXTVAE_MATMUL_PATH", "off")
 # The tiny models gain nothing from intra-op threads, and on a busy 2-core machine
 # OpenMP threads waiting on each other made a 2-second fit take over 30 seconds.
 torch.set_num_threads(1)

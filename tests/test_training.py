@@ -38,9 +38,10 @@ def test_history_has_one_record_per_epoch(three_epochs):
     assert [record["epoch"] for record in history] == [1, 2, 3]
     expected = set(LOSS_KEYS) | {"epoch", "seconds", "tokens_per_second", "pre_bn_var_min", "mean_threads",
                                  "kl_weight"}
-    for record in history:
-        assert set(record) == expected
-        assert all(isinstance(value, (int, float)) for value in record.values())
+    for index, record in enumerate(history):   # the matrix-multiply path, and how it was chosen at first
+        assert set(record) == expected | {"matmul_path"} | ({"matmul_probe"} if index == 0 else set())
+        assert all(isinstance(value, (int, float)) for key, value in record.items() if not key.startswith("matmul_"))
+        assert record["matmul_path"] == history[0]["matmul_probe"]["path"]
         assert record["train_loss"] == pytest.approx(record["train_reconstruction"] + record["train_kl"])
         assert record["valid_loss"] == pytest.approx(record["valid_reconstruction"] + record["valid_kl"])
         assert record["lr"] == PARAMS.get("lr", 1.0)

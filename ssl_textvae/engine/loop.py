@@ -34,6 +34,7 @@ from .distributed import SingleProcess
 from ..nn.inference import batches, eval_mode
 from ..nn.optim import ClippedSGD
 from ..runtime.devices import autocast_context, flush_denormals, resolve_precision
+from ..runtime.matmul import choose_path, use_path
 from ..runtime.threads import cpu_threads
 
 
@@ -124,6 +125,12 @@ class Task:
         """What a checkpoint records of the data (see :func:`~ssl_textvae.engine.checkpoints.data_fingerprint`)."""
         raise NotImplementedError
 
+    def matmul_workload(self):
+        """The step's matrix products as a :class:`~ssl_textvae.runtime.matmul.Workload`
+        for the probe that picks the CPU matrix-multiply path; None: no probe (the path
+        the precision gives, or the one ``SSL_TEXTVAE_MATMUL_PATH`` pins)."""
+        return None
+
 
 def make_optimizer(name, parameters, lr, encoder_lr=None, module=None, weight_decay=0.0):
     """SGD or Adam over the trainable ``parameters``; with ``encoder_lr``, the parameters
@@ -168,8 +175,10 @@ def fit(task: Task, checkpoint_dir: Optional[str] = None,
 
     devices = [device.index or 0] if device.type == "cuda" else []
     with cpu_threads(device, task.n_threads) as threads, torch.random.fork_rng(devices=devices), \
-            flush_denormals(), shard.training(module, task.forward, device) as forward:
+            flush_denormals(), _matmul_path(task, state, threads) as path, \
+            shard.training(module, task.forward, device) as forward:
         rng = restore_rngs(state, task.torch_seed)
+        choice = path.as_record()   # in the first epoch record of this call
         if task.validate_start and state["best_score"] is None:
             plateau_step(module, optimizer, state, task.score({"epoch": 0, **task.validate()}),
                          task.patience, task.min_delta, epoch=0)
@@ -188,9 +197,13 @@ def fit(task: Task, checkpoint_dir: Optional[str] = None,
                                          epoch, state["step"], None, None, optimizer, config,
                                          task=task.name, prefix=task.prefix)
             task.inspect(record, state)
+            record["matmul_path"] = path.path
+            if choice is not None:
+                record["matmul_probe"], choice = choice, None
             plateau_step(module, optimizer, state, task.score(record), task.patience, task.min_delta,
                          epoch=record["epoch"])
-            state["history"].append({k: v if isinstance(v, int) else float(v) for k, v in record.items()})
+            state["history"].append({k: v if isinstance(v, (int, str, dict)) else float(v)
+                                     for k, v in record.items()})
             state["epoch"] += 1
             state["rng"], state["torch_rng"] = rng.bit_generator.state, torch.get_rng_state()
             if config.verbose:
@@ -205,6 +218,18 @@ def fit(task: Task, checkpoint_dir: Optional[str] = None,
             task.after_epoch(rng)
     module.eval()
     return state
+
+
+@contextlib.contextmanager
+def _matmul_path(task, state, threads):
+    """Train on the matrix-multiply path of :func:`~ssl_textvae.runtime.matmul.choose_path`
+    (rank 0's on several processes); a resumed run keeps the one it started on. The probe
+    steps the thread policy, so it times at the thread count training will take."""
+    resumed = state["history"][-1].get("matmul_path") if state["history"] else None
+    choice = task.shard.broadcast(choose_path(task.matmul_workload(), task.device, task.config.precision,
+                                              resumed, threads.step))
+    with use_path(choice.path, task.device):
+        yield choice
 
 
 def plateau_step(module, optimizer, state, score, patience, min_delta=0.0, epoch=None):

@@ -14,6 +14,7 @@ from typing import Callable, Optional
 import torch
 
 from .checkpoints import data_fingerprint
+from ..runtime.matmul import Workload
 from ..text.data import EncodedCorpus, collate, n_batches
 from .diagnostics import check_pre_bn_variance, check_validation_kl
 from .distributed import SingleProcess, current_shard
@@ -194,6 +195,17 @@ class PretrainingTask(engine.Task):
 
     def fingerprint(self):
         return data_fingerprint(self.train, self.valid)
+
+    def matmul_workload(self):
+        # The output layer over a batch's tokens (words and </s>); the decoder's LSTM reads as
+        # many steps, the encoder's one more (a pretrained encoder's products are not timed).
+        decoder, lstms = self.module.decoder, 1 if self.module.pretrained_encoder else 2
+        output = getattr(decoder.output, "head", decoder.output)   # adaptive softmax: its head
+        tokens = self.n_tokens / max(len(self.lengths), 1)          # per text
+        return Workload(rows=max(1, round(self.config.batch_size * tokens)), in_features=output.in_features,
+                        out_features=output.out_features, batch=self.config.batch_size,
+                        steps=tokens + (lstms - 1) / 2, lstms=lstms, lstm_input=decoder.lstm.input_size,
+                        lstm_hidden=decoder.lstm.hidden_size)
 
 
 def pretrain(module, train: EncodedCorpus, valid: EncodedCorpus, config: TrainingConfig,

@@ -64,8 +64,12 @@ def autocast_context(device: torch.device, precision: str):
 def resolve_precision(device: torch.device, precision: str) -> str:
     """"fp32" or "bf16" for a ``precision`` parameter on ``device``: "auto" takes bf16
     where the hardware runs it natively; an explicit "bf16" the hardware cannot run is a
-    ``ValueError`` here, not an oneDNN error from inside the LSTM."""
+    ``ValueError`` here, not an oneDNN error from inside the LSTM. Inside
+    :func:`auto_precision` (a CPU training run whose matrix-multiply path was chosen,
+    :mod:`ssl_textvae.runtime.matmul`) "auto" on a CPU is what that run chose."""
     if precision == "auto":
+        if device.type == "cpu" and _auto_precision:
+            return _auto_precision[-1]
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
         native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
@@ -79,6 +83,21 @@ def resolve_precision(device: torch.device, precision: str) -> str:
                              "needs AVX-512; this torch build refused a bf16 LSTM here). Use "
                              "precision='auto' (bf16 only where supported) or 'fp32'.")
     return precision
+
+
+@contextlib.contextmanager
+def auto_precision(resolved: str):
+    """Inside, ``precision="auto"`` on a CPU resolves to ``resolved`` ("fp32" or "bf16"):
+    the precision of the matrix-multiply path a training run chose. Process-wide, as
+    torch's thread count is; nested uses stack."""
+    _auto_precision.append(resolved)
+    try:
+        yield
+    finally:
+        _auto_precision.pop()
+
+
+_auto_precision = []
 
 
 @functools.lru_cache(maxsize=None)
