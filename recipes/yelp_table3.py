@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.frozen import FrozenEstimator
 
-from ssl_textvae import BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier
+from ssl_textvae import BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier, presets
 from common import (FIGURES, PAPER_VAE, YELP_DATA_DIR, Ensemble, chosen_c, command_line, cv_head, embed,
                     fine_tuned_ensemble, fit_tfidf, largest_labeled, load_pool, load_yelp, majority, mean_sd,
                     minilm_lr, missing, pretraining_corpus, pyplot, read_json, save_plot, setfit, tfidf_lr,
@@ -164,22 +164,18 @@ def run_evaluate(args, command):
     stopped part way keeps the budgets it finished."""
     vae = BNVAE.load(args.model)
     data = load_yelp(args.data_dir, args.budgets, eval_size=args.eval_size)
-    pool_sentences = SELF_TRAINING["pool_sentences"]
-    if args.pool_size is not None:
-        pool_sentences = min(pool_sentences, args.pool_size)
+    pool_sentences = min(SELF_TRAINING["pool_sentences"], args.pool_size or SELF_TRAINING["pool_sentences"])
     pool = load_pool(args.data_dir, pool_sentences) if args.self_training else None
-    settings = PAPER_FINE_TUNING
-    if args.fine_tuning_max_epochs is not None:
-        settings = dict(PAPER_FINE_TUNING, fine_tuning_max_epochs=args.fine_tuning_max_epochs)
+    settings = PAPER_FINE_TUNING if args.fine_tuning_max_epochs is None else dict(
+        PAPER_FINE_TUNING, fine_tuning_max_epochs=args.fine_tuning_max_epochs)
     path = Path(args.out or SEED_RESULTS / f"seed{args.seed}.json")
     output = {"seed": args.seed, "model": str(args.model), "vae": vae_summary(vae), "rows": {},
               "details": {}, "seconds": 0, "commands": [command]}
     if settings is not PAPER_FINE_TUNING or args.eval_size is not None or args.pool_size is not None:
         output["changed_settings"] = {"fine_tuning": settings, "eval_size": args.eval_size,
                                       "pool_size": args.pool_size}
-    earlier = read_json(path)
-    if earlier is not None and not (earlier["model"] == output["model"] and earlier["vae"] == output["vae"]):
-        earlier = None   # another model: its record is replaced
+    earlier = read_json(path)   # another model's record is replaced
+    earlier = earlier if earlier and (earlier["model"], earlier["vae"]) == (output["model"], output["vae"]) else None
     start = time.perf_counter()
 
     def save():   # budgets evaluated in several runs of the same model: one record
@@ -210,8 +206,7 @@ def run_combine(args, command):
     runs = [read_json(p) for p in sorted(Path(args.seed_dir).glob("seed*.json"))]
     if not runs:
         raise SystemExit(f"No seed*.json in {args.seed_dir}; run `evaluate` first.")
-    combined = combine(runs, command)
-    write_table(combined, Path(args.out_prefix))
+    write_table(combine(runs, command), Path(args.out_prefix))
 
 
 def combine(runs, command):
@@ -259,31 +254,34 @@ def run_curve(args, command):
     plot_curve(curve, path.with_suffix(".png"))
 
 
-# The quick budget: two epochs with the faster adaptive softmax, the few-label rows up to 1,000
-# labels, a schedule that stops after 2 halvings instead of 5 (a shorter tail of epochs), and
-# SetFit at 100 labels only (its pairs grow with N: 470 s at 500 labels on 2 cores).
+# The quick budget: two epochs, adaptive softmax, over the pool sentences --pretrain-minutes holds
+# at the throughput measured at the start; few-label rows up to 1,000 labels, 2 halvings instead
+# of 5; SetFit at 100 labels only (its pairs grow with N: 470 s at 500 labels on 2 cores).
 QUICK = {"softmax": "adaptive", "max_epochs": 2, "seed": 0, "budgets": [100, 500, 1000], "setfit_budgets": [100],
-         "fine_tuning": dict(PAPER_FINE_TUNING, fine_tuning_max_lr_halvings=2)}
+         "pretrain_minutes": 4.5, "fine_tuning": dict(PAPER_FINE_TUNING, fine_tuning_max_lr_halvings=2)}
 
 
 def run_quick(args, command):
     """The README's main command: pretrain a small-budget BN-VAE and run the few-label rows."""
     start = time.perf_counter()
     data = load_yelp(args.data_dir, args.budgets)
-    corpus = pretraining_corpus(args.data_dir, max(args.budgets))
+    corpus = pretraining_corpus(args.data_dir, max(args.budgets))   # TF-IDF's: all the texts
     vae = BNVAE(**dict(PAPER_VAE, softmax=QUICK["softmax"], max_epochs=QUICK["max_epochs"]),
-                device=args.device, random_state=QUICK["seed"], verbose=args.verbose).fit(corpus)
+                device=args.device, random_state=QUICK["seed"], verbose=args.verbose)
+    n_texts, probe_tps = ((args.pool_size, None) if args.pool_size else
+                          presets.texts_for_minutes(vae, load_pool(args.data_dir), args.pretrain_minutes))
+    vae.fit(pretraining_corpus(args.data_dir, max(args.budgets), pool_size=n_texts))
     pretraining = time.perf_counter() - start
     rows, details = evaluate_vae(vae, data, QUICK["seed"], args.budgets, ["few-label"],
                                  settings=QUICK["fine_tuning"])
     rows.update(evaluate_baselines(data, QUICK["seed"], args.budgets, corpus,
                                    setfit_budgets=QUICK["setfit_budgets"]))
-    run = {"seed": QUICK["seed"], "commands": [command], "vae": vae_summary(vae), "rows": rows,
-           "details": details}
+    run = {"seed": QUICK["seed"], "commands": [command], "vae": vae_summary(vae), "rows": rows, "details": details}
     combined = combine([run], command)
     combined["protocol"] = {"few-label": dict(PROTOCOLS["few-label"], **QUICK["fine_tuning"],
                                               pretraining=QUICK)}
     combined["seconds"] = {"pretraining": round(pretraining, 1), "total": round(time.perf_counter() - start, 1)}
+    combined["pool"] = {"sentences": n_texts, "probe_tokens_per_second": probe_tps, "minutes": args.pretrain_minutes}
     write_table(combined, Path(args.out_prefix or FIGURES / "yelp_quick"))
     print(f"Quick run: {combined['seconds']['total'] / 60:.1f} min ({pretraining / 60:.1f} pretraining).")
 
@@ -385,14 +383,16 @@ def build_parser():
     quick.add_argument("--device", default="auto")
     quick.add_argument("--verbose", type=int, default=1)
     quick.add_argument("--out-prefix", default=None, help="default: recipes/figures/yelp_quick")
+    quick.add_argument("--pretrain-minutes", type=float, default=QUICK["pretrain_minutes"], help="sizes the pool")
+    quick.add_argument("--pool-size", type=int, default=None, help="pool sentences, as given (no sizing)")
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     command = command_line("yelp_table3.py", argv)
-    {"evaluate": run_evaluate, "combine": run_combine, "curve": run_curve, "quick": run_quick}[args.command](
-        args, command)
+    commands = {"evaluate": run_evaluate, "combine": run_combine, "curve": run_curve, "quick": run_quick}
+    commands[args.command](args, command)
 
 
 if __name__ == "__main__":

@@ -41,15 +41,18 @@ wins over the rule.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 
 import numpy as np
 
+from sklearn.base import clone
+
 from .estimators.bnvae import BNVAE
 from .text.inputs import iterate_texts
 
-__all__ = ["auto_vae", "data_dependent_params", "describe_texts", "small_pool_search_space"]
+__all__ = ["auto_vae", "data_dependent_params", "describe_texts", "small_pool_search_space", "texts_for_minutes"]
 
 # Punctuation glued to a word ("bed...", "Please,", "(free"): raw text writes it so,
 # tokenized corpora separate it.
@@ -155,6 +158,48 @@ def auto_vae(texts, **params):
     if unknown:
         raise ValueError(f"Unknown BNVAE parameters {sorted(unknown)}.")
     return BNVAE(**{**data_dependent_params(describe_texts(texts)), **params})
+
+
+def texts_for_minutes(vae, texts, minutes, probe_size=2000):
+    """How many of ``texts``, from the first, ``vae`` pretrains on in about ``minutes``.
+
+    Measured here, not assumed: a one-epoch fit of a clone of ``vae`` on the first
+    ``probe_size`` texts gives the training seconds per text on this machine (its
+    threads, precision and matrix-multiply path, as a real fit's); the count is what
+    ``vae.max_epochs`` epochs at that rate fill, 10% left for validation passes. An
+    estimate, not a promise: early stopping can end a fit sooner, and other jobs on
+    the machine slow it.
+
+    Parameters
+    ----------
+    vae : BNVAE
+        The unfitted model to size for (its ``max_epochs`` counts).
+    texts : list of str or re-iterable of str
+    minutes : float
+        Pretraining minutes, > 0.
+    probe_size : int, default=2000
+        Texts of the probe fit (at least 20).
+
+    Returns
+    -------
+    n_texts : int
+        Between ``probe_size`` and ``len(texts)``.
+    tokens_per_second : float
+        The probe's training throughput.
+    """
+    if not minutes > 0:
+        raise ValueError(f"minutes must be > 0, got {minutes!r}.")
+    if not isinstance(probe_size, int) or isinstance(probe_size, bool) or probe_size < 20:
+        raise ValueError(f"probe_size must be an int >= 20, got {probe_size!r}.")
+    epochs, held_out = max(vae.max_epochs, 1), vae.validation_fraction
+    texts = iterate_texts(texts)
+    probe_texts = list(itertools.islice(texts, probe_size))
+    probe = clone(vae).set_params(max_epochs=1, verbose=0, checkpoint_dir=None).fit(probe_texts)
+    record = probe.history_[-1]
+    seconds_per_text = record["seconds"] / (len(probe_texts) * (1 - held_out))
+    n_total = len(texts) if isinstance(texts, list) else sum(1 for _ in texts)
+    budget = minutes * 60 / (1.1 * epochs * (1 - held_out) * seconds_per_text)
+    return int(min(n_total, max(len(probe_texts), budget))), float(record["tokens_per_second"])
 
 
 def small_pool_search_space(head=True, words=True):

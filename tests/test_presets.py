@@ -5,7 +5,7 @@ import pytest
 from conftest import make_corpus
 from ssl_textvae import BNVAE
 from ssl_textvae.presets import (auto_vae, data_dependent_params, describe_texts,
-                                 small_pool_search_space)
+                                 small_pool_search_space, texts_for_minutes)
 
 RAW = ["Please call me back, I'm at home.", "Free entry!! Text WIN to 8000.", "ok see you (later)"] * 20
 TOKENIZED = ["the company 's sales rose 5 % .", "profit fell , the board said ."] * 30
@@ -82,3 +82,45 @@ def test_small_pool_search_space_names_classifier_parameters():
     assert "word_weight" not in small_pool_search_space(words=False)
     from ssl_textvae.tuning.objective import _check_search_space
     assert _check_search_space(space).keys() == space.keys()   # every name is one tune accepts
+
+
+def test_texts_for_minutes_sizes_the_pool_from_a_measured_rate(monkeypatch):
+    import ssl_textvae.presets as presets
+
+    texts, _ = make_corpus(400, seed=0)
+    vae = BNVAE(latent_dim=4, embed_dim=8, hidden_dim=8, max_epochs=2, verbose=0, random_state=0)
+
+    class Probe:   # a fit measured at 0.09 s of training for 90 training texts
+        def __init__(self, seconds):
+            self.history_ = [{"seconds": seconds, "tokens_per_second": 1000.0}]
+
+    fits = []
+    monkeypatch.setattr(presets, "clone", lambda estimator: estimator)
+    monkeypatch.setattr(BNVAE, "fit", lambda self, X: fits.append((list(X), self.max_epochs)) or Probe(0.09))
+    n_texts, rate = texts_for_minutes(vae, texts, minutes=0.006, probe_size=100)
+    # 1 ms a training text; 0.36 s over 2 epochs of 90% of the texts, 1.1 x for validation
+    assert fits == [(texts[:100], 1)] and rate == 1000.0
+    assert n_texts == int(0.36 / (1.1 * 2 * 0.9 * 0.001)) == 181
+    assert texts_for_minutes(vae, texts, minutes=10, probe_size=100)[0] == 400       # all of them
+    assert texts_for_minutes(vae, texts, minutes=1e-6, probe_size=100)[0] == 100     # the probe's
+
+
+def test_texts_for_minutes_runs_a_real_probe_and_rejects_bad_budgets():
+    texts, _ = make_corpus(120, seed=0)
+    vae = BNVAE(latent_dim=4, embed_dim=8, hidden_dim=8, max_epochs=3, verbose=0, random_state=0)
+    n_texts, rate = texts_for_minutes(vae, iter_texts(texts), minutes=1.0, probe_size=40)
+    assert 40 <= n_texts <= 120 and rate > 0
+    assert vae.max_epochs == 3 and not hasattr(vae, "history_")   # the probe fitted a clone
+    with pytest.raises(ValueError, match="minutes must be > 0"):
+        texts_for_minutes(vae, texts, minutes=0)
+    with pytest.raises(ValueError, match="probe_size must be an int >= 20"):
+        texts_for_minutes(vae, texts, minutes=1, probe_size=5)
+
+
+class iter_texts:
+    """A re-iterable without len(), as a streamed file."""
+    def __init__(self, texts):
+        self.texts = texts
+
+    def __iter__(self):
+        return iter(self.texts)
