@@ -59,6 +59,14 @@ def make_corpus(n, seed=0):
     return texts, labels
 
 
+def make_semi_labeled(n, n_labeled, seed=0):
+    """``make_corpus(n, seed)`` with the labels of all but the first ``n_labeled`` texts -1."""
+    texts, labels = make_corpus(n, seed=seed)
+    y = labels.copy()
+    y[n_labeled:] = -1
+    return texts, y
+
+
 @pytest.fixture(scope="session")
 def corpus():
     return make_corpus(600)

@@ -17,7 +17,7 @@ from ssl_textvae.text.data import EncodedCorpus, rows_after_skipping
 from ssl_textvae.text.inputs import TextList, check_texts, iterate_texts
 from ssl_textvae.text.tokenization import TextTokenizer
 
-from conftest import make_corpus
+from conftest import make_corpus, make_semi_labeled
 
 SMALL = dict(embed_dim=8, hidden_dim=8, latent_dim=4, max_epochs=1, batch_size=16, random_state=0,
              verbose=0)
@@ -58,10 +58,7 @@ class Counts:
 
 @pytest.fixture(scope="module")
 def data():
-    texts, labels = make_corpus(60, seed=5)
-    y = labels.copy()
-    y[30:] = -1
-    return texts, y
+    return make_semi_labeled(60, 30, seed=5)
 
 
 def test_bnvae_fit_checks_and_tokenizes_each_text_once(data):

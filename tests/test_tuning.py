@@ -13,7 +13,7 @@ import uuid
 import numpy as np
 import pytest
 
-from conftest import make_corpus
+from conftest import make_semi_labeled
 
 optuna = pytest.importorskip("optuna")
 
@@ -42,10 +42,7 @@ def one_torch_thread():
 
 @pytest.fixture(scope="module")
 def small():
-    texts, y = make_corpus(160, seed=1)
-    y = y.copy()
-    y[40:] = -1
-    return texts, y
+    return make_semi_labeled(160, 40, seed=1)
 
 
 def _states(study):
@@ -194,11 +191,10 @@ def test_missing_optuna_names_the_extra(small, monkeypatch):
 
 WORKER = textwrap.dedent("""
     import os, sys, time
-    from conftest import make_corpus
+    from conftest import make_semi_labeled
     from ssl_textvae.tuning import tune
     storage, name, n_trials, max_epochs, barrier = sys.argv[1:6]
-    texts, y = make_corpus(160, seed=1)
-    y = y.copy(); y[40:] = -1
+    texts, y = make_semi_labeled(160, 40, seed=1)
     if barrier != "-":   # wait until every worker is ready, so that all of them take trials
         open(f"{barrier}.{os.getpid()}", "w").close()
         while len([f for f in os.listdir(os.path.dirname(barrier))

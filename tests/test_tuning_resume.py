@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import make_corpus
+from conftest import make_semi_labeled
 
 optuna = pytest.importorskip("optuna")
 
@@ -39,10 +39,7 @@ def one_torch_thread():
 
 @pytest.fixture(scope="module")
 def small():
-    texts, y = make_corpus(120, seed=1)
-    y = y.copy()
-    y[40:] = -1
-    return texts, y
+    return make_semi_labeled(120, 40, seed=1)
 
 
 def test_resumed_study_does_not_repeat_its_first_trials(small, tmp_path):
@@ -67,11 +64,10 @@ def test_a_fresh_study_keeps_its_seed():
 
 WORKER = textwrap.dedent("""
     import sys
-    from conftest import make_corpus
+    from conftest import make_semi_labeled
     from ssl_textvae.tuning import tune
     storage = sys.argv[1]
-    texts, y = make_corpus(120, seed=1)
-    y = y.copy(); y[40:] = -1
+    texts, y = make_semi_labeled(120, 40, seed=1)
     tune(texts, y, n_trials=3, storage=storage, study_name="drill", search_space={"vae__gamma": (0.2, 1.2)},
          fixed_params=dict(vae__embed_dim=8, vae__hidden_dim=16, vae__latent_dim=4, vae__batch_size=16,
                            vae__max_epochs=500, vae__lr_patience=500), random_state=0, verbose=0)
