@@ -34,7 +34,7 @@ from sklearn.frozen import FrozenEstimator
 from ssl_textvae import BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier, presets
 from common import (FIGURES, PAPER_VAE, YELP_DATA_DIR, Ensemble, chosen_c, command_line, cv_head, embed,
                     fine_tuned_ensemble, fit_tfidf, largest_labeled, load_pool, load_yelp, majority, mean_sd,
-                    minilm_lr, missing, pretraining_corpus, pyplot, read_json, save_plot, setfit, tfidf_lr,
+                    minilm_lr, missing, N_FOLDS, pretraining_corpus, pyplot, read_json, save_plot, setfit, tfidf_lr,
                     write_json, write_markdown)
 
 SEED_RESULTS = FIGURES / "yelp_table3_seeds"
@@ -47,7 +47,7 @@ PROTOCOLS = {
     "paper": {"classifier": "FineTunedBNVAEClassifier", **PAPER_FINE_TUNING,
               "selection_data": "short_yelp.valid.txt (10,000 labeled sentences)"},
     "few-label": {"classifier": "FineTunedBNVAEClassifier", **PAPER_FINE_TUNING,
-                  "selection_data": "5 stratified folds of the N labels, the 5 models "
+                  "selection_data": f"{N_FOLDS} stratified folds of the N labels, the {N_FOLDS} models "
                                     f"averaged; from {SINGLE_MODEL_FROM} labels one model with 10% held out",
                   "frozen_head": "StandardScaler + LogisticRegressionCV on the frozen means (C by CV on N)",
                   "self_training": SELF_TRAINING},
