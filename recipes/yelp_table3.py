@@ -18,7 +18,7 @@ The test set is read once per run, for the report; nothing is chosen on it. Step
     python recipes/yelp_pretrain.py --seed 0 --max-epochs 6             # the stored budget; resumes
     python recipes/yelp_table3.py evaluate --seed 0 --model ~/runs/yelp_table3/seed0/epoch006
     python recipes/yelp_table3.py combine                                # the table, plot, JSON
-    python recipes/yelp_table3.py curve --seed 0 --epochs 1 2 4 6        # validation accuracy
+    python recipes/yelp_table3.py curve --seed 0 --epochs 1 2 4 6        # validation accuracy per epoch
     python recipes/yelp_table3.py quick                                  # pretrain + evaluate, minutes
 """
 
@@ -220,18 +220,21 @@ def combine(runs, command):
 
 
 def run_curve(args, command):
-    """Validation accuracy (never test) of the few-label classifiers against pretraining epochs,
-    from the per-epoch snapshots of ``recipes/yelp_pretrain.py``: what each hour of pretraining buys."""
+    """Validation accuracy (never test) against pretraining epochs, from the per-epoch snapshots of
+    ``recipes/yelp_pretrain.py``: the few-label rows on the validation file; the paper protocol
+    selects on its first half and is scored on the second, so no point is scored where it selected."""
     data = load_yelp(args.data_dir, args.budgets)
     valid_texts, y_valid = data["valid"]
-    path = Path(args.out or FIGURES / f"yelp_table3_curve_seed{args.seed}.json")
+    half = len(y_valid) // 2
+    suffix = "" if args.softmax == "full" else f"_{args.softmax}"     # yelp_pretrain.py's seed folder
+    path = Path(args.out or FIGURES / f"yelp_table3_curve_seed{args.seed}{suffix}.json")
     curve = read_json(path, {"points": []})
     curve["command"] = command
     done = {point["epoch"] for point in curve["points"]}
     for epoch in args.epochs:
         if epoch in done:
             continue
-        snapshot = Path(args.run_dir) / f"seed{args.seed}" / f"epoch{epoch:03d}"
+        snapshot = Path(args.run_dir) / f"seed{args.seed}{suffix}" / f"epoch{epoch:03d}"
         if not snapshot.exists():
             print(f"{snapshot} does not exist yet; skipped.")
             continue
@@ -239,7 +242,8 @@ def run_curve(args, command):
         complete = len(vae.history_) == epoch   # snapshots of resumed runs before the fix lack early epochs
         point = {"epoch": epoch,
                  "pretraining_minutes": sum(r["seconds"] for r in vae.history_) / 60 if complete else None,
-                 "valid_kl": vae.history_[-1].get("valid_kl"), "accuracy": {}}
+                 "valid_kl": vae.history_[-1].get("valid_kl"),
+                 "valid_active_units": vae.history_[-1].get("valid_active_units"), "accuracy": {}}
         valid_means = vae.transform(valid_texts)
         for budget in args.budgets:
             texts, y = data[budget]
@@ -247,11 +251,13 @@ def run_curve(args, command):
             point["accuracy"][f"frozen_lr/{budget}"] = round(100 * head.estimator_.score(valid_means, y_valid), 2)
             ensemble = fine_tune_few_label(vae, texts, y, args.seed)
             point["accuracy"][f"fine_tuned/{budget}"] = round(100 * ensemble.score(valid_texts, y_valid), 2)
+            paper = FineTunedBNVAEClassifier(FrozenEstimator(vae), **PAPER_FINE_TUNING, random_state=args.seed,
+                                             verbose=0).fit(texts, y, validation_data=(valid_texts[:half], y_valid[:half]))
+            point["accuracy"][f"paper/{budget}"] = round(100 * paper.score(valid_texts[half:], y_valid[half:]), 2)
         print(f"epoch {epoch}: {point}")
         curve["points"].append(point)
         curve["points"].sort(key=lambda p: p["epoch"])
         write_json(path, curve)
-    plot_curve(curve, path.with_suffix(".png"))
 
 
 # The quick budget: two epochs, adaptive softmax, over the pool sentences --pretrain-minutes holds
@@ -331,18 +337,6 @@ def plot_rows(rows, budgets, path):
     save_plot(figure, axes, path, "labeled examples", "test accuracy (%)")
 
 
-def plot_curve(curve, path):
-    points = curve["points"]
-    if not points:
-        return
-    figure, axes = pyplot().subplots(figsize=(6.4, 4.2))
-    for key in sorted({key for p in points for key in p["accuracy"]}):   # budgets may differ by epoch
-        measured = [p for p in points if key in p["accuracy"]]
-        axes.plot([p["epoch"] for p in measured], [p["accuracy"][key] for p in measured], marker="o", label=key)
-    axes.set_title("Few-label classifiers against pretraining (short Yelp validation file)")
-    save_plot(figure, axes, path, "pretraining epochs over the pool", "validation accuracy (%)")
-
-
 def add_data_arguments(parser, budgets):
     # Per subcommand, not a shared parent parser: argparse shares a parent's actions, so one
     # subcommand's default budgets would become every subcommand's.
@@ -377,6 +371,7 @@ def build_parser():
     curve.add_argument("--seed", type=int, required=True)
     curve.add_argument("--epochs", type=int, nargs="+", required=True)
     curve.add_argument("--run-dir", default=str(Path.home() / "runs" / "yelp_table3"))
+    curve.add_argument("--softmax", choices=("full", "adaptive"), default="full", help="as yelp_pretrain.py's")
     curve.add_argument("--out", default=None)
     quick = commands.add_parser("quick", help="small-budget pretraining and the few-label rows")
     add_data_arguments(quick, QUICK["budgets"])
