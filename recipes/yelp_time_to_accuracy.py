@@ -48,7 +48,7 @@ def healthy(point):
     return point["valid_kl"] >= KL_BOUND and (units is None or units == PAPER_VAE["latent_dim"])
 
 
-def pick(judged):
+def stored_schedule(judged):
     """The rule of the module docstring: ``judged`` maps a schedule to its judged point."""
     reference = judged.get("paper")
     if reference is None:
@@ -74,7 +74,7 @@ def table(curves):
     return lines
 
 
-def plot(curves, budget_minutes, path):
+def plot_minutes(curves, budget_minutes, path):
     figure, panels = pyplot().subplots(1, 2, figsize=(11, 4.2), sharey=False)
     for axes, budget in zip(panels, ("100", "1000")):
         for name, points in curves.items():
@@ -101,7 +101,7 @@ def main(argv=None):
     curves = {name: read_json(path, {"points": []})["points"] for name, path in SCHEDULES.items()}
     curves = {name: points for name, points in curves.items() if points}
     judged = {name: judged_point(points, args.budget_minutes) for name, points in curves.items()}
-    stored = pick(judged)
+    stored = stored_schedule(judged)
     prefix = Path(args.out_prefix)
     write_json(prefix.with_suffix(".json"), {
         "command": command_line("yelp_time_to_accuracy.py", argv), "budget_minutes": args.budget_minutes,
@@ -118,7 +118,7 @@ def main(argv=None):
         "few-label rows (`frozen_lr`, `fine_tuned`) on the whole validation file; `paper` selects on its "
         "first half and is scored on the second.",
         *(f"- {name}: {DESCRIPTIONS.get(name, name)}" for name in curves)])
-    plot(curves, args.budget_minutes, prefix.with_suffix(".png"))
+    plot_minutes(curves, args.budget_minutes, prefix.with_suffix(".png"))
     print(f"stored schedule: {stored}; wrote {prefix}.{{json,md,png}}")
 
 

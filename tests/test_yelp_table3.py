@@ -157,14 +157,66 @@ def test_curve_reads_validation_only_and_resumes(table3, data_dir, pretrained, t
     out = tmp_path / "curve.json"
     args = ["curve", "--data-dir", str(data_dir), "--budgets", "20", "60", "--seed", "0",
             "--run-dir", str(pretrained), "--out", str(out)]
-    yelp_table3.main([*args, "--epochs", "1", "3"])        # epoch 3 does not exist: skipped
+    valid_texts = (data_dir / "short_yelp.valid.txt").read_text().splitlines()
+    selected_on = []
+    original_fit = yelp_table3.FineTunedBNVAEClassifier.fit
+
+    def recording_fit(self, X, y, validation_data=None):
+        selected_on.append([] if validation_data is None else list(validation_data[0]))
+        return original_fit(self, X, y, validation_data=validation_data)
+
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(yelp_table3.FineTunedBNVAEClassifier, "fit", recording_fit)
+    try:
+        yelp_table3.main([*args, "--epochs", "1", "3"])        # epoch 3 does not exist: skipped
+    finally:
+        monkeypatch.undo()
     points = json.loads(out.read_text())["points"]
     assert [p["epoch"] for p in points] == [1]
-    assert set(points[0]["accuracy"]) == {"frozen_lr/20", "fine_tuned/20", "frozen_lr/60", "fine_tuned/60"}
-    args.remove("60")                                       # fewer budgets later: the plot copes
+    assert set(points[0]["accuracy"]) == {f"{row}/{n}" for row in ("frozen_lr", "fine_tuned", "paper")
+                                          for n in (20, 60)}
+    assert points[0]["valid_active_units"] is not None
+    # The paper protocol selects on the validation file's first half only (scored on the second);
+    # the few-label folds select on labeled rows, never on the validation file.
+    first_half = [line.split("\t", 1)[1] for line in valid_texts[:len(valid_texts) // 2]]
+    assert first_half in selected_on
+    assert all(chosen == first_half or not set(chosen) & set(first_half) for chosen in selected_on)
+    args.remove("60")                                       # fewer budgets later
     yelp_table3.main([*args, "--epochs", "1", "2"])        # epoch 1 kept, epoch 2 added
     assert [p["epoch"] for p in json.loads(out.read_text())["points"]] == [1, 2]
-    assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_time_to_accuracy_applies_the_stored_schedule_rule(table3, tmp_path, monkeypatch):
+    sys.path.insert(0, str(RECIPES))
+    try:
+        import yelp_time_to_accuracy as tta
+    finally:
+        sys.path.remove(str(RECIPES))
+
+    def point(epoch, minutes, a100, a1000, kl=8.5, units=32):
+        return {"epoch": epoch, "pretraining_minutes": minutes, "valid_kl": kl, "valid_active_units": units,
+                "accuracy": {"fine_tuned/100": a100, "fine_tuned/1000": a1000, "paper/100": a100 + 1}}
+
+    paper = [point(2, 20, 83.0, 89.0), point(6, 53, 87.5, 91.2)]
+
+    def run(candidate, name):
+        paths = {"paper": tmp_path / "paper.json", "adaptive": tmp_path / f"{name}.json"}
+        for key, points in (("paper", paper), ("adaptive", candidate)):
+            paths[key].write_text(json.dumps({"points": points}))
+        monkeypatch.setattr(tta, "SCHEDULES", paths)
+        tta.main(["--out-prefix", str(tmp_path / name)])
+        return json.loads((tmp_path / f"{name}.json").read_text())
+
+    better = run([point(4, 30, 86.0, 90.0), point(12, 58, 88.0, 91.5), point(16, 75, 95.0, 95.0)], "better")
+    assert better["stored"] == "adaptive" and better["schedules"]["adaptive"]["judged_epoch"] == 12
+    assert (tmp_path / "better.png").stat().st_size > 0 and "**adaptive**" in (tmp_path / "better.md").read_text()
+    # Better on the mean but worse at 1,000 labels: the paper schedule stays.
+    assert run([point(12, 58, 90.0, 91.0)], "one_worse")["stored"] == "paper"
+    # Only a point past the budget is better: judged within the budget, so the paper schedule stays.
+    assert run([point(8, 40, 86.0, 90.0), point(16, 75, 95.0, 95.0)], "late")["stored"] == "paper"
+    # Better, but under the KL bound or with an inactive unit: not taken.
+    assert run([point(12, 58, 88.0, 91.5, kl=7.0)], "collapsed")["stored"] == "paper"
+    assert run([point(12, 58, 88.0, 91.5, units=31)], "inactive")["stored"] == "paper"
 
 
 def test_quick_run_writes_the_few_label_table(table3, data_dir, tmp_path, monkeypatch):
