@@ -32,6 +32,7 @@ import numpy as np
 from sklearn.frozen import FrozenEstimator
 
 from ssl_textvae import BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier, presets
+from ssl_textvae.runtime.devices import resolve_device, resolve_precision
 from common import (FIGURES, PAPER_VAE, YELP_DATA_DIR, Ensemble, chosen_c, command_line, cv_head, embed,
                     fine_tuned_ensemble, fit_tfidf, largest_labeled, load_pool, load_yelp, majority, mean_sd,
                     minilm_lr, missing, N_FOLDS, pretraining_corpus, pyplot, read_json, save_plot, setfit, tfidf_lr,
@@ -262,9 +263,11 @@ def run_curve(args, command):
 
 # The quick budget: two epochs, adaptive softmax, over the pool sentences --pretrain-minutes holds
 # at the throughput measured at the start; few-label rows up to 1,000 labels, 2 halvings instead
-# of 5; SetFit at 100 labels only (its pairs grow with N: 470 s at 500 labels on 2 cores).
+# of 5; SetFit at 100 labels only (its pairs grow with N: 470 s at 500 labels on 2 cores). The
+# minutes follow the time target of the machine kind: 8 minutes where bf16 runs, 12 in fp32
+# (the AVX2 cap measured 250 s besides pretraining, plus 75 s of install, leave 6).
 QUICK = {"softmax": "adaptive", "max_epochs": 2, "seed": 0, "budgets": [100, 500, 1000], "setfit_budgets": [100],
-         "pretrain_minutes": 4.5, "fine_tuning": dict(PAPER_FINE_TUNING, fine_tuning_max_lr_halvings=2)}
+         "pretrain_minutes": {"bf16": 4.5, "fp32": 6.0}, "fine_tuning": dict(PAPER_FINE_TUNING, fine_tuning_max_lr_halvings=2)}
 
 
 def run_quick(args, command):
@@ -274,8 +277,9 @@ def run_quick(args, command):
     corpus = pretraining_corpus(args.data_dir, max(args.budgets))   # TF-IDF's: all the texts
     vae = BNVAE(**dict(PAPER_VAE, softmax=QUICK["softmax"], max_epochs=QUICK["max_epochs"]),
                 device=args.device, random_state=QUICK["seed"], verbose=args.verbose)
+    minutes = args.pretrain_minutes or QUICK["pretrain_minutes"][resolve_precision(resolve_device(args.device), "auto")]
     n_texts, probe_tps = ((args.pool_size, None) if args.pool_size else
-                          presets.texts_for_minutes(vae, load_pool(args.data_dir), args.pretrain_minutes))
+                          presets.texts_for_minutes(vae, load_pool(args.data_dir), minutes))
     vae.fit(pretraining_corpus(args.data_dir, max(args.budgets), pool_size=n_texts))
     pretraining = time.perf_counter() - start
     rows, details = evaluate_vae(vae, data, QUICK["seed"], args.budgets, ["few-label"],
@@ -287,7 +291,7 @@ def run_quick(args, command):
     combined["protocol"] = {"few-label": dict(PROTOCOLS["few-label"], **QUICK["fine_tuning"],
                                               pretraining=QUICK)}
     combined["seconds"] = {"pretraining": round(pretraining, 1), "total": round(time.perf_counter() - start, 1)}
-    combined["pool"] = {"sentences": n_texts, "probe_tokens_per_second": probe_tps, "minutes": args.pretrain_minutes}
+    combined["pool"] = {"sentences": n_texts, "probe_tokens_per_second": probe_tps, "minutes": minutes}
     write_table(combined, Path(args.out_prefix or FIGURES / "yelp_quick"))
     print(f"Quick run: {combined['seconds']['total'] / 60:.1f} min ({pretraining / 60:.1f} pretraining).")
 
@@ -378,7 +382,8 @@ def build_parser():
     quick.add_argument("--device", default="auto")
     quick.add_argument("--verbose", type=int, default=1)
     quick.add_argument("--out-prefix", default=None, help="default: recipes/figures/yelp_quick")
-    quick.add_argument("--pretrain-minutes", type=float, default=QUICK["pretrain_minutes"], help="sizes the pool")
+    quick.add_argument("--pretrain-minutes", type=float, default=None,
+                       help=f"sizes the pool (default: by precision, {QUICK['pretrain_minutes']})")
     quick.add_argument("--pool-size", type=int, default=None, help="pool sentences, as given (no sizing)")
     return parser
 
