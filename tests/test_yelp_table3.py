@@ -200,8 +200,8 @@ def test_time_to_accuracy_applies_the_stored_schedule_rule(table3, tmp_path, mon
     paper = [point(2, 20, 83.0, 89.0), point(6, 53, 87.5, 91.2)]
 
     def run(candidate, name):
-        paths = {"paper": tmp_path / "paper.json", "adaptive": tmp_path / f"{name}.json"}
-        for key, points in (("paper", paper), ("adaptive", candidate)):
+        paths = {tta.REFERENCE: tmp_path / "paper.json", "adaptive": tmp_path / f"{name}.json"}
+        for key, points in ((tta.REFERENCE, paper), ("adaptive", candidate)):
             paths[key].write_text(json.dumps({"points": points}))
         monkeypatch.setattr(tta, "SCHEDULES", paths)
         tta.main(["--out-prefix", str(tmp_path / name)])
@@ -211,12 +211,12 @@ def test_time_to_accuracy_applies_the_stored_schedule_rule(table3, tmp_path, mon
     assert better["stored"] == "adaptive" and better["schedules"]["adaptive"]["judged_epoch"] == 12
     assert (tmp_path / "better.png").stat().st_size > 0 and "**adaptive**" in (tmp_path / "better.md").read_text()
     # Better on the mean but worse at 1,000 labels: the paper schedule stays.
-    assert run([point(12, 58, 90.0, 91.0)], "one_worse")["stored"] == "paper"
+    assert run([point(12, 58, 90.0, 91.0)], "one_worse")["stored"] == tta.REFERENCE
     # Only a point past the budget is better: judged within the budget, so the paper schedule stays.
-    assert run([point(8, 40, 86.0, 90.0), point(16, 75, 95.0, 95.0)], "late")["stored"] == "paper"
+    assert run([point(8, 40, 86.0, 90.0), point(16, 75, 95.0, 95.0)], "late")["stored"] == tta.REFERENCE
     # Better, but under the KL bound or with an inactive unit: not taken.
-    assert run([point(12, 58, 88.0, 91.5, kl=7.0)], "collapsed")["stored"] == "paper"
-    assert run([point(12, 58, 88.0, 91.5, units=31)], "inactive")["stored"] == "paper"
+    assert run([point(12, 58, 88.0, 91.5, kl=7.0)], "collapsed")["stored"] == tta.REFERENCE
+    assert run([point(12, 58, 88.0, 91.5, units=31)], "inactive")["stored"] == tta.REFERENCE
 
 
 def test_quick_run_writes_the_few_label_table(table3, data_dir, tmp_path, monkeypatch):
