@@ -6,7 +6,8 @@ Steps, each a subprocess stopped at its share of ``--budget-minutes`` (default 9
 2. ``benchmarks/bench_pretrain.py --device cuda`` (shortened repeats), its JSON;
 3. the short-Yelp Table 3: seeds 0, 1 and 2 pretrained side by side on the one GPU (three
    ``recipes/yelp_pretrain.py`` processes at once, the same ``CUDA_VISIBLE_DEVICES``) towards the
-   stored 6-epoch budget. The first epoch's pool is sized from the benchmark's tokens/s so that it
+   stored schedule (its softmax and epochs, ``recipes/figures/yelp_time_to_accuracy.json``; the
+   paper schedule's 6 epochs without it). The first epoch's pool is sized from the benchmark's tokens/s so that it
    takes at most half the pretraining share; the number of further epochs from the first epoch's
    measured wall time (the rerun resumes from its checkpoint). Then ``recipes/yelp_table3.py
    evaluate`` per seed (both protocols, budgets 100 to 10,000, smallest first; each budget's rows
@@ -47,7 +48,14 @@ DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "short_yelp_li2019"
 POOL_FILE = "short_yelp.unlabeled.txt"
 SEEDS = (0, 1, 2)
 BUDGETS = (100, 500, 1000, 2000, 10000)
-STORED_EPOCHS = 6   # recipes/README.md: the pretraining budget picked on the validation curve
+# The stored schedule, picked on validation data by recipes/yelp_time_to_accuracy.py (its JSON);
+# the paper schedule's 6 epochs where that file is absent.
+def stored_pretraining(path=REPO_ROOT / "recipes" / "figures" / "yelp_time_to_accuracy.json"):
+    stored = json.loads(Path(path).read_text(encoding="utf-8")) if Path(path).exists() else {}
+    return stored.get("stored_pretraining") or {"softmax": "full", "max_epochs": 6}
+
+
+STORED = stored_pretraining()
 # Cumulative shares of the budget at which each step is stopped (unused time passes on).
 DEADLINES = {"tests": 0.08, "bench": 0.22, "pretrain": 0.55, "evaluate": 0.93, "combine": 0.98}
 # Until measured, assume processes sharing the GPU do not overlap at all (the pessimistic case).
@@ -58,7 +66,8 @@ WORK_MARKER = "gpu_run_work_dir.json"
 
 # The sizes of each mode: the only thing, with the device, that differs between them.
 SIZES = {
-    "gpu": {"device": "cuda", "pool_size": None, "largest_labeled": 10000, "model": {}, "target_epochs": STORED_EPOCHS,
+    "gpu": {"device": "cuda", "pool_size": None, "largest_labeled": 10000, "model": {},
+            "target_epochs": STORED["max_epochs"], "softmax": STORED["softmax"],
             "budgets": list(BUDGETS), "evaluate": [], "collect_only": False,
             "bench": ["--repeats", "5", "--ratio-pairs", "20", "--loss-steps", "200", "--loss-seeds", "2"]},
     "dry-run": {"device": "cpu", "pool_size": 2000, "largest_labeled": 10000,
@@ -284,16 +293,22 @@ def pretrain_commands(steps, sizes, seeds, pool_size, epochs):
              "--data-dir", steps.report["data_dir"], "--run-dir", str(steps.work / "runs"),
              "--curves-dir", str(steps.work / "curves"), "--pool-size", str(pool_size),
              "--largest-labeled", str(sizes["largest_labeled"]), "--device", sizes["device"], "--verbose", "1",
-             *model_arguments(sizes)] for seed in seeds]
+             "--softmax", sizes.get("softmax", "full"), *model_arguments(sizes)] for seed in seeds]
 
 
-def curves(work, seeds):
-    return {str(seed): read_json(work / "curves" / f"seed{seed}.json") for seed in seeds}
+def seed_folder(seed, sizes):
+    """yelp_pretrain.py's folder (and curve file) name of a seed under the mode's softmax."""
+    softmax = sizes.get("softmax", "full")
+    return f"seed{seed}" if softmax == "full" else f"seed{seed}_{softmax}"
 
 
-def pretraining_summary(work, seeds):
+def curves(work, seeds, sizes):
+    return {str(seed): read_json(work / "curves" / f"{seed_folder(seed, sizes)}.json") for seed in seeds}
+
+
+def pretraining_summary(work, seeds, sizes):
     summary = {}
-    for seed, curve in curves(work, seeds).items():
+    for seed, curve in curves(work, seeds, sizes).items():
         epochs = (curve or {}).get("epochs", [])
         summary[seed] = {"epochs": len(epochs), "training_minutes": round(sum(r["seconds"] for r in epochs) / 60, 2),
                          "curve": epochs}
@@ -301,7 +316,8 @@ def pretraining_summary(work, seeds):
 
 
 def run_pretraining(steps, sizes, seeds, env, bench):
-    report = steps.report["pretraining"] = {"target_epochs": sizes["target_epochs"]}
+    report = steps.report["pretraining"] = {"target_epochs": sizes["target_epochs"],
+                                            "softmax": sizes.get("softmax", "full")}
     plan_path = steps.work / "plan.json"
     plan = read_json(plan_path) if steps.report["resumed"] else None
     if plan is None:
@@ -313,7 +329,7 @@ def run_pretraining(steps, sizes, seeds, env, bench):
     steps.save()
 
     def tick():
-        report["seeds"] = pretraining_summary(steps.work, seeds)
+        report["seeds"] = pretraining_summary(steps.work, seeds, sizes)
         steps.save()
 
     started = time.time()
@@ -343,13 +359,13 @@ def run_pretraining(steps, sizes, seeds, env, bench):
     for seed, summary in report["seeds"].items():
         summary["minutes"] = round(sum(p["seconds"] for step in (report["first_epoch"], report.get("continuation", {}))
                                        for p in step.get("processes", []) if f"--seed {seed} " in p["command"]) / 60, 2)
-        summary["model"] = snapshot_of(steps.work, int(seed))
+        summary["model"] = snapshot_of(steps.work, int(seed), sizes)
     steps.save()
 
 
-def snapshot_of(work, seed):
+def snapshot_of(work, seed, sizes):
     """The model to evaluate: ``final`` when the run ended, else its last epoch snapshot."""
-    folder = work / "runs" / f"seed{seed}"
+    folder = work / "runs" / seed_folder(seed, sizes)
     if (folder / "final" / "config.json").exists():
         return str(folder / "final")
     epochs = sorted(folder.glob("epoch[0-9][0-9][0-9]"))

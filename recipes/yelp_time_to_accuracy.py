@@ -28,6 +28,7 @@ SCHEDULES = {   # name -> the curve file of yelp_table3.py curve (seed 0)
     REFERENCE: FIGURES / "yelp_table3_curve_seed0.json",
     "adaptive softmax": FIGURES / "yelp_table3_curve_seed0_adaptive.json",
 }
+SETTINGS = {REFERENCE: {"softmax": "full"}, "adaptive softmax": {"softmax": "adaptive"}}   # yelp_pretrain.py's
 DESCRIPTIONS = {
     REFERENCE: "the paper's model and schedule (full softmax), precision=\"auto\"",
     "adaptive softmax": "the same with the adaptive softmax (softmax=\"adaptive\")",
@@ -107,6 +108,8 @@ def main(argv=None):
     write_json(prefix.with_suffix(".json"), {
         "command": command_line("yelp_time_to_accuracy.py", argv), "budget_minutes": args.budget_minutes,
         "judged_on": list(JUDGED), "kl_bound": KL_BOUND, "stored": stored,
+        # what benchmarks/gpu_run.py pretrains: the stored schedule's settings and judged epoch
+        "stored_pretraining": dict(SETTINGS[stored], max_epochs=judged[stored]["epoch"]),
         "schedules": {name: {"description": DESCRIPTIONS.get(name, name), "curve": str(SCHEDULES[name].name),
                              "judged_epoch": None if judged[name] is None else judged[name]["epoch"],
                              "points": points} for name, points in curves.items()}})

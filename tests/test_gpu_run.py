@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,18 @@ def test_gpu_run_refuses_a_foreign_work_dir_and_tiny_without_dry_run(gpu_run, tm
     assert (tmp_path / "mine.txt").exists()
     with pytest.raises(SystemExit, match="--dry-run --tiny"):
         gpu_run.main(["--tiny", "--out", str(tmp_path / "out")])
+
+
+def test_the_gpu_mode_pretrains_the_stored_schedule(gpu_run, tmp_path):
+    """The schedule yelp_time_to_accuracy.py stored (softmax and epochs) is what the GPU run
+    pretrains, in yelp_pretrain.py's folder for that softmax; the paper's 6 epochs without it."""
+    assert gpu_run.stored_pretraining(tmp_path / "absent.json") == {"softmax": "full", "max_epochs": 6}
+    stored = tmp_path / "stored.json"
+    stored.write_text(json.dumps({"stored_pretraining": {"softmax": "adaptive", "max_epochs": 11}}))
+    assert gpu_run.stored_pretraining(stored) == {"softmax": "adaptive", "max_epochs": 11}
+    assert gpu_run.SIZES["gpu"]["target_epochs"] == gpu_run.STORED["max_epochs"]
+    sizes = dict(gpu_run.SIZES["dry-run"], softmax="adaptive")
+    steps = types.SimpleNamespace(report={"data_dir": "d"}, work=tmp_path)
+    (command,) = gpu_run.pretrain_commands(steps, sizes, [2], 100, 3)
+    assert command[command.index("--softmax") + 1] == "adaptive"
+    assert gpu_run.seed_folder(2, sizes) == "seed2_adaptive" and gpu_run.seed_folder(2, {}) == "seed2"

@@ -200,16 +200,17 @@ def test_time_to_accuracy_applies_the_stored_schedule_rule(table3, tmp_path, mon
     paper = [point(2, 20, 83.0, 89.0), point(6, 53, 87.5, 91.2)]
 
     def run(candidate, name):
-        paths = {tta.REFERENCE: tmp_path / "paper.json", "adaptive": tmp_path / f"{name}.json"}
-        for key, points in ((tta.REFERENCE, paper), ("adaptive", candidate)):
+        paths = {tta.REFERENCE: tmp_path / "paper.json", "adaptive softmax": tmp_path / f"{name}.json"}
+        for key, points in ((tta.REFERENCE, paper), ("adaptive softmax", candidate)):
             paths[key].write_text(json.dumps({"points": points}))
         monkeypatch.setattr(tta, "SCHEDULES", paths)
         tta.main(["--out-prefix", str(tmp_path / name)])
         return json.loads((tmp_path / f"{name}.json").read_text())
 
     better = run([point(4, 30, 86.0, 90.0), point(12, 58, 88.0, 91.5), point(16, 75, 95.0, 95.0)], "better")
-    assert better["stored"] == "adaptive" and better["schedules"]["adaptive"]["judged_epoch"] == 12
-    assert (tmp_path / "better.png").stat().st_size > 0 and "**adaptive**" in (tmp_path / "better.md").read_text()
+    assert better["stored"] == "adaptive softmax" and better["schedules"]["adaptive softmax"]["judged_epoch"] == 12
+    assert better["stored_pretraining"] == {"softmax": "adaptive", "max_epochs": 12}   # gpu_run.py reads it
+    assert (tmp_path / "better.png").stat().st_size > 0 and "**adaptive softmax**" in (tmp_path / "better.md").read_text()
     # Better on the mean but worse at 1,000 labels: the paper schedule stays.
     assert run([point(12, 58, 90.0, 91.0)], "one_worse")["stored"] == tta.REFERENCE
     # Only a point past the budget is better: judged within the budget, so the paper schedule stays.
