@@ -177,3 +177,28 @@ def test_a_frozen_encoders_fingerprint_is_hashed_once_and_forgotten_on_load(tiny
     name = "backbone.embeddings.word_embeddings.weight"
     encoder.load_state_dict({**state, name: state[name] + 1})
     assert encoder.fingerprint() != first
+
+
+def test_baselines_only_leaves_the_bnvae_rows_out(monkeypatch):
+    """``--baselines-only`` (vae None): the baselines on the same labels, no VAE and no
+    bnvae_pretrained row to overwrite the committed one."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    recipes = Path(__file__).resolve().parents[1] / "recipes"
+    sys.path.insert(0, str(recipes))
+    try:
+        spec = importlib.util.spec_from_file_location("recipe_pretrained_encoder_b", recipes / "pretrained_encoder.py")
+        recipe = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(recipe)
+    finally:
+        sys.path.remove(str(recipes))
+    monkeypatch.setattr(recipe, "embed", lambda texts: np.asarray([[("good" in t) + 0.0, len(t)] for t in texts]))
+    labels = np.asarray(LABELS)
+    data = {20: (TEXTS[:20], labels[:20]), "test": (TEXTS[20:], labels[20:])}
+    written = []
+    rows, _ = recipe.rows_for(None, data, [20], TEXTS, 0, use_setfit=False, setfit_budgets=[],
+                              done=lambda rows, details: written.append(set(rows)))
+    assert set(rows) == {"tfidf_lr", "minilm_lr"} and written == [{"tfidf_lr", "minilm_lr"}]
+    assert all(0 <= rows[row]["20"] <= 100 for row in rows)
