@@ -32,7 +32,6 @@ import numpy as np
 from sklearn.frozen import FrozenEstimator
 
 from ssl_textvae import BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier, presets
-from ssl_textvae.runtime.devices import resolve_device, resolve_precision
 from common import (FIGURES, PAPER_VAE, YELP_DATA_DIR, Ensemble, chosen_c, command_line, cv_head, embed,
                     fine_tuned_ensemble, fit_tfidf, largest_labeled, load_pool, load_yelp, majority, mean_sd,
                     minilm_lr, missing, N_FOLDS, pretraining_corpus, pyplot, read_json, save_plot, setfit, tfidf_lr,
@@ -277,7 +276,7 @@ def run_quick(args, command):
     corpus = pretraining_corpus(args.data_dir, max(args.budgets))   # TF-IDF's: all the texts
     vae = BNVAE(**dict(PAPER_VAE, softmax=QUICK["softmax"], max_epochs=QUICK["max_epochs"]),
                 device=args.device, random_state=QUICK["seed"], verbose=args.verbose)
-    minutes = args.pretrain_minutes or QUICK["pretrain_minutes"][resolve_precision(resolve_device(args.device), "auto")]
+    minutes = args.pretrain_minutes or QUICK["pretrain_minutes"][presets.native_precision(args.device)]
     n_texts, probe_tps = ((args.pool_size, None) if args.pool_size else
                           presets.texts_for_minutes(vae, load_pool(args.data_dir), minutes))
     vae.fit(pretraining_corpus(args.data_dir, max(args.budgets), pool_size=n_texts))

@@ -50,9 +50,11 @@ import numpy as np
 from sklearn.base import clone
 
 from .estimators.bnvae import BNVAE
+from .runtime.devices import resolve_device, resolve_precision
 from .text.inputs import iterate_texts
 
-__all__ = ["auto_vae", "data_dependent_params", "describe_texts", "small_pool_search_space", "texts_for_minutes"]
+__all__ = ["auto_vae", "data_dependent_params", "describe_texts", "native_precision", "small_pool_search_space",
+           "texts_for_minutes"]
 
 # Punctuation glued to a word ("bed...", "Please,", "(free"): raw text writes it so,
 # tokenized corpora separate it.
@@ -223,3 +225,14 @@ def small_pool_search_space(head=True, words=True):
     if words:
         space["word_weight"] = distributions.CategoricalDistribution([0.0, 0.5, 1.0, 2.0, 4.0])
     return space
+
+
+def native_precision(device="auto"):
+    """What ``precision="auto"`` trains in on ``device`` here: "bf16" where the hardware runs
+    it natively (an AVX-512-bf16 or AMX CPU with bf16 LSTM kernels, a bf16 GPU), else "fp32".
+
+    For budgets that depend on the kind of machine, as the quick run's pretraining minutes
+    (``recipes/yelp_table3.py``). On a CPU a fit's matrix-multiply probe may still train an
+    fp32 path where that measures faster (``history_[i]["matmul_path"]`` says which ran).
+    ``device`` as ``BNVAE(device=...)``; one this process cannot use is a ``ValueError``."""
+    return resolve_precision(resolve_device(device), "auto")

@@ -124,3 +124,13 @@ class iter_texts:
 
     def __iter__(self):
         return iter(self.texts)
+
+
+def test_native_precision_is_what_auto_trains_in():
+    from ssl_textvae.presets import native_precision
+    from ssl_textvae.runtime.devices import resolve_device, resolve_precision
+
+    assert native_precision("cpu") == resolve_precision(resolve_device("cpu"), "auto")
+    assert native_precision("cpu") in ("bf16", "fp32")
+    with pytest.raises(ValueError, match="device"):
+        native_precision("no-such-device")

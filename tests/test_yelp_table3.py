@@ -236,9 +236,8 @@ def test_quick_run_writes_the_few_label_table(table3, data_dir, tmp_path, monkey
     assert quick["seconds"]["total"] >= quick["seconds"]["pretraining"] > 0
     assert seen == [20] and quick["rows"]["few-label/setfit"] == {"20": [88.5]}
     # The pool's minutes follow the machine kind's time target: bf16 where it runs, else fp32.
-    from ssl_textvae.runtime.devices import resolve_device, resolve_precision
-    precision = resolve_precision(resolve_device("auto"), "auto")
-    assert quick["pool"]["minutes"] == yelp_table3.QUICK["pretrain_minutes"][precision]
+    from ssl_textvae import presets
+    assert quick["pool"]["minutes"] == yelp_table3.QUICK["pretrain_minutes"][presets.native_precision()]
 
 
 def test_each_subcommand_keeps_its_own_default_budgets(table3):
