@@ -153,7 +153,8 @@ def vae_summary(vae):
     last = vae.history_[-1] if vae.history_ else {}
     best = min(vae.history_, key=lambda r: r.get("valid_loss", np.inf)) if vae.history_ else {}
     bound = vae.latent_dim * vae.gamma ** 2 / 2
-    return {"epochs": len(vae.history_), "softmax": vae.softmax, "kl_bound": bound,
+    return {"epochs": len(vae.history_), "softmax": vae.softmax, "kl_bound": bound, "pretraining_minutes":
+            round(sum(r.get("seconds", 0) for r in vae.history_) / 60, 1),
             "valid_kl_best_epoch": best.get("valid_kl"), "valid_active_units": best.get("valid_active_units"),
             "last_epoch": last.get("epoch"), "best_epoch": best.get("epoch")}
 
@@ -260,11 +261,10 @@ def run_curve(args, command):
         write_json(path, curve)
 
 
-# The quick budget: two epochs, adaptive softmax, over the pool sentences --pretrain-minutes holds
-# at the throughput measured at the start; few-label rows up to 1,000 labels, 2 halvings instead
-# of 5; SetFit at 100 labels only (its pairs grow with N: 470 s at 500 labels on 2 cores). The
-# minutes follow the time target of the machine kind: 8 minutes where bf16 runs, 12 in fp32
-# (the AVX2 cap measured 250 s besides pretraining, plus 75 s of install, leave 6).
+# The quick budget: two epochs, adaptive softmax, over the pool sentences --pretrain-minutes holds at the
+# throughput measured at the start; few-label rows up to 1,000 labels, 2 halvings instead of 5; SetFit at
+# 100 labels only (its pairs grow with N: 470 s at 500 labels on 2 cores). The minutes follow the machine
+# kind's time target: 8 minutes where bf16 runs, 12 in fp32 (the AVX2 cap: 250 s besides pretraining).
 QUICK = {"softmax": "adaptive", "max_epochs": 2, "seed": 0, "budgets": [100, 500, 1000], "setfit_budgets": [100],
          "pretrain_minutes": {"bf16": 4.5, "fp32": 6.0}, "fine_tuning": dict(PAPER_FINE_TUNING, fine_tuning_max_lr_halvings=2)}
 
@@ -309,7 +309,8 @@ def write_table(combined, prefix):
     lines = ["# Short Yelp test accuracy (%), paper and few-label protocols", "",
              f"Combined by `{combined['command']}` from:", ""]
     lines += [f"- seed {s['seed']}: " + ", ".join(f"`{c}`" for c in s["commands"]) +
-              f" ({s['vae']['epochs']} pretraining epochs, "
+              f" ({s['vae']['epochs']} pretraining epochs, " + (f"{s['vae']['pretraining_minutes']} min, "
+                                                                if "pretraining_minutes" in s["vae"] else "") +
               f"validation KL {s['vae']['valid_kl_best_epoch']:.2f} against the bound "
               f"{s['vae']['kl_bound']:.2f}, {s['vae']['valid_active_units']} active units)"
               for s in combined["seeds"]]

@@ -147,6 +147,7 @@ def test_evaluate_then_combine_gives_the_table3_json(table3, data_dir, pretraine
     assert [s["seed"] for s in table["seeds"]] == [0, 1]
     assert "--seed 1" in table["seeds"][1]["commands"][0]
     markdown = (tmp_path / "table3.md").read_text()
+    assert " pretraining epochs, " in markdown and " min, validation KL" in markdown   # minutes per seed
     assert "| paper/bnvae_fine_tuned |" in markdown
     assert "BN-VAE (paper)" not in markdown   # the paper's row only beside its own budgets
     assert (tmp_path / "table3.png").stat().st_size > 0
