@@ -117,7 +117,8 @@ def test_bad_encoder_gives_a_clear_error(tmp_path):
         BNVAE(**SMALL, encoder=3).fit(TEXTS)
 
 
-def test_the_recipes_pick_chooses_on_the_labels_only(tiny_encoder):
+def load_recipe():
+    """recipes/pretrained_encoder.py loaded as a script runs (its folder on sys.path for ``common``)."""
     import importlib.util
     import sys
     from pathlib import Path
@@ -130,6 +131,11 @@ def test_the_recipes_pick_chooses_on_the_labels_only(tiny_encoder):
         spec.loader.exec_module(recipe)
     finally:
         sys.path.remove(str(recipes))
+    return recipe
+
+
+def test_the_recipes_pick_chooses_on_the_labels_only(tiny_encoder):
+    recipe = load_recipe()
     vae = BNVAE(**SMALL, encoder=tiny_encoder).fit(TEXTS)
     recipe.FINE_TUNED = dict(recipe.FINE_TUNED, fine_tuning_max_epochs=1)
     labels = np.asarray(["pos" if label else "neg" for label in LABELS], dtype=object)
@@ -182,18 +188,7 @@ def test_a_frozen_encoders_fingerprint_is_hashed_once_and_forgotten_on_load(tiny
 def test_baselines_only_leaves_the_bnvae_rows_out(monkeypatch):
     """``--baselines-only`` (vae None): the baselines on the same labels, no VAE and no
     bnvae_pretrained row to overwrite the committed one."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    recipes = Path(__file__).resolve().parents[1] / "recipes"
-    sys.path.insert(0, str(recipes))
-    try:
-        spec = importlib.util.spec_from_file_location("recipe_pretrained_encoder_b", recipes / "pretrained_encoder.py")
-        recipe = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(recipe)
-    finally:
-        sys.path.remove(str(recipes))
+    recipe = load_recipe()
     monkeypatch.setattr(recipe, "embed", lambda texts: np.asarray([[("good" in t) + 0.0, len(t)] for t in texts]))
     labels = np.asarray(LABELS)
     data = {20: (TEXTS[:20], labels[:20]), "test": (TEXTS[20:], labels[20:])}
