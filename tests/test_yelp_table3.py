@@ -228,7 +228,7 @@ def test_quick_run_writes_the_few_label_table(table3, data_dir, tmp_path, monkey
     monkeypatch.setitem(yelp_table3.QUICK, "setfit_budgets", [20])
     monkeypatch.setattr(yelp_table3, "missing", lambda module: None)
     monkeypatch.setattr(yelp_table3, "setfit", lambda texts, y, test, seed: seen.append(len(texts)) or (88.5, 1.0))
-    yelp_table3.main(["quick", "--data-dir", str(data_dir), "--budgets", "20", "60", "--verbose", "0",
+    yelp_table3.main(["quick", "--data-dir", str(data_dir), "--budgets", "20", "60", "--verbose", "0", "--serial",
                       "--out-prefix", str(tmp_path / "quick")])
     quick = json.loads((tmp_path / "quick.json").read_text())
     assert set(quick["protocol"]) == {"few-label"}
