@@ -24,14 +24,12 @@ from pathlib import Path
 from common import FIGURES, PAPER_VAE, command_line, pyplot, read_json, write_json, write_markdown
 
 REFERENCE = "paper schedule"
-SCHEDULES = {   # name -> the curve file of yelp_table3.py curve (seed 0)
-    REFERENCE: FIGURES / "yelp_table3_curve_seed0.json",
-    "adaptive softmax": FIGURES / "yelp_table3_curve_seed0_adaptive.json",
-}
-SETTINGS = {REFERENCE: {"softmax": "full"}, "adaptive softmax": {"softmax": "adaptive"}}   # yelp_pretrain.py's
-DESCRIPTIONS = {
-    REFERENCE: "the paper's model and schedule (full softmax), precision=\"auto\"",
-    "adaptive softmax": "the same with the adaptive softmax (softmax=\"adaptive\")",
+# name -> the curve file of yelp_table3.py curve (seed 0), yelp_pretrain.py's settings, a description
+SCHEDULES = {
+    REFERENCE: {"curve": FIGURES / "yelp_table3_curve_seed0.json", "settings": {"softmax": "full"},
+                "description": "the paper's model and schedule (full softmax), precision=\"auto\""},
+    "adaptive softmax": {"curve": FIGURES / "yelp_table3_curve_seed0_adaptive.json", "settings": {"softmax": "adaptive"},
+                         "description": "the same with the adaptive softmax (softmax=\"adaptive\")"},
 }
 JUDGED = ("fine_tuned/100", "fine_tuned/1000")
 KL_BOUND = PAPER_VAE["latent_dim"] * PAPER_VAE["gamma"] ** 2 / 2
@@ -100,7 +98,7 @@ def main(argv=None):
     parser.add_argument("--budget-minutes", type=float, default=60.0)
     parser.add_argument("--out-prefix", default=str(FIGURES / "yelp_time_to_accuracy"))
     args = parser.parse_args(argv)
-    curves = {name: read_json(path, {"points": []})["points"] for name, path in SCHEDULES.items()}
+    curves = {name: read_json(schedule["curve"], {"points": []})["points"] for name, schedule in SCHEDULES.items()}
     curves = {name: points for name, points in curves.items() if points}
     judged = {name: judged_point(points, args.budget_minutes) for name, points in curves.items()}
     stored = stored_schedule(judged)
@@ -109,8 +107,8 @@ def main(argv=None):
         "command": command_line("yelp_time_to_accuracy.py", argv), "budget_minutes": args.budget_minutes,
         "judged_on": list(JUDGED), "kl_bound": KL_BOUND, "stored": stored,
         # what benchmarks/gpu_run.py pretrains: the stored schedule's settings and judged epoch
-        "stored_pretraining": dict(SETTINGS[stored], max_epochs=judged[stored]["epoch"]),
-        "schedules": {name: {"description": DESCRIPTIONS.get(name, name), "curve": str(SCHEDULES[name].name),
+        "stored_pretraining": dict(SCHEDULES[stored]["settings"], max_epochs=judged[stored]["epoch"]),
+        "schedules": {name: {"description": SCHEDULES[name]["description"], "curve": SCHEDULES[name]["curve"].name,
                              "judged_epoch": None if judged[name] is None else judged[name]["epoch"],
                              "points": points} for name, points in curves.items()}})
     write_markdown(prefix.with_suffix(".md"), [
@@ -121,7 +119,7 @@ def main(argv=None):
         *table(curves), "",
         "few-label rows (`frozen_lr`, `fine_tuned`) on the whole validation file; `paper` selects on its "
         "first half and is scored on the second.",
-        *(f"- {name}: {DESCRIPTIONS.get(name, name)}" for name in curves)])
+        *(f"- {name}: {SCHEDULES[name]['description']}" for name in curves)])
     plot_minutes(curves, args.budget_minutes, prefix.with_suffix(".png"))
     print(f"stored schedule: {stored}; wrote {prefix}.{{json,md,png}}")
 

@@ -187,7 +187,7 @@ def test_curve_reads_validation_only_and_resumes(table3, data_dir, pretrained, t
     assert [p["epoch"] for p in json.loads(out.read_text())["points"]] == [1, 2]
 
 
-def test_time_to_accuracy_applies_the_stored_schedule_rule(table3, tmp_path, monkeypatch):
+def test_time_to_accuracy_applies_the_stored_schedule_rule(tmp_path, monkeypatch):
     sys.path.insert(0, str(RECIPES))
     try:
         import yelp_time_to_accuracy as tta
@@ -201,10 +201,10 @@ def test_time_to_accuracy_applies_the_stored_schedule_rule(table3, tmp_path, mon
     paper = [point(2, 20, 83.0, 89.0), point(6, 53, 87.5, 91.2)]
 
     def run(candidate, name):
-        paths = {tta.REFERENCE: tmp_path / "paper.json", "adaptive softmax": tmp_path / f"{name}.json"}
+        schedules = {key: dict(schedule, curve=tmp_path / f"{key}-{name}.json") for key, schedule in tta.SCHEDULES.items()}
         for key, points in ((tta.REFERENCE, paper), ("adaptive softmax", candidate)):
-            paths[key].write_text(json.dumps({"points": points}))
-        monkeypatch.setattr(tta, "SCHEDULES", paths)
+            schedules[key]["curve"].write_text(json.dumps({"points": points}))
+        monkeypatch.setattr(tta, "SCHEDULES", schedules)
         tta.main(["--out-prefix", str(tmp_path / name)])
         return json.loads((tmp_path / f"{name}.json").read_text())
 
