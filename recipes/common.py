@@ -304,13 +304,13 @@ class Ensemble:
         return float(np.mean(self.predict(texts) == np.asarray(y)))
 
 
-def fine_tuned_ensemble(vae, texts, y, seed, settings, n_folds=N_FOLDS, extra=None):
-    """The few-label protocol: per fold of :func:`selection_folds`, a ``FineTunedBNVAEClassifier``
-    (``random_state=seed + k``) trained on the other folds (plus ``extra = (texts, y)``, pseudo-labels,
-    when given), its epoch picked on the held-out fold; the models' probabilities averaged."""
+def fine_tuned_ensemble(vae, texts, y, seed, settings, n_folds=N_FOLDS, extra=None, n_models=None):
+    """The few-label protocol: per fold of :func:`selection_folds` (the first ``n_models``), a
+    ``FineTunedBNVAEClassifier`` (``random_state=seed + k``) trained on the other folds (plus ``extra =
+    (texts, y)``, pseudo-labels), its epoch picked on the held-out fold; their probabilities averaged."""
     texts, y = np.asarray(texts, dtype=object), np.asarray(y)
     models, held_out = [], []
-    for k, (train, valid) in enumerate(selection_folds(y, seed, n_folds)):
+    for k, (train, valid) in enumerate(selection_folds(y, seed, n_folds)[:n_models]):
         train_texts, train_y = list(texts[train]), y[train]
         if extra is not None:
             train_texts, train_y = train_texts + list(extra[0]), np.concatenate([train_y, extra[1]])

@@ -197,3 +197,17 @@ def test_baselines_only_leaves_the_bnvae_rows_out(monkeypatch):
                               done=lambda rows, details: written.append(set(rows)))
     assert set(rows) == {"tfidf_lr", "minilm_lr"} and written == [{"tfidf_lr", "minilm_lr"}]
     assert all(0 <= rows[row]["20"] <= 100 for row in rows)
+
+
+def test_the_fine_tuned_candidate_is_one_model_with_a_tenth_held_out_from_single_model_from(tiny_encoder,
+                                                                                             monkeypatch):
+    recipe = load_recipe()
+    vae = BNVAE(**SMALL, encoder=tiny_encoder).fit(TEXTS)
+    monkeypatch.setattr(recipe, "FINE_TUNED", dict(recipe.FINE_TUNED, fine_tuning_max_epochs=1))
+    labels = np.asarray(LABELS)
+    cv, ensemble = recipe.fine_tuned_candidate(vae, TEXTS, labels, seed=0)
+    assert len(ensemble.models) == 5 and sum(len(held[1]) for held in ensemble.held_out) == len(TEXTS)
+    monkeypatch.setattr(recipe, "SINGLE_MODEL_FROM", len(TEXTS))
+    cv, ensemble = recipe.fine_tuned_candidate(vae, TEXTS, labels, seed=0)
+    assert len(ensemble.models) == 1 and len(ensemble.held_out[0][1]) == len(TEXTS) // 10
+    assert cv == ensemble.models[0].score(*ensemble.held_out[0])
