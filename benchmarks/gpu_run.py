@@ -66,7 +66,8 @@ WORK_MARKER = "gpu_run_work_dir.json"
 
 # The sizes of each mode: the only thing, with the device, that differs between them.
 SIZES = {
-    "gpu": {"device": "cuda", "pool_size": None, "largest_labeled": 10000, "model": {},
+    "gpu": {"device": "cuda", "pool_size": None, "largest_labeled": 10000,
+            "model": {k: v for k, v in STORED.items() if k not in ("softmax", "max_epochs")},   # its optimizer
             "target_epochs": STORED["max_epochs"], "softmax": STORED["softmax"],
             "budgets": list(BUDGETS), "evaluate": [], "collect_only": False,
             "bench": ["--repeats", "5", "--ratio-pairs", "20", "--loss-steps", "200", "--loss-seeds", "2"]},

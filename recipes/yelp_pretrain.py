@@ -17,6 +17,9 @@ a lost run folder loses minutes of training, not the curve.
 
 ``--pool-size`` and the model sizes (``--embed-dim``, ``--hidden-dim``, ``--latent-dim``) change the
 paper's settings; ``benchmarks/gpu_run.py`` uses them to fit a time budget and for its dry run.
+``--optimizer``, ``--lr`` and ``--batch-size`` give the other schedules of the time-to-accuracy
+comparison (``recipes/yelp_time_to_accuracy.py``); give such a run its own ``--run-dir`` and
+``--curves-dir``.
 
 Examples
 --------
@@ -36,6 +39,8 @@ from common import FIGURES, PAPER_VAE, YELP_DATA_DIR, command_line, pretraining_
 
 DEFAULT_RUN_DIR = Path.home() / "runs" / "yelp_table3"
 DEFAULT_CURVES_DIR = FIGURES / "yelp_pretrain_curves"
+# The paper's settings a run may change: the model's sizes and, for other schedules, the optimizer
+CHANGEABLE = {"embed_dim": int, "hidden_dim": int, "latent_dim": int, "optimizer": str, "lr": float, "batch_size": int}
 
 
 def build_parser():
@@ -55,8 +60,8 @@ def build_parser():
                              "the texts of train.10000 join them either way")
     parser.add_argument("--largest-labeled", type=int, default=10000,
                         help="the labeled subset whose texts join the pool (default: %(default)s)")
-    for name in ("embed_dim", "hidden_dim", "latent_dim"):
-        parser.add_argument("--" + name.replace("_", "-"), type=int, default=None,
+    for name, kind in CHANGEABLE.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
                             help="default: the paper's (PAPER_VAE)")
     parser.add_argument("--softmax", choices=("full", "adaptive"), default="full")
     parser.add_argument("--device", default="auto")
@@ -99,8 +104,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     command = command_line("yelp_pretrain.py", argv)
     history = earlier_epochs(out / "progress.jsonl")   # a resumed run's snapshots keep every epoch
-    sizes = {name: getattr(args, name) for name in ("embed_dim", "hidden_dim", "latent_dim")
-             if getattr(args, name) is not None}
+    sizes = {name: getattr(args, name) for name in CHANGEABLE if getattr(args, name) is not None}
     settings = {**PAPER_VAE, **sizes, "softmax": args.softmax}
     curve_path = Path(args.curves_dir) / f"{out.name}.json"
     run = {"seed": args.seed, "run_dir": str(out), "settings": settings, "pool_size": args.pool_size,

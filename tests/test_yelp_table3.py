@@ -106,11 +106,15 @@ def test_pretraining_writes_each_epochs_validation_figures(pretrained, data_dir,
     _, yelp_pretrain = table3
     yelp_pretrain.main(["--seed", "0", "--max-epochs", "1", "--data-dir", str(data_dir),
                         "--run-dir", str(tmp_path), "--curves-dir", str(pretrained / "curves"),
-                        "--largest-labeled", "20", "--pool-size", "50", "--hidden-dim", "16", "--verbose", "0"])
+                        "--largest-labeled", "20", "--pool-size", "50", "--hidden-dim", "16", "--verbose", "0",
+                        "--optimizer", "adam", "--lr", "0.001", "--batch-size", "8"])   # another schedule
     curve = json.loads((pretrained / "curves" / "seed0.json").read_text())
     assert [record["epoch"] for record in curve["epochs"]] == [1]
     assert curve["run"]["pool_size"] == 50 and curve["run"]["settings"]["hidden_dim"] == 16
-    assert BNVAE.load(tmp_path / "seed0" / "final").hidden_dim == 16
+    assert {k: curve["run"]["settings"][k] for k in ("optimizer", "lr", "batch_size")} == \
+        {"optimizer": "adam", "lr": 0.001, "batch_size": 8}
+    final = BNVAE.load(tmp_path / "seed0" / "final")
+    assert (final.hidden_dim, final.optimizer, final.lr, final.batch_size) == (16, "adam", 0.001, 8)
 
 
 def test_evaluate_then_combine_gives_the_table3_json(table3, data_dir, pretrained, tmp_path):
