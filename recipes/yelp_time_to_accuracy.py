@@ -32,8 +32,8 @@ SCHEDULES = {
                          "description": "the same with the adaptive softmax (softmax=\"adaptive\")"},
     "Adam, batch 64": {"curve": FIGURES / "yelp_table3_curve_seed0_adam_b64.json",
                        "settings": {"softmax": "adaptive", "optimizer": "adam", "lr": 0.001, "batch_size": 64},
-                       "description": "adaptive softmax, Adam at lr 0.001, batches of 64 (1.4 times the tokens/s "
-                                      "of 32 at one thread); the plateau schedule unchanged"},
+                       "description": "adaptive softmax, Adam at lr 0.001, batches of 64; the plateau schedule "
+                                      "unchanged"},
 }
 JUDGED = ("fine_tuned/100", "fine_tuned/1000")
 KL_BOUND = PAPER_VAE["latent_dim"] * PAPER_VAE["gamma"] ** 2 / 2
