@@ -321,11 +321,11 @@ def fine_tuned_ensemble(vae, texts, y, seed, settings, n_folds=N_FOLDS, extra=No
 
 
 def beside(function, *args, **kwargs):
-    """``function(*args, **kwargs)`` started in a second process with torch at half the CPUs' threads
-    (``.result()`` waits for it): on 2 cores two one-thread jobs do more than one two-thread job."""
+    """``function(*args, **kwargs)`` started in a second process with torch at half this process's CPUs
+    as threads (``.result()`` waits for it): on 2 cores two one-thread jobs beat one two-thread job."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
     # spawn, not fork: a fork of a process whose OpenMP threads have started can hang
-    pool = ProcessPoolExecutor(1, multiprocessing.get_context("spawn"), torch.set_num_threads,
-                               (max(1, (os.cpu_count() or 2) // 2),))
+    pool = ProcessPoolExecutor(1, multiprocessing.get_context("spawn"), torch.set_num_threads, (max(1, cpus // 2),))
     future = pool.submit(function, *args, **kwargs)
     pool.shutdown(wait=False)   # the job runs on; the worker exits when it is done
     return future
