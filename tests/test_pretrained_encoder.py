@@ -18,6 +18,7 @@ POSITIVE = ["the food was good", "great place", "tasty food", "friendly staff", 
 NEGATIVE = ["the food was bad", "rude staff", "cold food", "awful place", "slow staff"]
 TEXTS = (POSITIVE + NEGATIVE) * 4
 LABELS = ([1] * 5 + [0] * 5) * 4
+POOL = [f"{word} {thing}" for word in ("good", "bad", "tasty", "cold") for thing in ("food", "staff", "place")]
 SMALL = dict(latent_dim=4, embed_dim=8, hidden_dim=16, max_epochs=2, batch_size=8, verbose=0,
              random_state=0, precision="fp32")
 
@@ -139,10 +140,31 @@ def test_the_recipes_pick_chooses_on_the_labels_only(tiny_encoder):
     vae = BNVAE(**SMALL, encoder=tiny_encoder).fit(TEXTS)
     recipe.FINE_TUNED = dict(recipe.FINE_TUNED, fine_tuning_max_epochs=1)
     labels = np.asarray(["pos" if label else "neg" for label in LABELS], dtype=object)
-    model, chosen, cv = recipe.pick(vae, TEXTS, labels, seed=0, fine_tune=True)
+    model, chosen, fitted, teacher = recipe.pick(vae, TEXTS, labels, seed=0, fine_tune=True)
+    cv = {name: score for name, (score, _) in fitted.items()}
     assert set(cv) == {"frozen, embedding_weight 0", "frozen, embedding_weight 1", "fine-tuned ensemble"}
-    assert chosen == max(cv, key=cv.get) and all(0 <= value <= 100 for value in cv.values())
-    assert 0 <= model.score(TEXTS[:8], labels[:8]) <= 1
+    assert chosen == max(cv, key=cv.get) and all(0 <= value <= 1 for value in cv.values())
+    assert teacher is None and model is fitted[chosen][1] and 0 <= model.score(TEXTS[:8], labels[:8]) <= 1
+
+
+def test_self_training_pseudo_labels_each_fold_with_the_model_that_never_saw_it(tiny_encoder, monkeypatch):
+    """Fold k's student learns from teacher k's pseudo-labels and is scored on teacher k's held-out
+    fold, so the self-trained candidate's CV accuracy never sees a label its fold held out."""
+    recipe = load_recipe()
+    vae = BNVAE(**SMALL, encoder=tiny_encoder).fit(TEXTS)
+    monkeypatch.setattr(recipe, "FINE_TUNED", dict(recipe.FINE_TUNED, fine_tuning_max_epochs=1))
+    monkeypatch.setattr(recipe, "SELF_TRAINING", {"pool_sentences": 12, "pseudo_labels": 6})
+    labels = np.asarray(LABELS)
+    labeled_by = []
+    real = recipe.pseudo_labels
+    monkeypatch.setattr(recipe, "pseudo_labels", lambda model, *a: labeled_by.append(model) or real(model, *a))
+    model, chosen, fitted, teacher = recipe.pick(vae, TEXTS, labels, seed=0, fine_tune=True, pool=POOL)
+    assert "fine-tuned ensemble" not in fitted and teacher is not None
+    cv, student = fitted["fine-tuned ensemble, self-trained"]
+    assert labeled_by == teacher[1].models   # fold k's pseudo-labels by fold k's teacher, in order
+    assert [list(held[0]) for held in student.held_out] == [list(held[0]) for held in teacher[1].held_out]
+    assert 0 < len(real(teacher[1].models[0], POOL, 6, labels)[0]) <= 6
+    assert cv == np.mean([m.score(*held) for m, held in zip(student.models, student.held_out)])
 
 
 def test_tune_searches_the_encoder_freezing_like_any_parameter(tiny_encoder):
