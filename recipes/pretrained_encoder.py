@@ -216,6 +216,33 @@ def run_dev(args, command):
 ROWS = ("bnvae_pretrained", "setfit", "minilm_lr", "tfidf_lr")
 
 
+def self_training_lines():
+    """The self-training measurement (``--eval valid`` records): validation accuracy of the
+    self-trained ensemble against its teacher per seed, and the keep rule applied."""
+    runs = [read_json(p) for p in sorted((FIGURES / "pretrained_encoder_valid").glob("seed*.json"))]
+    got = {}   # budget -> [(seed, teacher, self-trained)]
+    for run in runs:
+        for budget, detail in run["details"].get("few-label/bnvae_pretrained", {}).items():
+            if "teacher" in detail.get("accuracy", {}):
+                accuracy = detail["accuracy"]
+                got.setdefault(budget, []).append((run["seed"], accuracy["teacher"],
+                                                   accuracy["fine-tuned ensemble, self-trained"]))
+    if not got:
+        return []
+    lines = ["", f"Self-training, validation accuracy (%, first {VALID_SENTENCES} sentences of short_yelp.valid.txt):",
+             "", "| labels | seeds | teacher | self-trained | gain per seed | teacher's spread | kept |",
+             "|---:|---|---:|---:|---|---:|---|"]
+    for budget in sorted(got, key=int):
+        seeds, teacher, student = zip(*got[budget])
+        gains = np.subtract(student, teacher)
+        spread = max(teacher) - min(teacher)
+        passed = gains.min() > 0 and gains.mean() > spread
+        kept = "no" if not passed else "yes" if len(seeds) >= 3 else f"not yet ({len(seeds)} seeds)"
+        lines.append(f"| {budget} | {', '.join(map(str, seeds))} | {np.mean(teacher):.2f} | {np.mean(student):.2f} | "
+                     + " / ".join(f"{g:+.2f}" for g in gains) + f" | {spread:.2f} | {kept} |")
+    return lines
+
+
 def run_report(args, command):
     """Markdown tables of the committed results: short Yelp (mean ± sd over the seeds run, the
     count in brackets) and the development sets; the margin of bnvae_pretrained over the best
@@ -242,6 +269,7 @@ def run_report(args, command):
             margin = f"{got['bnvae_pretrained'] - max(others):+.1f}" if "bnvae_pretrained" in got and others else "—"
             lines.append(f"| {name} | {labels} | " + " | ".join(f"{got[r]:.1f}" if r in got else "—" for r in ROWS)
                          + f" | {margin} |")
+    lines += self_training_lines()
     write_markdown(FIGURES / "pretrained_encoder.md", lines)
     print(f"Wrote {FIGURES / 'pretrained_encoder.md'}.")
 

@@ -233,3 +233,21 @@ def test_the_fine_tuned_candidate_is_one_model_with_a_tenth_held_out_from_single
     cv, ensemble = recipe.fine_tuned_candidate(vae, TEXTS, labels, seed=0)
     assert len(ensemble.models) == 1 and len(ensemble.held_out[0][1]) == len(TEXTS) // 10
     assert cv == ensemble.models[0].score(*ensemble.held_out[0])
+
+
+def test_the_self_training_table_applies_the_keep_rule(tmp_path, monkeypatch):
+    recipe = load_recipe()
+    monkeypatch.setattr(recipe, "FIGURES", tmp_path)
+    assert recipe.self_training_lines() == []
+    teacher = {"100": [93.0, 93.2, 93.1], "500": [94.0, 94.0, 94.0]}
+    student = {"100": [93.5, 93.6, 93.6], "500": [94.1, 93.9, 94.5]}   # 100: +0.47 > spread 0.2; 500: one loss
+    for seed in range(3):
+        details = {b: {"accuracy": {"teacher": teacher[b][seed], "fine-tuned ensemble, self-trained": student[b][seed]}}
+                   for b in teacher}
+        recipe.write_json(tmp_path / "pretrained_encoder_valid" / f"seed{seed}.json",
+                          {"seed": seed, "details": {"few-label/bnvae_pretrained": details}})
+        if seed == 1:
+            assert recipe.self_training_lines()[5].endswith("| not yet (2 seeds) |")
+    rows = recipe.self_training_lines()[5:]
+    assert rows[0].startswith("| 100 | 0, 1, 2 |") and rows[0].endswith("| 0.20 | yes |")
+    assert rows[1].endswith("| no |")
